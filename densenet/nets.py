@@ -1,0 +1,424 @@
+"""DenseNets for ImageNet and CIFAR, in the style of tf-slim's `nets/resnet_v2.py`.
+
+Huang et al., "Densely Connected Convolutional Networks", CVPR 2017.
+
+Typical use for classification at 224x224:
+
+   import tf_slim as slim
+   from densenet import densenet_121, densenet_arg_scope
+
+   with slim.arg_scope(densenet_arg_scope()):
+     logits, end_points = densenet_121(images, num_classes=1000,
+                                       is_training=False)     # [B, 1000]
+
+Typical use for dense prediction (semantic segmentation):
+
+   with slim.arg_scope(densenet_arg_scope()):
+     net, end_points = densenet_121(images, num_classes=None,
+                                    is_training=False, global_pool=False,
+                                    output_stride=16)         # [B, 14, 14, 1024]
+
+With `output_stride` the late transitions keep the resolution and the later
+3x3 convolutions become atrous; the variables do not change, so a checkpoint
+trained for classification restores into the dense-prediction graph.
+
+ImageNet models (`root='imagenet'`): explicit (3, 3) zero padding, 7x7/2
+convolution with 2k filters, BN-ReLU, (1, 1) padding and a 3x3/2 max pool
+(the padding Keras and torchvision use), four dense blocks with transitions
+between them, BN-ReLU, global average pool, 1x1 convolution logits.
+CIFAR models (`root='cifar'`): a 3x3 convolution with 16 (or 2k for
+DenseNet-BC) filters, three dense blocks, BN-ReLU, global average pool, logits.
+
+End points (public API; `S` is the model's scope, e.g. 'densenet_121'):
+  S/conv1                               root convolution (after BN-ReLU for
+                                        ImageNet models), stride 2 (1 for CIFAR)
+  S/pool1                               root max pool, stride 4
+                                        (only with initial_output_stride=4)
+  S/dense_block{b}/unit_{i}/dense_unit  each dense unit (input + new maps)
+  S/dense_block{b}/unit_{i}/dense_unit/conv{1,2}   its convolutions
+  S/dense_block{b}                      each dense block's output
+  S/transition{t}/unit_1/transition     each transition (and .../conv)
+  S/transition{t}                       the same tensor, per block
+  S/postnorm                            final BN-ReLU
+  S/global_pool                         global average, [B, 1, 1, C]
+  S/logits                              [B, 1, 1, num_classes] (or spatial)
+  S/spatial_squeeze                     [B, num_classes]
+  predictions                           softmax of the logits
+With initial_output_stride 4, S/dense_block1 is the stride-4 feature map and
+S/dense_block2 the stride-8 one (stride 2 and 4 with initial_output_stride 2).
+"""
+
+import tensorflow as tf
+import tf_slim as slim
+from tf_slim.layers import utils as slim_utils
+
+import densenet_utils
+
+_ROOTS = ('imagenet', 'cifar')
+_INITIAL_OUTPUT_STRIDES = (1, 2, 4)
+
+
+def densenet(inputs,
+             blocks,
+             num_classes=None,
+             is_training=True,
+             global_pool=True,
+             output_stride=None,
+             initial_output_stride=4,
+             root='imagenet',
+             num_initial_filters=64,
+             spatial_squeeze=True,
+             reuse=None,
+             scope=None):
+  """Generator for DenseNet models from a list of `Block`s.
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor, channels known.
+    blocks: A list of `densenet_utils.Block`s (dense blocks and transitions).
+    num_classes: Number of classes of the logits, or None to return the
+      features (the output of the global pool, or of the final BN-ReLU when
+      `global_pool` is False).
+    is_training: Whether batch norm and dropout are in training mode (Python
+      bool or bool Tensor), or None to leave them to the enclosing arg_scope.
+    global_pool: Whether to average the final feature map to 1x1.
+    output_stride: Stride of the final feature map relative to the input
+      (atrous convolution after it is reached), or None for the nominal one.
+    initial_output_stride: Stride of the root: 4 (conv/2 then max pool/2),
+      2 (conv/2, no pool) or 1 (conv/1, no pool).
+    root: 'imagenet' (padded 7x7 conv, BN-ReLU) or 'cifar' (3x3 conv).
+    num_initial_filters: Filters of the root convolution.
+    spatial_squeeze: Whether to squeeze globally pooled logits to
+      `[batch, num_classes]`.
+    reuse: Whether to reuse the variables of `scope`.
+    scope: The variable scope.
+
+  Returns:
+    net: `[batch, num_classes]` logits (spatially squeezed), or
+      `[batch, 1, 1, num_classes]`, or `[batch, h, w, num_classes]` without
+      the global pool; features `[batch, (h, w | 1, 1), channels]` when
+      `num_classes` is None.
+    end_points: A dict from the end-point names listed in the module docstring
+      to Tensors.
+
+  Raises:
+    ValueError: For a bad argument; the message names it.
+  """
+  _check_inputs(inputs)
+  if root not in _ROOTS:
+    raise ValueError('root must be one of %s, got %r.' % (_ROOTS, root))
+  if initial_output_stride not in _INITIAL_OUTPUT_STRIDES:
+    raise ValueError('initial_output_stride must be one of %s, got %r.' %
+                     (_INITIAL_OUTPUT_STRIDES, initial_output_stride))
+  if num_classes is not None and (not isinstance(num_classes, int) or
+                                  num_classes < 1):
+    raise ValueError('num_classes must be a positive int or None, got %r.' %
+                     (num_classes,))
+  with tf.compat.v1.variable_scope(
+      scope, 'densenet', [inputs], reuse=reuse) as sc:
+    end_points_collection = sc.original_name_scope + '_end_points'
+    with slim.arg_scope(
+        [slim.conv2d, slim.max_pool2d, densenet_utils.dense_unit,
+         densenet_utils.transition],
+        outputs_collections=end_points_collection), \
+        _training_scope(is_training):
+      net = _root(inputs, root, num_initial_filters, initial_output_stride)
+      net = densenet_utils.stack_blocks_dense(
+          net, blocks, output_stride, input_stride=initial_output_stride,
+          outputs_collections=end_points_collection)
+      net = densenet_utils.batch_norm(
+          net, activation_fn=tf.nn.relu, scope='postnorm',
+          outputs_collections=end_points_collection)
+      end_points = slim_utils.convert_collection_to_dict(
+          end_points_collection)
+      if global_pool:
+        net = tf.reduce_mean(net, [1, 2], name='global_pool', keepdims=True)
+        end_points[sc.name + '/global_pool'] = net
+      if num_classes:
+        net = slim.conv2d(net, num_classes, [1, 1], activation_fn=None,
+                          normalizer_fn=None, scope='logits')
+        end_points[sc.name + '/logits'] = net
+        if spatial_squeeze and global_pool:
+          net = tf.squeeze(net, [1, 2], name='spatial_squeeze')
+          end_points[sc.name + '/spatial_squeeze'] = net
+        end_points['predictions'] = slim.softmax(net, scope='predictions')
+      return net, end_points
+
+
+densenet.default_image_size = 224
+
+
+def _check_inputs(inputs):
+  shape = inputs.shape
+  if shape.rank != 4:
+    raise ValueError('inputs must be a rank-4 [batch, height, width, '
+                     'channels] Tensor, got shape %s.' % shape)
+  if shape[-1] is None:
+    raise ValueError('inputs must have a known channel count, got shape %s.'
+                     % shape)
+
+
+class _NoOpScope(object):
+
+  def __enter__(self):
+    return None
+
+  def __exit__(self, *args):
+    return False
+
+
+def _training_scope(is_training):
+  """arg_scope that sets `is_training` of batch norm and dropout."""
+  if is_training is None:
+    return _NoOpScope()
+  return slim.arg_scope([densenet_utils.batch_norm, slim.dropout],
+                        is_training=is_training)
+
+
+def _root(inputs, root, num_filters, initial_output_stride):
+  """The root block: `[B, H, W, C]` -> `[B, H / s, W / s, num_filters]`."""
+  conv_stride = 1 if initial_output_stride == 1 else 2
+  if root == 'cifar':
+    net = _pad(inputs, 1)
+    net = slim.conv2d(net, num_filters, [3, 3], stride=conv_stride,
+                      padding='VALID', normalizer_fn=None, activation_fn=None,
+                      biases_initializer=None, scope='conv1')
+  else:
+    net = _pad(inputs, 3)
+    net = slim.conv2d(net, num_filters, [7, 7], stride=conv_stride,
+                      padding='VALID', scope='conv1')
+  if initial_output_stride == 4:
+    # Zero padding is safe for the max pool: its input is post-ReLU.
+    net = slim.max_pool2d(_pad(net, 1), [3, 3], stride=2, padding='VALID',
+                          scope='pool1')
+  return net
+
+
+def _pad(inputs, amount):
+  """Zero-pads height and width by `amount` on each side (Keras' padding)."""
+  return tf.pad(inputs, [[0, 0], [amount, amount], [amount, amount], [0, 0]])
+
+
+def densenet_X(inputs,
+               num_units_per_block,
+               growth_rate=32,
+               num_initial_filters=None,
+               compression=0.5,
+               bottleneck=True,
+               dropout_rate=0.0,
+               num_classes=None,
+               is_training=True,
+               global_pool=True,
+               output_stride=None,
+               initial_output_stride=4,
+               root='imagenet',
+               spatial_squeeze=True,
+               reuse=None,
+               scope='densenet_X'):
+  """A DenseNet with any number of dense blocks.
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor.
+    num_units_per_block: Dense units (layers) of each dense block, e.g.
+      (6, 12, 24, 16) for DenseNet-121; a transition follows every block but
+      the last.
+    growth_rate: Feature maps each unit adds (k), >= 1.
+    num_initial_filters: Filters of the root convolution; default 2k.
+    compression: Channel fraction kept by transitions (theta), in (0, 1].
+    bottleneck: Whether units start with a 1x1 conv to 4k channels (-B).
+    dropout_rate: Dropout after every convolution, in [0, 1).
+    num_classes, is_training, global_pool, output_stride,
+    initial_output_stride, root, spatial_squeeze, reuse, scope: see `densenet`.
+
+  Returns:
+    (net, end_points) as `densenet`.
+
+  Raises:
+    ValueError: For a bad argument; the message names it.
+  """
+  blocks = densenet_blocks(num_units_per_block, growth_rate, compression,
+                           bottleneck, dropout_rate)
+  if num_initial_filters is None:
+    num_initial_filters = 2 * growth_rate
+  return densenet(inputs, blocks, num_classes=num_classes,
+                  is_training=is_training, global_pool=global_pool,
+                  output_stride=output_stride,
+                  initial_output_stride=initial_output_stride, root=root,
+                  num_initial_filters=num_initial_filters,
+                  spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope)
+
+
+densenet_X.default_image_size = 224
+
+
+def densenet_blocks(num_units_per_block, growth_rate, compression=0.5,
+                    bottleneck=True, dropout_rate=0.0):
+  """The `Block` list: dense_block1, transition1, ..., dense_block{n}.
+
+  Raises:
+    ValueError: If an argument is out of range; the message names it.
+  """
+  units = list(num_units_per_block or [])
+  if not units or any(not isinstance(n, int) or n < 1 for n in units):
+    raise ValueError('num_units_per_block must be a non-empty list of '
+                     'positive ints, got %r.' % (num_units_per_block,))
+  if not isinstance(growth_rate, int) or growth_rate < 1:
+    raise ValueError('growth_rate must be an int >= 1, got %r.' %
+                     (growth_rate,))
+  if not 0.0 < compression <= 1.0:
+    raise ValueError('compression (theta) must be in (0, 1], got %r.' %
+                     (compression,))
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError('dropout_rate must be in [0, 1), got %r.' %
+                     (dropout_rate,))
+  blocks = []
+  for i, num_units in enumerate(units):
+    blocks.append(densenet_utils.densenet_block(
+        'dense_block%d' % (i + 1), num_units, growth_rate, bottleneck,
+        dropout_rate))
+    if i + 1 < len(units):
+      blocks.append(densenet_utils.transition_block(
+          'transition%d' % (i + 1), compression, stride=2,
+          dropout_rate=dropout_rate))
+  return blocks
+
+
+def _imagenet_model(name, num_units_per_block, growth_rate):
+  """Makes a `densenet_<name>` constructor for an ImageNet architecture."""
+
+  def constructor(inputs,
+                  num_classes=None,
+                  is_training=True,
+                  global_pool=True,
+                  output_stride=None,
+                  initial_output_stride=4,
+                  spatial_squeeze=True,
+                  dropout_rate=0.0,
+                  reuse=None,
+                  scope='densenet_' + name):
+    return densenet_X(inputs, num_units_per_block, growth_rate=growth_rate,
+                      compression=0.5, bottleneck=True,
+                      dropout_rate=dropout_rate, num_classes=num_classes,
+                      is_training=is_training, global_pool=global_pool,
+                      output_stride=output_stride,
+                      initial_output_stride=initial_output_stride,
+                      root='imagenet', spatial_squeeze=spatial_squeeze,
+                      reuse=reuse, scope=scope)
+
+  constructor.__name__ = 'densenet_' + name
+  constructor.__qualname__ = constructor.__name__
+  constructor.__doc__ = (
+      """DenseNet-%s (k=%d, units per block %s, theta 0.5), ImageNet root.
+
+  Args: see `densenet`; `dropout_rate` as `densenet_X`.
+
+  Returns:
+    (net, end_points); net is `[batch, num_classes]` for 224x224 inputs, or
+    `[batch, 224 / output_stride, 224 / output_stride, channels]` with
+    `num_classes=None, global_pool=False`.
+  """ % (name, growth_rate, tuple(num_units_per_block)))
+  constructor.default_image_size = 224
+  constructor.num_units_per_block = tuple(num_units_per_block)
+  constructor.growth_rate = growth_rate
+  return constructor
+
+
+densenet_121 = _imagenet_model('121', (6, 12, 24, 16), 32)
+densenet_169 = _imagenet_model('169', (6, 12, 32, 32), 32)
+densenet_201 = _imagenet_model('201', (6, 12, 48, 32), 32)
+densenet_161 = _imagenet_model('161', (6, 12, 36, 24), 48)
+densenet_264 = _imagenet_model('264', (6, 12, 64, 48), 32)
+
+
+def densenet_cifar(inputs,
+                   depth,
+                   growth_rate,
+                   bc=True,
+                   num_classes=10,
+                   is_training=True,
+                   global_pool=True,
+                   output_stride=None,
+                   initial_output_stride=1,
+                   spatial_squeeze=True,
+                   dropout_rate=0.0,
+                   reuse=None,
+                   scope=None):
+  """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
+
+  DenseNet (`bc=False`): (depth - 4) / 3 units per block without bottleneck,
+  16 root filters, no compression. DenseNet-BC (`bc=True`): (depth - 4) / 6
+  bottleneck units per block, 2k root filters, compression 0.5.
+
+  Args:
+    inputs: A `[batch, 32, 32, 3]` Tensor (other sizes work too).
+    depth: L, the number of layers with weights.
+    growth_rate: k.
+    bc: DenseNet-BC (bottleneck and compression) or plain DenseNet.
+    dropout_rate: The paper uses 0.2 when training without augmentation.
+    Other args: see `densenet`.
+
+  Returns:
+    (net, end_points); net is `[batch, num_classes]`.
+
+  Raises:
+    ValueError: If `depth` does not give a whole number of units per block.
+  """
+  layers_per_unit = 6 if bc else 3
+  if not isinstance(depth, int) or depth < 4 + layers_per_unit or (
+      depth - 4) % layers_per_unit:
+    raise ValueError('depth must be 4 + a positive multiple of %d for %s, '
+                     'got %r.' % (layers_per_unit,
+                                  'DenseNet-BC' if bc else 'DenseNet', depth))
+  num_units = (depth - 4) // layers_per_unit
+  if scope is None:
+    scope = 'densenet_%s%d_k%d' % ('bc_' if bc else '', depth, growth_rate)
+  return densenet_X(inputs, [num_units] * 3, growth_rate=growth_rate,
+                    num_initial_filters=2 * growth_rate if bc else 16,
+                    compression=0.5 if bc else 1.0, bottleneck=bc,
+                    dropout_rate=dropout_rate, num_classes=num_classes,
+                    is_training=is_training, global_pool=global_pool,
+                    output_stride=output_stride,
+                    initial_output_stride=initial_output_stride, root='cifar',
+                    spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope)
+
+
+densenet_cifar.default_image_size = 32
+
+
+def _cifar_model(depth, growth_rate, bc):
+  """Makes a constructor for one of the paper's CIFAR configurations."""
+  name = 'densenet_%s%d_k%d' % ('bc_' if bc else '', depth, growth_rate)
+
+  def constructor(inputs, num_classes=10, is_training=True, global_pool=True,
+                  output_stride=None, initial_output_stride=1,
+                  spatial_squeeze=True, dropout_rate=0.0, reuse=None,
+                  scope=name):
+    return densenet_cifar(inputs, depth, growth_rate, bc=bc,
+                          num_classes=num_classes, is_training=is_training,
+                          global_pool=global_pool, output_stride=output_stride,
+                          initial_output_stride=initial_output_stride,
+                          spatial_squeeze=spatial_squeeze,
+                          dropout_rate=dropout_rate, reuse=reuse, scope=scope)
+
+  constructor.__name__ = name
+  constructor.__qualname__ = name
+  constructor.__doc__ = (
+      """%s with L=%d, k=%d on 32x32 images; see `densenet_cifar`.""" %
+      ('DenseNet-BC' if bc else 'DenseNet', depth, growth_rate))
+  constructor.default_image_size = 32
+  return constructor
+
+
+densenet_40_k12 = _cifar_model(40, 12, bc=False)
+densenet_100_k12 = _cifar_model(100, 12, bc=False)
+densenet_100_k24 = _cifar_model(100, 24, bc=False)
+densenet_bc_100_k12 = _cifar_model(100, 12, bc=True)
+densenet_bc_250_k24 = _cifar_model(250, 24, bc=True)
+densenet_bc_190_k40 = _cifar_model(190, 40, bc=True)
+
+# Every named constructor, by name (used by the command-line tools).
+MODELS = {
+    fn.__name__: fn for fn in (
+        densenet_121, densenet_169, densenet_201, densenet_161, densenet_264,
+        densenet_40_k12, densenet_100_k12, densenet_100_k24,
+        densenet_bc_100_k12, densenet_bc_250_k24, densenet_bc_190_k40)
+}

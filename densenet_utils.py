@@ -1,0 +1,427 @@
+"""Building blocks of DenseNets, in the style of tf-slim's `nets/resnet_utils.py`.
+
+Huang et al., "Densely Connected Convolutional Networks", CVPR 2017
+(https://arxiv.org/abs/1608.06993).
+
+A DenseNet is a list of `Block`s run by `stack_blocks_dense`: dense blocks,
+whose units each append `growth_rate` feature maps to their input, and
+transition blocks between them, which compress the channels by `compression`
+(theta in the paper) and halve the resolution with a 2x2/2 average pool.
+
+`stack_blocks_dense` alone owns the stride bookkeeping. Given a target
+`output_stride`, it runs every transition after that stride is reached with a
+stride-1 2x2 average pool whose taps are `rate` apart, and every later 3x3
+convolution with that `rate` (atrous convolution). Nothing else changes, so
+the variables of a network are the same for every `output_stride` and a
+classification checkpoint loads into a dense-prediction graph.
+
+All tensors are NHWC: `[batch, height, width, channels]`.
+"""
+
+import collections
+
+import tensorflow as tf
+import tf_slim as slim
+from tf_slim.layers import utils as slim_utils
+from tf_slim.ops import variables as slim_variables
+
+
+class Block(collections.namedtuple('Block', ['scope', 'unit_fn', 'args'])):
+  """A named tuple describing a DenseNet block (dense block or transition).
+
+  Its parts are:
+    scope: The scope of the `Block`, e.g. 'dense_block1' or 'transition1'.
+    unit_fn: The function that builds one unit: `dense_unit` or `transition`.
+      It takes a `[batch, height, width, channels]` Tensor as its first
+      argument, a `rate` keyword, and the keywords in `args`.
+    args: A list with one dict of keyword arguments per unit. A unit that
+      downsamples has a 'stride' key; it is the only place a stride is stored.
+  """
+
+
+def densenet_block(scope, num_units, growth_rate, bottleneck=True,
+                   dropout_rate=0.0):
+  """A dense block of `num_units` identical dense units.
+
+  Args:
+    scope: The scope of the block.
+    num_units: Number of dense units (layers) in the block, >= 1.
+    growth_rate: Feature maps each unit adds (k in the paper), >= 1.
+    bottleneck: Whether each unit starts with a 1x1 convolution to
+      `4 * growth_rate` channels (DenseNet-B).
+    dropout_rate: Dropout after every convolution of a unit (0 disables it).
+
+  Returns:
+    A `Block` whose units map `[B, H, W, C]` to `[B, H, W, C + growth_rate]`.
+  """
+  return Block(scope, dense_unit, [{
+      'growth_rate': growth_rate,
+      'bottleneck': bottleneck,
+      'dropout_rate': dropout_rate,
+  }] * num_units)
+
+
+def transition_block(scope, compression=0.5, stride=2, dropout_rate=0.0):
+  """A transition: BN-ReLU-Conv1x1(floor(compression * C))-AvgPool 2x2/stride.
+
+  Args:
+    scope: The scope of the block.
+    compression: Fraction of channels kept (theta in the paper), in (0, 1].
+    stride: Stride of the 2x2 average pool.
+    dropout_rate: Dropout after the 1x1 convolution (0 disables it).
+
+  Returns:
+    A one-unit `Block` mapping `[B, H, W, C]` to
+    `[B, H / stride, W / stride, floor(compression * C)]`.
+  """
+  return Block(scope, transition, [{
+      'compression': compression,
+      'stride': stride,
+      'dropout_rate': dropout_rate,
+  }])
+
+
+@slim.add_arg_scope
+def batch_norm(inputs,
+               decay=0.999,
+               center=True,
+               scale=False,
+               epsilon=0.001,
+               activation_fn=None,
+               param_initializers=None,
+               updates_collections=tf.compat.v1.GraphKeys.UPDATE_OPS,
+               is_training=True,
+               reuse=None,
+               variables_collections=None,
+               outputs_collections=None,
+               trainable=True,
+               scope=None):
+  """Fused batch normalization with tf-slim's variables and semantics.
+
+  A drop-in for `slim.batch_norm` (its fused NHWC path) that also works inside
+  a `tf.distribute` replica context: the moving statistics are ON_READ / MEAN
+  variables updated with `assign_sub`, using slim's formula
+  `moving -= (moving - batch_statistic) * (1 - decay)`, so each replica keeps
+  its own statistics and reads average them. Variables: `<scope>/beta`,
+  `<scope>/gamma` (if `scale`), `<scope>/moving_mean`,
+  `<scope>/moving_variance`, scope 'BatchNorm' by default.
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor, channels known.
+    decay: Decay of the moving averages.
+    center: Whether to add the offset `beta`.
+    scale: Whether to multiply by `gamma`.
+    epsilon: Added to the variance before the square root.
+    activation_fn: Optional activation applied to the output.
+    param_initializers: Optional dict of initializers for 'beta', 'gamma',
+      'moving_mean', 'moving_variance'.
+    updates_collections: Collections the moving-average updates are added to
+      (run them with the train op), or None to run them in place.
+    is_training: Python bool or bool Tensor: normalize with batch statistics
+      and update the moving averages, or normalize with the moving averages.
+    reuse: Whether to reuse the variables of `scope`.
+    variables_collections: Optional collections for the variables.
+    outputs_collections: Collections the output is added to.
+    trainable: Whether `beta` and `gamma` are trainable.
+    scope: Optional variable scope.
+
+  Returns:
+    A Tensor with the shape and dtype of `inputs`.
+
+  Raises:
+    ValueError: If `inputs` is not rank 4 or its channel count is unknown.
+  """
+  with tf.compat.v1.variable_scope(
+      scope, 'BatchNorm', [inputs], reuse=reuse) as sc:
+    inputs = tf.convert_to_tensor(inputs)
+    shape = inputs.shape
+    if shape.rank != 4:
+      raise ValueError('batch_norm: inputs must be rank 4 [batch, height, '
+                       'width, channels], got shape %s.' % shape)
+    params_shape = shape[-1:]
+    if not params_shape.is_fully_defined():
+      raise ValueError('batch_norm: the channel dimension of inputs must be '
+                       'known, got shape %s.' % shape)
+    initializers = dict(param_initializers or {})
+
+    def variable(name, default_initializer, **kwargs):
+      return slim_variables.model_variable(
+          name,
+          shape=params_shape,
+          dtype=tf.float32,
+          initializer=initializers.get(name, default_initializer),
+          collections=slim_utils.get_variable_collections(
+              variables_collections, name),
+          **kwargs)
+
+    beta = (variable('beta', tf.compat.v1.zeros_initializer(),
+                     trainable=trainable) if center else
+            tf.zeros(params_shape, tf.float32))
+    gamma = (variable('gamma', tf.compat.v1.ones_initializer(),
+                      trainable=trainable) if scale else
+             tf.ones(params_shape, tf.float32))
+    moving = dict(
+        trainable=False,
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=tf.VariableAggregation.MEAN)
+    moving_mean = variable('moving_mean', tf.compat.v1.zeros_initializer(),
+                           **moving)
+    moving_variance = variable('moving_variance',
+                               tf.compat.v1.ones_initializer(), **moving)
+
+    def training():
+      return tf.compat.v1.nn.fused_batch_norm(
+          inputs, gamma, beta, epsilon=epsilon, is_training=True)
+
+    def inference():
+      return tf.compat.v1.nn.fused_batch_norm(
+          inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
+          epsilon=epsilon, is_training=False)
+
+    outputs, mean, variance = slim_utils.smart_cond(is_training, training,
+                                                    inference)
+    training_value = slim_utils.constant_value(is_training)
+    if training_value is None or training_value:
+
+      def update_moving_averages():
+        complement = tf.constant(1.0 - decay, tf.float32)
+        return (moving_mean.assign_sub((moving_mean - mean) * complement),
+                moving_variance.assign_sub(
+                    (moving_variance - variance) * complement))
+
+      if updates_collections is None:
+        def updated_outputs():
+          with tf.control_dependencies(update_moving_averages()):
+            return tf.identity(outputs)
+        outputs = slim_utils.smart_cond(is_training, updated_outputs,
+                                        lambda: outputs)
+      else:
+        updates = slim_utils.smart_cond(
+            is_training, update_moving_averages,
+            lambda: (tf.identity(moving_mean), tf.identity(moving_variance)))
+        for update in updates:
+          tf.compat.v1.add_to_collections(updates_collections, update)
+    outputs.set_shape(shape)
+    if activation_fn is not None:
+      outputs = activation_fn(outputs)
+    return slim_utils.collect_named_outputs(outputs_collections, sc.name,
+                                            outputs)
+
+
+@slim.add_arg_scope
+def dense_unit(inputs,
+               growth_rate,
+               bottleneck=True,
+               dropout_rate=0.0,
+               rate=1,
+               outputs_collections=None,
+               scope=None):
+  """One dense layer: [BN-ReLU-Conv1x1(4k)]-BN-ReLU-Conv3x3(k), concatenated.
+
+  Pre-activation, as in the paper: the unit normalizes its input (the
+  concatenation of every earlier feature map of the block), then the new
+  `growth_rate` feature maps are appended after the input channels (the order
+  Keras, torchvision and the published checkpoints use). Variables:
+  `preact/{beta,gamma,moving_mean,moving_variance}`, `conv1/weights` and
+  `conv1/BatchNorm/*` (the 1x1, bottleneck only), `conv2/weights` (the 3x3).
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor.
+    growth_rate: Number of feature maps added (k).
+    bottleneck: Whether to start with the 1x1 convolution to `4 * k` channels.
+    dropout_rate: Dropout after each convolution (0 disables it).
+    rate: Dilation rate of the 3x3 convolution (atrous convolution).
+    outputs_collections: Collections the output is added to.
+    scope: Optional variable scope, 'dense_unit' by default.
+
+  Returns:
+    A `[batch, height, width, channels + growth_rate]` Tensor.
+  """
+  with tf.compat.v1.variable_scope(scope, 'dense_unit', [inputs]) as sc:
+    net = batch_norm(inputs, activation_fn=tf.nn.relu, scope='preact')
+    if bottleneck:
+      net = slim.conv2d(net, 4 * growth_rate, [1, 1], stride=1, scope='conv1')
+      net = _dropout(net, dropout_rate)
+    net = slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,
+                      normalizer_fn=None, activation_fn=None,
+                      biases_initializer=None, scope='conv2')
+    net = _dropout(net, dropout_rate)
+    output = tf.concat([inputs, net], axis=3)
+    return slim_utils.collect_named_outputs(outputs_collections, sc.name,
+                                            output)
+
+
+def _dropout(net, dropout_rate):
+  """slim.dropout with a drop probability; `is_training` comes by arg_scope."""
+  if not dropout_rate:
+    return net
+  return slim.dropout(net, keep_prob=1.0 - dropout_rate)
+
+
+@slim.add_arg_scope
+def transition(inputs,
+               compression=0.5,
+               stride=2,
+               dropout_rate=0.0,
+               rate=1,
+               outputs_collections=None,
+               scope=None):
+  """A transition layer: BN-ReLU-Conv1x1(floor(compression * C))-AvgPool 2x2.
+
+  With `stride=2` the pool is the paper's 2x2/2 average (VALID, as Keras and
+  torchvision). With `stride=1` (used by `stack_blocks_dense` once the target
+  output stride is reached) it is a stride-1 2x2 average whose taps are
+  `rate` pixels apart, so the output sampled every `2 * rate` pixels equals the
+  strided output sampled every `rate` pixels. The variables do not depend on
+  `stride` or `rate`.
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor.
+    compression: Fraction of the channels kept (theta), in (0, 1].
+    stride: 2 (downsample) or 1 (keep the resolution).
+    dropout_rate: Dropout after the 1x1 convolution (0 disables it).
+    rate: Distance between the pooling taps when `stride` is 1.
+    outputs_collections: Collections the output is added to.
+    scope: Optional variable scope, 'transition' by default.
+
+  Returns:
+    A `[batch, height / stride, width / stride, floor(compression * channels)]`
+    Tensor.
+  """
+  with tf.compat.v1.variable_scope(scope, 'transition', [inputs]) as sc:
+    channels = inputs.shape[-1]
+    net = batch_norm(inputs, activation_fn=tf.nn.relu, scope='preact')
+    net = slim.conv2d(net, int(compression * channels), [1, 1], stride=1,
+                      normalizer_fn=None, activation_fn=None,
+                      biases_initializer=None, scope='conv')
+    net = _dropout(net, dropout_rate)
+    if stride == 1:
+      net = dilated_avg_pool_2x2(net, rate)
+    else:
+      net = slim.avg_pool2d(net, [2, 2], stride=stride, padding='VALID')
+    return slim_utils.collect_named_outputs(outputs_collections, sc.name, net)
+
+
+def dilated_avg_pool_2x2(inputs, rate=1):
+  """Stride-1 2x2 average pool with taps at offsets 0 and `rate`.
+
+  `output[i, j] = mean(inputs[i + a * rate, j + b * rate])` over a, b in {0, 1},
+  the taps that fall outside the input left out of the mean (as TF's SAME
+  average pooling does; for `rate` 1 this is exactly `avg_pool(2, 1, 'SAME')`).
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor.
+    rate: Distance between the taps, >= 1.
+
+  Returns:
+    A `[batch, height, width, channels]` Tensor.
+  """
+  paddings = [[0, 0], [0, rate], [0, rate], [0, 0]]
+
+  def pool_sum(x):
+    return tf.nn.pool(tf.pad(x, paddings), [2, 2], 'AVG', padding='VALID',
+                      dilations=[rate, rate])
+
+  shape = tf.shape(inputs)
+  valid = tf.ones(tf.stack([1, shape[1], shape[2], 1]), inputs.dtype)
+  return pool_sum(inputs) / pool_sum(valid)
+
+
+def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
+                       outputs_collections=None):
+  """Stacks DenseNet `Blocks` and controls the output feature density.
+
+  As tf-slim's `resnet_utils.stack_blocks_dense`: once the product of the
+  strides reaches `output_stride`, later units run with stride 1 and the
+  `rate` that keeps their receptive fields (atrous convolution), so the
+  output is computed densely at that stride.
+
+  Args:
+    net: A `[batch, height, width, channels]` Tensor at `input_stride`.
+    blocks: A list of `Block`s.
+    output_stride: The desired stride of the output relative to the image, or
+      None for the nominal stride (every unit runs its own stride).
+    input_stride: The stride of `net` relative to the image (the root's).
+    outputs_collections: Collections for the end points of units and blocks.
+
+  Returns:
+    The output Tensor `[batch, height', width', channels']`,
+    height' = height * input_stride / output_stride.
+
+  Raises:
+    ValueError: If `output_stride` cannot be reached; the message lists the
+      values that can.
+  """
+  reachable = [input_stride]
+  for block in blocks:
+    for unit in block.args:
+      if unit.get('stride', 1) != 1:
+        reachable.append(reachable[-1] * unit['stride'])
+  if output_stride is not None and output_stride not in reachable:
+    raise ValueError('output_stride=%r cannot be reached; valid values: %s '
+                     'or None.' % (output_stride, ', '.join(map(str, reachable))))
+
+  current_stride = input_stride
+  rate = 1
+  for block in blocks:
+    with tf.compat.v1.variable_scope(block.scope, 'block', [net]) as sc:
+      for i, unit in enumerate(block.args):
+        with tf.compat.v1.variable_scope('unit_%d' % (i + 1), values=[net]):
+          unit_stride = unit.get('stride', 1)
+          if output_stride is not None and current_stride == output_stride:
+            if unit_stride != 1:
+              unit = dict(unit, stride=1)
+            net = block.unit_fn(net, rate=rate, **unit)
+            rate *= unit_stride
+          else:
+            net = block.unit_fn(net, rate=1, **unit)
+            current_stride *= unit_stride
+      net = slim_utils.collect_named_outputs(outputs_collections, sc.name, net)
+  return net
+
+
+def densenet_arg_scope(weight_decay=1e-4,
+                       batch_norm_decay=0.99,
+                       batch_norm_epsilon=1.001e-5,
+                       batch_norm_scale=True):
+  """Defines the default DenseNet arg scope.
+
+  Convolutions get L2 weight decay and He (fan-in) initialization; those
+  followed by batch norm have no biases. The batch-norm defaults are Keras'
+  (momentum 0.99, epsilon 1.001e-5), so Keras-trained weights give Keras'
+  numbers.
+
+  Args:
+    weight_decay: L2 regularization weight of the convolution kernels.
+    batch_norm_decay: Moving-average decay of the batch-norm statistics.
+    batch_norm_epsilon: Batch-norm epsilon.
+    batch_norm_scale: Whether batch norm learns a `gamma`.
+
+  Returns:
+    An `arg_scope` for the DenseNet models.
+  """
+  batch_norm_params = {
+      'decay': batch_norm_decay,
+      'epsilon': batch_norm_epsilon,
+      'scale': batch_norm_scale,
+      'updates_collections': tf.compat.v1.GraphKeys.UPDATE_OPS,
+  }
+  with slim.arg_scope(
+      [slim.conv2d],
+      weights_regularizer=slim.l2_regularizer(weight_decay),
+      weights_initializer=slim.variance_scaling_initializer(),
+      activation_fn=tf.nn.relu,
+      normalizer_fn=batch_norm,
+      normalizer_params=batch_norm_params):
+    with slim.arg_scope([batch_norm], **batch_norm_params) as arg_sc:
+      return arg_sc
+
+
+# tf-slim needs `densenet.compat` before its layers are called (importing it is
+# fine). Imported last on purpose: `densenet/__init__.py` imports this module,
+# so when a user imports `densenet_utils` first, everything above is already
+# defined when the package initializes.
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from densenet import compat  # noqa: E402
+
+compat.apply()

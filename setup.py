@@ -1,0 +1,37 @@
+"""densenet: TF-Slim DenseNets for image classification and segmentation."""
+
+import setuptools
+
+setuptools.setup(
+    name='densenet',
+    version='0.1.0',
+    description=('TF-Slim DenseNets (121/161/169/201/264, CIFAR family) with '
+                 'atrous output strides, segmentation heads and ImageNet '
+                 'weight import.'),
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=setuptools.find_packages(include=['densenet', 'densenet.*',
+                                               'segmentation',
+                                               'segmentation.*']),
+    py_modules=['densenet_utils'],
+    include_package_data=True,
+    package_data={'densenet': ['data/*'], 'segmentation': ['data/*']},
+    install_requires=[
+        # tf-slim 1.1.0 needs the fixes in densenet/compat.py on TF >= 2.14;
+        # tf-keras pins itself to TF's minor version.
+        'tensorflow>=2.13',
+        'tf-keras',
+        'tf-slim>=1.1.0',
+        'numpy',
+        'pillow',
+        'tqdm',
+        'h5py',
+    ],
+    extras_require={'test': ['pytest']},
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+    ],
+)
