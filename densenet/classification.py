@@ -174,9 +174,12 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           shuffle_buffer=10000, seed=None, progress=True):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
-  Re-running with the same `train_dir` resumes from its latest checkpoint
-  (the settings of the first run are kept in `config.json`; passing
-  different ones raises an error instead of silently mixing two runs).
+  Re-running with the same `train_dir` resumes from its latest checkpoint.
+  The run's settings are kept in `config.json`; a resumed run may change
+  the length and the schedule (e.g. train more epochs; the learning-rate
+  boundaries are recomputed for the new length), but a different model,
+  dataset, batch size, augmentation, dropout, weight decay or normalization
+  raises an error instead of silently mixing two runs.
 
   Args:
     data_dir: A directory written by `densenet.datasets` (CIFAR or an image
@@ -213,8 +216,10 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
 
   Returns:
     The results dict also written to `train_dir/results.json`: `config`,
-    `global_step`, `final_loss`, `train_seconds`, and `eval_split` with its
-    `evaluate` metrics (top-1 error ...).
+    `start_step` (where this call resumed), `global_step`, `final_loss`,
+    `train_seconds`, `checkpoint`, and under the name of the evaluation
+    split its `evaluate_model` metrics (top-1 error ...). Only the returned
+    dict has `losses`, the data loss of every step of this call.
   """
   metadata = tfrecords.read_metadata(data_dir)
   num_train = tfrecords.split_info(metadata, 'train')['num_examples']
@@ -275,28 +280,31 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   eval_writer = tf.summary.create_file_writer(os.path.join(train_dir, 'eval'))
   chunk = steps_per_epoch * eval_every_epochs or num_steps
   started, result, metrics = time.time(), None, None
-  step = int(trainer.global_step.numpy())
+  step = start_step = int(trainer.global_step.numpy())
+  losses = []
   while step < num_steps or result is None:
     target = min(num_steps, (step // chunk + 1) * chunk)
     result = trainer.train(dataset, target)
     step = result.global_step
+    losses += result.losses
     if eval_dataset is not None and (step % chunk == 0 or step == num_steps):
       metrics = evaluate_model(trainer.model, eval_dataset)
-      with eval_writer.as_default(step=step):
-        tf.summary.scalar('top1_error', metrics['top1_error'])
-        tf.summary.scalar('loss', metrics['loss'])
+      with eval_writer.as_default():
+        training.write_scalar('top1_error', metrics['top1_error'], step)
+        training.write_scalar('loss', metrics['loss'], step)
       eval_writer.flush()
   results = {
       'config': config,
+      'start_step': start_step,
       'global_step': step,
-      'final_loss': result.losses[-1] if result.losses else None,
+      'final_loss': losses[-1] if losses else None,
       'train_seconds': time.time() - started,
       'checkpoint': result.checkpoint,
   }
   if metrics is not None:
     results[eval_split] = metrics
   _write_json(os.path.join(train_dir, RESULTS_FILE), results)
-  return results
+  return dict(results, losses=losses)
 
 
 def evaluate_model(model, dataset):
@@ -427,13 +435,18 @@ def _restore_backbone(net, model, checkpoint):
         (len(report.restored), checkpoint))
 
 
+# Settings a resumed run must share with the checkpoints it continues.
+_FIXED_SETTINGS = ('dataset', 'num_classes', 'model', 'batch_size', 'augment',
+                   'dropout_rate', 'weight_decay', 'normalization')
+
+
 def _save_or_check_config(train_dir, config):
-  """Writes config.json on a fresh run; on a resumed one, checks it matches."""
+  """Writes config.json; on a resumed run first checks `_FIXED_SETTINGS`."""
   path = os.path.join(train_dir, CONFIG_FILE)
   config = json.loads(json.dumps(config))  # Tuples -> lists, as in the file.
   if os.path.isfile(path):
     saved = _read_json(path)
-    different = sorted(k for k in config if saved.get(k) != config[k])
+    different = [k for k in _FIXED_SETTINGS if saved.get(k) != config[k]]
     if different:
       raise ValueError(
           '%s was trained with other settings (%s): %s; use another '
@@ -441,8 +454,7 @@ def _save_or_check_config(train_dir, config):
               train_dir, ', '.join(different),
               '; '.join('%s=%r (now %r)' % (k, saved.get(k), config[k])
                         for k in different)))
-  else:
-    _write_json(path, config)
+  _write_json(path, config)
   return config
 
 

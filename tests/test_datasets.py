@@ -34,11 +34,14 @@ def _pickled(obj):
   return pickle.dumps(obj, protocol=2)
 
 
-def write_cifar(directory, name, num_train, num_test, seed=0, as_tar=True):
+def write_cifar(directory, name, num_train, num_test, seed=0, as_tar=True,
+                learnable=False):
   """Writes a small CIFAR-10/100 archive; returns (path, expected).
 
   expected: {'train': (images, labels), 'test': (images, labels)} with
-  [n, 32, 32, 3] uint8 images and, for CIFAR-100, the fine labels.
+  [n, 32, 32, 3] uint8 images and, for CIFAR-100, the fine labels. With
+  `learnable`, only the labels 0, 1, 2 occur and label c brightens
+  channel c, so a network can learn them in a few steps.
   """
   rng = np.random.RandomState(seed)
   num_classes = 10 if name == 'CIFAR10' else 100
@@ -46,6 +49,10 @@ def write_cifar(directory, name, num_train, num_test, seed=0, as_tar=True):
   for split, count in (('train', num_train), ('test', num_test)):
     images = rng.randint(0, 256, (count, 32, 32, 3)).astype(np.uint8)
     labels = rng.randint(0, num_classes, count)
+    if learnable:
+      labels = rng.randint(0, 3, count)
+      images = images // 3
+      images[np.arange(count), :, :, labels] += 150
     expected[split] = (images, labels)
   if name == 'CIFAR10':
     folder = 'cifar-10-batches-py'
