@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from densenet import classification
 from densenet import datasets
@@ -124,3 +125,43 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
   assert evaluated['num_examples'] == 40
   assert evaluated['top1_error'] == pytest.approx(
       trained['test']['top1_error'])
+
+
+def test_fine_tune_on_an_image_folder_from_a_checkpoint(cifar_dir, tmp_path):
+  data_dir, _ = cifar_dir
+  pretrained = str(tmp_path / 'pretrained')
+  classification.train(data_dir, pretrained, model='densenet_bc_10_k4',
+                       batch_size=20, num_steps=2, eval_every_epochs=0,
+                       progress=False)
+  rng = np.random.RandomState(0)
+  for name in ('a', 'b'):
+    (tmp_path / 'photos' / name).mkdir(parents=True)
+    for i in range(6):
+      Image.fromarray(rng.randint(0, 256, (40, 48, 3)).astype(np.uint8)).save(
+          tmp_path / 'photos' / name / ('%d.png' % i))
+  folder_dir = str(tmp_path / 'folder')
+  datasets.create_image_folder_tfrecords(str(tmp_path / 'photos'), folder_dir,
+                                         image_size=32,
+                                         validation_fraction=0.2)
+  results = classification.train(
+      folder_dir, str(tmp_path / 'tuned'), model='densenet_bc_10_k4',
+      batch_size=5, num_steps=1, learning_rate=0.0, eval_every_epochs=0,
+      initial_checkpoint=pretrained, progress=False)
+  assert results['config']['normalization'] == {'mode': 'torch'}
+  assert results['validation']['num_examples'] == 2
+  before = tf.train.load_checkpoint(pretrained)
+  after = tf.train.load_checkpoint(results['checkpoint'])
+  kernels = [n for n in before.get_variable_to_shape_map()
+             if n.startswith('densenet_bc_10_k4/') and
+             n.endswith('/weights') and '/logits/' not in n]
+  assert len(kernels) == 9  # Root, 3 units x (1x1 + 3x3), 2 transitions.
+  for name in kernels:  # Learning rate 0: still the pretrained kernels.
+    np.testing.assert_array_equal(after.get_tensor(name),
+                                  before.get_tensor(name))
+  assert after.get_tensor('densenet_bc_10_k4/logits/weights').shape[-1] == 2
+  with pytest.raises(ValueError, match='initial_checkpoint .* does not fit '
+                     'densenet_bc_16_k4'):
+    classification.train(
+        folder_dir, str(tmp_path / 'other'), model='densenet_bc_16_k4',
+        batch_size=5, num_steps=1, eval_every_epochs=0,
+        initial_checkpoint=pretrained, progress=False)
