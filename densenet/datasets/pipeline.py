@@ -3,7 +3,7 @@
     from densenet.datasets import pipeline
 
     train = pipeline.make_dataset('data/c10', 'train', batch_size=64,
-                                  is_training=True, augment=True)
+                                  is_training=True, augment_images=True)
     for images, labels in train:   # [64, 32, 32, 3] float32, [64] int64
       ...
 
