@@ -50,6 +50,38 @@ def normalize(images, mode=DEFAULT_MODE):
     float32 `[..., 3]` of the same kind (Tensor in, Tensor out).
   """
   mean, scale = normalization(mode)
+  return _shift_and_scale(images, mean, scale)
+
+
+def normalize_with_statistics(images, mean, std):
+  """Normalizes RGB images with a data set's own per-channel statistics.
+
+  `(x - mean) / std` per channel: the normalization of the DenseNet paper's
+  CIFAR code (mean and standard deviation of the training images, which
+  `densenet.datasets` records in a dataset's metadata).
+
+  Args:
+    images: `[..., channels]` values in [0, 255]: a Tensor (any real dtype)
+      or a numpy array.
+    mean: `channels` per-channel means, in [0, 255] pixel units.
+    std: `channels` per-channel standard deviations, all > 0.
+
+  Returns:
+    float32 `[..., channels]` of the same kind (Tensor in, Tensor out).
+
+  Raises:
+    ValueError: If `mean` and `std` differ in length or a `std` is <= 0.
+  """
+  mean = np.asarray(mean, np.float32).reshape(-1)
+  std = np.asarray(std, np.float32).reshape(-1)
+  if mean.shape != std.shape or not np.all(std > 0):
+    raise ValueError('mean and std must have one value per channel and std '
+                     'must be > 0, got mean=%s std=%s.' % (mean, std))
+  return _shift_and_scale(images, mean, 1.0 / std)
+
+
+def _shift_and_scale(images, mean, scale):
+  """`(images - mean) * scale` in float32, numpy in numpy out."""
   if isinstance(images, np.ndarray):
     return (images.astype(np.float32) - mean) * scale
   return (tf.cast(images, tf.float32) - mean) * scale

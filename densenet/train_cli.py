@@ -1,0 +1,223 @@
+"""`densenet train` and `densenet evaluate`: thin layers over `classification`.
+
+Reproduce the paper's DenseNet-BC (L=100, k=12) on C10+ from the standard
+archive (its TFRecords are written on the first run):
+
+    densenet train --dataset C10+ --source cifar-10-python.tar.gz \
+        --data-dir data/cifar10 --train-dir runs/c10plus
+    densenet evaluate --train-dir runs/c10plus
+
+Fine-tune a pretrained densenet_121 on a folder of images (one sub-folder per
+class):
+
+    densenet train --image-folder photos/ --data-dir data/photos \
+        --train-dir runs/photos --model densenet_121 \
+        --initial-checkpoint densenet_121.ckpt --epochs 30 \
+        --learning-rate 0.01 --batch-size 32
+
+For `densenet/cli.py`: `add_train_parser(subparsers)` and
+`add_evaluate_parser(subparsers)` each add one sub-command whose parsed
+arguments carry `func`, to be called as `args.func(args)` (returns the exit
+status). Until then: `python -m densenet.train_cli train ...`.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from densenet import classification
+from densenet import datasets
+from densenet import training
+from densenet.datasets import tfrecords
+
+# The paper's dataset names: "+" is standard augmentation.
+PAPER_DATASETS = {
+    'C10': ('CIFAR10', False), 'C10+': ('CIFAR10', True),
+    'C100': ('CIFAR100', False), 'C100+': ('CIFAR100', True),
+}
+_STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker')
+
+
+def add_train_parser(subparsers):
+  """Adds the `train` sub-command to an argparse `subparsers` object."""
+  defaults = classification.DEFAULTS
+  parser = subparsers.add_parser(
+      'train', help='Train a DenseNet classifier (the paper\'s CIFAR recipe '
+      'by default).',
+      description='Train a DenseNet classifier on a densenet.datasets '
+      'TFRecord directory, building it first from a CIFAR archive or an '
+      'image folder when it does not exist yet. Resumes from the latest '
+      'checkpoint of --train-dir. Defaults: the DenseNet paper\'s recipe '
+      '(SGD, Nesterov momentum 0.9, batch 64, learning rate 0.1 divided by '
+      '10 at 50%% and 75%% of 300 epochs, weight decay 1e-4, dropout 0.2 '
+      'without augmentation).')
+  data = parser.add_argument_group('data')
+  data.add_argument('--data-dir', required=True,
+                    help='TFRecord dataset directory (with metadata.json); '
+                    'written from --source or --image-folder if missing.')
+  data.add_argument('--dataset', choices=sorted(PAPER_DATASETS),
+                    help='The paper\'s CIFAR datasets; "+" means standard '
+                    'augmentation (sets --augment).')
+  data.add_argument('--source',
+                    help='cifar-10-python.tar.gz / cifar-100-python.tar.gz '
+                    'or its extracted folder (with --dataset).')
+  data.add_argument('--image-folder',
+                    help='A folder with one sub-folder of images per class.')
+  data.add_argument('--image-size', type=int, default=224,
+                    help='Side of the images stored from --image-folder.')
+  data.add_argument('--validation-fraction', type=float, default=0.1,
+                    help='Share of each class of --image-folder held out.')
+  data.add_argument('--augment', action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help='Pad, random crop and flip (default: on, except '
+                    'for C10/C100 without "+").')
+  data.add_argument('--normalization',
+                    help='A densenet.preprocessing mode (e.g. torch) '
+                    'instead of the dataset\'s own normalization.')
+  model = parser.add_argument_group('model and recipe')
+  model.add_argument('--train-dir', required=True,
+                     help='Checkpoints, TensorBoard events, config.json, '
+                     'results.json.')
+  model.add_argument('--model', default='densenet_bc_100_k12',
+                     help='A densenet.MODELS name or densenet[_bc]_<L>_k<k> '
+                     '(default: %(default)s).')
+  model.add_argument('--initial-checkpoint',
+                     help='Start from these weights (all but the logits).')
+  model.add_argument('--batch-size', type=int,
+                     default=defaults['batch_size'])
+  model.add_argument('--epochs', type=int, default=defaults['epochs'])
+  model.add_argument('--num-steps', type=int,
+                     help='Total steps, overriding --epochs.')
+  model.add_argument('--learning-rate', type=float,
+                     default=defaults['learning_rate'])
+  model.add_argument('--learning-rate-decay-fractions', type=float,
+                     nargs='+',
+                     default=list(defaults['learning_rate_decay_fractions']),
+                     help='Fractions of training at which the learning rate '
+                     'is multiplied by --learning-rate-decay.')
+  model.add_argument('--learning-rate-decay', type=float,
+                     default=defaults['learning_rate_decay'])
+  model.add_argument('--momentum', type=float, default=defaults['momentum'])
+  model.add_argument('--nesterov', action=argparse.BooleanOptionalAction,
+                     default=defaults['nesterov'])
+  model.add_argument('--weight-decay', type=float,
+                     default=defaults['weight_decay'])
+  model.add_argument('--dropout-rate', type=float,
+                     help='Default: 0.2 without augmentation, 0 with it.')
+  run = parser.add_argument_group('run')
+  run.add_argument('--eval-every-epochs', type=int, default=10,
+                   help='Evaluate every N epochs (0: only at the end).')
+  run.add_argument('--checkpoint-every', type=int, default=1000,
+                   help='Steps between checkpoints.')
+  run.add_argument('--strategy', choices=_STRATEGIES, default='auto',
+                   help='tf.distribute strategy (auto: multi-worker with '
+                   'TF_CONFIG, mirrored with several GPUs, else default).')
+  run.add_argument('--seed', type=int)
+  run.add_argument('--no-progress', action='store_true')
+  run.add_argument('--json', action='store_true',
+                   help='Print the results as JSON.')
+  parser.set_defaults(func=run_train)
+  return parser
+
+
+def add_evaluate_parser(subparsers):
+  """Adds the `evaluate` sub-command to an argparse `subparsers` object."""
+  parser = subparsers.add_parser(
+      'evaluate', help='Top-1 error of a classifier checkpoint.',
+      description='Evaluate a checkpoint on a densenet.datasets split. '
+      'Settings not given come from --train-dir\'s config.json.')
+  parser.add_argument('--train-dir', help='A directory of `densenet train`.')
+  parser.add_argument('--checkpoint',
+                      help='Checkpoint prefix or directory (default: the '
+                      'latest in --train-dir).')
+  parser.add_argument('--data-dir')
+  parser.add_argument('--split', help='Default: test (or validation).')
+  parser.add_argument('--model')
+  parser.add_argument('--normalization')
+  parser.add_argument('--batch-size', type=int, default=100)
+  parser.add_argument('--output', help='Also write the results JSON here.')
+  parser.add_argument('--json', action='store_true',
+                      help='Print the results as JSON.')
+  parser.set_defaults(func=run_evaluate)
+  return parser
+
+
+def run_train(args):
+  """Runs `densenet train` from parsed arguments; returns the exit status."""
+  augment = args.augment
+  if args.dataset:
+    cifar_name, paper_augment = PAPER_DATASETS[args.dataset]
+    augment = paper_augment if augment is None else augment
+  augment = True if augment is None else augment
+  if not os.path.isfile(os.path.join(args.data_dir, tfrecords.METADATA_FILE)):
+    if args.dataset and args.source:
+      datasets.create_tfrecords(cifar_name, args.source, args.data_dir)
+    elif args.image_folder:
+      datasets.create_image_folder_tfrecords(
+          args.image_folder, args.data_dir, image_size=args.image_size,
+          validation_fraction=args.validation_fraction)
+    else:
+      raise SystemExit(
+          'densenet train: %s holds no dataset; give --dataset and --source '
+          '(a CIFAR archive) or --image-folder to build it.' % args.data_dir)
+  strategy = None
+  if args.strategy != 'auto':
+    strategy = training.get_strategy(args.strategy)
+  results = classification.train(
+      args.data_dir, args.train_dir, model=args.model, augment=augment,
+      batch_size=args.batch_size, epochs=args.epochs,
+      num_steps=args.num_steps, learning_rate=args.learning_rate,
+      learning_rate_decay_fractions=args.learning_rate_decay_fractions,
+      learning_rate_decay=args.learning_rate_decay, momentum=args.momentum,
+      nesterov=args.nesterov, weight_decay=args.weight_decay,
+      dropout_rate=args.dropout_rate, normalization=args.normalization,
+      initial_checkpoint=args.initial_checkpoint,
+      eval_every_epochs=args.eval_every_epochs,
+      checkpoint_every=args.checkpoint_every, strategy=strategy,
+      seed=args.seed, progress=not args.no_progress)
+  _print_results(results, args.json, os.path.join(
+      args.train_dir, classification.RESULTS_FILE))
+  return 0
+
+
+def run_evaluate(args):
+  """Runs `densenet evaluate` from parsed arguments; returns exit status."""
+  results = classification.evaluate(
+      train_dir=args.train_dir, checkpoint=args.checkpoint,
+      data_dir=args.data_dir, split=args.split, model=args.model,
+      normalization=args.normalization, batch_size=args.batch_size,
+      output=args.output)
+  _print_results(results, args.json, args.output)
+  return 0
+
+
+def _print_results(results, as_json, path):
+  if as_json:
+    print(json.dumps(results, indent=2, sort_keys=True))
+    return
+  metrics = results
+  for split in ('test', 'validation'):
+    metrics = results.get(split, metrics)
+  if 'top1_error' in metrics:
+    print('top-1 error %.2f%% (%d of %d images wrong), loss %.4f' % (
+        100 * metrics['top1_error'],
+        round(metrics['top1_error'] * metrics['num_examples']),
+        metrics['num_examples'], metrics['loss']))
+  if path:
+    print('results: %s' % path)
+
+
+def main(argv=None):
+  """`python -m densenet.train_cli {train,evaluate} ...`."""
+  parser = argparse.ArgumentParser(
+      prog='densenet', description='Train and evaluate DenseNet classifiers.')
+  subparsers = parser.add_subparsers(dest='command', required=True)
+  add_train_parser(subparsers)
+  add_evaluate_parser(subparsers)
+  args = parser.parse_args(argv)
+  return args.func(args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

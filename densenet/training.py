@@ -1,0 +1,593 @@
+"""The one trainer of the project: slim networks on TF2's distribution engine.
+
+Any network of this project is a function `net_fn(images, is_training) ->
+logits` built with tf-slim (variables named `densenet_121/conv1/weights`,
+...). This module runs it the TF2 way, for classification and segmentation
+alike:
+
+    import tf_slim as slim
+    import densenet
+    from densenet import training
+
+    def net_fn(images, is_training):
+      with slim.arg_scope(densenet.densenet_arg_scope()):
+        logits, _ = densenet.densenet_121(images, num_classes=10,
+                                          is_training=is_training)
+      return logits                                  # [batch, 10]
+
+    def loss_fn(labels, logits):                     # -> [batch]
+      return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+
+    trainer = training.Trainer(net_fn, loss_fn, model_dir='runs/cifar',
+                               global_batch_size=64,
+                               learning_rate_fn=training.poly_learning_rate(
+                                   0.1, num_steps=1000))
+    trainer.train(dataset, num_steps=1000)     # dataset: (images, labels)
+                                               # batches of 64, repeated
+
+Keras users get the same network as a tf-keras model:
+
+    model = training.SlimModel(net_fn)
+    model.compile(tf_keras.optimizers.SGD(0.1, momentum=0.9),
+                  tf_keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    model.fit(dataset, epochs=1)
+
+Public API (stable; the classification and segmentation commands use it):
+
+  SlimModel(net_fn, name=None)
+      tf-keras Model whose `call(images, training=False)` runs `net_fn`
+      under `track_tf1_style_variables`: eagerly, in `tf.function`, in
+      `Model.fit` and in a `tf.distribute` replica. The variables keep their
+      slim names; regularization losses of the arg_scope are `model.losses`.
+      `model.variables_by_name()` -> {slim name: variable}.
+  get_strategy(kind='auto') -> tf.distribute.Strategy
+      'auto' = 'multi_worker' when TF_CONFIG names several workers, else
+      'mirrored' with several GPUs, else 'default'.
+  is_chief(strategy) -> bool
+  Trainer(net_fn, loss_fn, model_dir, global_batch_size, strategy=None,
+          optimizer_fn=None, learning_rate_fn=None, checkpoint_every=100,
+          summary_every=10, max_to_keep=3, init_fn=None, progress=True)
+      .model, .optimizer, .global_step, .strategy, .checkpoints
+      .train(dataset, num_steps) -> TrainResult(global_step, losses,
+                                               checkpoint, start_step)
+  NameBasedCheckpointManager(variables, directory, max_to_keep=3,
+                             prefix='model.ckpt')
+      .save(step) -> path, .restore(path=None) -> path or None,
+      .latest_checkpoint
+  checkpoint_variables(model, optimizer, global_step) -> {name: variable}
+  restore_by_name(variables, checkpoint_path, exclude_scopes=())
+      -> RestoreReport(restored, missing, mismatched, unused)
+  poly_learning_rate(base_learning_rate, num_steps, power=0.9,
+                     warmup_steps=0) -> fn(step) -> learning rate
+  write_scalar(tag, value, step)   TensorBoard scalar (no tensorboard import)
+  per_example_mean(losses) -> [batch] mean over all but the first axis
+  NaNLossError (a FloatingPointError subclass)
+
+Decisions worth knowing:
+
+* Checkpoints are name-based: the keys are the slim variable names
+  (`densenet_121/conv1/weights`), plus `global_step` and `optimizer/<slot>`.
+  `tf.train.Checkpoint` would key them by object path instead, and its
+  `Saver`-based alternative cannot save distributed variables eagerly, so
+  `NameBasedCheckpointManager` writes TF's V2 checkpoint format with
+  `SaveV2`. The files are read by `tf.train.load_checkpoint`, restore into
+  a plain slim graph with `slim.assign_from_checkpoint_fn` or a TF1
+  `Saver` by name, and a TF1 classification checkpoint initialises
+  `SlimModel` with `restore_by_name`. Each save goes to a temporary prefix
+  whose files are then renamed into place, the `checkpoint` state file last,
+  so a killed run never leaves a half-written latest checkpoint.
+* Batch norm: `densenet_utils.batch_norm` puts its moving-average updates in
+  UPDATE_OPS. Under `track_tf1_style_variables` the net runs eagerly or in
+  a `tf.function`, where those `assign_sub` ops execute with the forward
+  pass (stateful ops always run in TF2), so no UPDATE_OPS bookkeeping is
+  needed and none happens in inference (`training=False`). Under a
+  `MirroredStrategy` each replica normalizes with its own batch statistics
+  and keeps its own moving statistics (ON_READ variables); reading or saving
+  them gives their mean over replicas.
+* Losses: `loss_fn(labels, logits)` returns one loss per example; the
+  trainer averages them over the *global* batch
+  (`tf.nn.compute_average_loss`) and adds the slim weight decay scaled by
+  the number of replicas, so gradients summed over replicas equal the
+  one-device gradients at the same global batch.
+* `SlimModel` called eagerly traces `net_fn` in a `tf.function` (tf-slim's
+  pooling layers need graph name scopes); the numbers are the same.
+"""
+
+import collections
+import math
+import os
+import time
+import uuid
+
+import tensorflow as tf
+import tf_keras
+# pylint: disable=g-direct-tensorflow-import
+from tf_keras.src.legacy_tf_layers.variable_scope_shim import (
+    track_tf1_style_variables)
+from tqdm import tqdm
+from tensorflow.core.framework import summary_pb2
+
+from densenet import compat
+
+compat.apply()
+
+GLOBAL_STEP = 'global_step'
+OPTIMIZER_PREFIX = 'optimizer/'
+_STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker')
+
+
+# What TensorBoard's `tf.summary.scalar` writes, without needing the
+# tensorboard package at training time.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name='scalars')).SerializeToString()
+
+
+def write_scalar(tag, value, step):
+  """Writes a TensorBoard scalar to the default summary writer."""
+  tf.summary.write(tag, tf.cast(value, tf.float32), step=step,
+                   metadata=_SCALAR_METADATA)
+
+
+class NaNLossError(FloatingPointError):
+  """Raised when the training loss stops being finite."""
+
+
+def _variable_name(variable):
+  return variable.name.split(':')[0]
+
+
+class SlimModel(tf_keras.Model):
+  """A tf-keras Model running a tf-slim network function.
+
+  Args:
+    net_fn: `net_fn(images, is_training) -> logits` (or `(logits,
+      end_points)`), building its variables with tf-slim /
+      `tf.compat.v1.get_variable`. `images` is `[batch, height, width, 3]`.
+    name: Optional Keras name of the model.
+  """
+
+  def __init__(self, net_fn, name=None):
+    super().__init__(name=name)
+    self._net_fn = net_fn
+    # tf-slim's pooling layers need a graph name scope; eager calls trace.
+    self._traced_net = tf.function(self._run_net)
+
+  def _run_net(self, images, training):
+    outputs = self._net_fn(images, training)
+    if isinstance(outputs, (tuple, list)):
+      outputs = outputs[0]
+    return outputs
+
+  @track_tf1_style_variables
+  def call(self, inputs, training=False):  # pylint: disable=arguments-differ
+    """`[batch, height, width, 3]` images -> the logits of `net_fn`."""
+    if tf.executing_eagerly():
+      return self._traced_net(inputs, bool(training))
+    return self._run_net(inputs, training)
+
+  def variables_by_name(self):
+    """{slim variable name: variable} of every variable of the network."""
+    return {_variable_name(v): v for v in self.variables}
+
+
+def get_strategy(kind='auto'):
+  """The `tf.distribute.Strategy` for this process.
+
+  Args:
+    kind: 'auto' (MultiWorkerMirroredStrategy when the TF_CONFIG environment
+      variable names several workers, MirroredStrategy with several GPUs,
+      else the default strategy), 'default', 'mirrored' (all local GPUs, or
+      all logical CPU devices when there is no GPU) or 'multi_worker'.
+
+  Raises:
+    ValueError: If `kind` is unknown.
+  """
+  if kind not in _STRATEGIES:
+    raise ValueError('strategy must be one of %s, got %r.' %
+                     (', '.join(_STRATEGIES), kind))
+  if kind == 'auto':
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    spec = cluster.cluster_spec().as_dict()
+    num_workers = len(spec.get('worker', [])) + len(spec.get('chief', []))
+    if num_workers > 1:
+      kind = 'multi_worker'
+    elif len(tf.config.list_logical_devices('GPU')) > 1:
+      kind = 'mirrored'
+    else:
+      kind = 'default'
+  if kind == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if kind == 'mirrored':
+    devices = tf.config.list_logical_devices('GPU') or (
+        tf.config.list_logical_devices('CPU'))
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+  return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+  """Whether this worker writes checkpoints and summaries."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  has_chief = 'chief' in resolver.cluster_spec().as_dict()
+  return resolver.task_type == 'worker' and resolver.task_id == 0 and (
+      not has_chief)
+
+
+def checkpoint_variables(model, optimizer=None, global_step=None):
+  """{checkpoint key: variable}: slim names, `global_step`, `optimizer/*`."""
+  variables = model.variables_by_name()
+  if global_step is not None:
+    variables[GLOBAL_STEP] = global_step
+  if optimizer is not None:
+    for variable in optimizer.variables:
+      variables[OPTIMIZER_PREFIX + _variable_name(variable)] = variable
+  return variables
+
+
+RestoreReport = collections.namedtuple(
+    'RestoreReport', ['restored', 'missing', 'mismatched', 'unused'])
+RestoreReport.__doc__ = """What `restore_by_name` did, as sorted name lists.
+
+  restored: variables assigned from the checkpoint.
+  missing: variables with no tensor of that name in the checkpoint (left as
+    initialized), excluded ones included.
+  mismatched: variables whose checkpoint tensor has another shape (left).
+  unused: checkpoint tensors no variable asked for.
+"""
+
+
+def restore_by_name(variables, checkpoint_path, exclude_scopes=()):
+  """Assigns checkpoint tensors to the variables of the same name.
+
+  Works for any V1/V2 checkpoint with slim names (a TF1 slim `Saver`
+  checkpoint, a converted ImageNet checkpoint, a `NameBasedCheckpointManager`
+  checkpoint), eagerly and for distributed variables.
+
+  Args:
+    variables: {name: variable}, e.g. `SlimModel.variables_by_name()`.
+    checkpoint_path: A checkpoint prefix or a directory (its latest one).
+    exclude_scopes: Name prefixes not to restore (e.g. the logits scope).
+
+  Returns:
+    A `RestoreReport`.
+
+  Raises:
+    ValueError: If no checkpoint is found at `checkpoint_path`.
+  """
+  if tf.io.gfile.isdir(checkpoint_path):
+    latest = tf.train.latest_checkpoint(checkpoint_path)
+    if latest is None:
+      raise ValueError('checkpoint_path %r holds no checkpoint.' %
+                       checkpoint_path)
+    checkpoint_path = latest
+  try:
+    reader = tf.train.load_checkpoint(checkpoint_path)
+  except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+    raise ValueError('checkpoint_path %r is not a readable checkpoint: %s' %
+                     (checkpoint_path, e)) from e
+  shapes = reader.get_variable_to_shape_map()
+  restored, missing, mismatched = [], [], []
+  for name in sorted(variables):
+    variable = variables[name]
+    if any(name.startswith(scope) for scope in exclude_scopes):
+      missing.append(name)
+    elif name not in shapes:
+      missing.append(name)
+    elif list(shapes[name]) != variable.shape.as_list():
+      mismatched.append(name)
+    else:
+      variable.assign(reader.get_tensor(name))
+      restored.append(name)
+  unused = sorted(set(shapes) - set(restored) - set(mismatched))
+  return RestoreReport(restored, missing, mismatched, unused)
+
+
+class NameBasedCheckpointManager(object):
+  """Saves and restores `{name: variable}` as TF checkpoints, by name.
+
+  Checkpoints are `<directory>/<prefix>-<step>` in TF's V2 format, with the
+  usual `checkpoint` state file, so `tf.train.latest_checkpoint`,
+  `tf.train.load_checkpoint`, TF1 `Saver`s and `slim.assign_from_checkpoint_fn`
+  all read them.
+
+  Args:
+    variables: {checkpoint key: variable} (see `checkpoint_variables`).
+    directory: Where checkpoints live.
+    max_to_keep: Newest checkpoints kept; older ones are deleted.
+    prefix: Basename of the checkpoints.
+    write: Whether this process writes files (False on non-chief workers;
+      they still read every variable, which MultiWorkerMirroredStrategy
+      needs for its collective reads).
+  """
+
+  def __init__(self, variables, directory, max_to_keep=3, prefix='model.ckpt',
+               write=True):
+    if max_to_keep < 1:
+      raise ValueError('max_to_keep must be >= 1, got %r.' % (max_to_keep,))
+    self._variables = dict(variables)
+    self._directory = directory
+    self._prefix = prefix
+    self._max_to_keep = max_to_keep
+    self._write = write
+
+  @property
+  def directory(self):
+    return self._directory
+
+  @property
+  def latest_checkpoint(self):
+    """Prefix of the newest checkpoint, or None."""
+    return tf.train.latest_checkpoint(self._directory)
+
+  def _all_checkpoints(self):
+    state = tf.train.get_checkpoint_state(self._directory)
+    return list(state.all_model_checkpoint_paths) if state else []
+
+  def save(self, step):
+    """Writes the checkpoint of global step `step`; returns its prefix."""
+    keys = sorted(self._variables)
+    tensors = [tf.convert_to_tensor(self._variables[k]) for k in keys]
+    path = os.path.join(self._directory, '%s-%d' % (self._prefix, step))
+    if not self._write:
+      return path
+    tf.io.gfile.makedirs(self._directory)
+    temporary = os.path.join(self._directory,
+                             '.tmp-%s-%s' % (uuid.uuid4().hex, self._prefix))
+    tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,
+                      shape_and_slices=[''] * len(keys), tensors=tensors)
+    data = tf.io.gfile.glob(temporary + '.data-*')
+    for name in data + [temporary + '.index']:  # The index last.
+      os.replace(name, path + name[len(temporary):])
+    kept = [p for p in self._all_checkpoints() if p != path] + [path]
+    for old in kept[:-self._max_to_keep]:
+      for name in tf.io.gfile.glob(old + '.*'):
+        tf.io.gfile.remove(name)
+    kept = kept[-self._max_to_keep:]
+    tf.compat.v1.train.update_checkpoint_state(
+        self._directory, path, all_model_checkpoint_paths=kept)
+    return path
+
+  def restore(self, path=None):
+    """Restores `path` (default: the latest); returns it, or None if none.
+
+    Raises:
+      ValueError: If the checkpoint lacks a variable or has another shape.
+    """
+    path = path or self.latest_checkpoint
+    if path is None:
+      return None
+    report = restore_by_name(self._variables, path)
+    if report.missing or report.mismatched:
+      raise ValueError('checkpoint %s does not match the model: missing %s, '
+                       'other shape %s.' % (path, report.missing[:5],
+                                            report.mismatched[:5]))
+    return path
+
+
+def poly_learning_rate(base_learning_rate, num_steps, power=0.9,
+                       warmup_steps=0, end_learning_rate=0.0):
+  """DeepLab's 'poly' schedule, with an optional linear warm-up.
+
+  Returns:
+    `fn(step) -> learning rate` (float32 scalar Tensor) for `Trainer`.
+  """
+
+  def learning_rate(step):
+    step = tf.cast(step, tf.float32)
+    fraction = tf.minimum(step / float(max(num_steps, 1)), 1.0)
+    rate = (base_learning_rate - end_learning_rate) * (
+        1.0 - fraction) ** power + end_learning_rate
+    if warmup_steps:
+      rate *= tf.minimum(1.0, (step + 1.0) / float(warmup_steps))
+    return rate
+
+  return learning_rate
+
+
+TrainResult = collections.namedtuple(
+    'TrainResult', ['global_step', 'losses', 'checkpoint', 'start_step'])
+TrainResult.__doc__ = """What `Trainer.train` did.
+
+  global_step: The global step reached.
+  losses: The data loss of every step run in this call (floats).
+  checkpoint: Prefix of the checkpoint written at exit.
+  start_step: The global step training resumed from (0 for a fresh start).
+"""
+
+
+class Trainer(object):
+  """A custom training loop for a slim network under a distribution strategy.
+
+  Args:
+    net_fn: `net_fn(images, is_training) -> logits`, see `SlimModel`.
+    loss_fn: `loss_fn(labels, logits) -> [batch]` per-example data losses.
+    model_dir: Checkpoints (`model.ckpt-<step>`) and TensorBoard events
+      (`train/`) go here; training resumes from its latest checkpoint.
+    global_batch_size: Examples per step over all replicas (the dataset's
+      batch size).
+    strategy: A `tf.distribute.Strategy`, default `get_strategy('auto')`.
+    optimizer_fn: `() -> tf_keras optimizer`, called in the strategy scope;
+      default SGD with momentum 0.9.
+    learning_rate_fn: `fn(global_step) -> learning rate`, evaluated every
+      step (e.g. `poly_learning_rate`); None keeps the optimizer's own.
+    checkpoint_every: Steps between checkpoints (one is also written when
+      `train` returns or is interrupted).
+    summary_every: Steps between TensorBoard scalars.
+    max_to_keep: Checkpoints kept.
+    init_fn: `init_fn(model)` called once on a fresh start (no checkpoint in
+      `model_dir`), e.g. to restore a backbone with `restore_by_name`.
+    progress: Whether to show a tqdm progress bar.
+  """
+
+  def __init__(self, net_fn, loss_fn, model_dir, global_batch_size,
+               strategy=None, optimizer_fn=None, learning_rate_fn=None,
+               checkpoint_every=100, summary_every=10, max_to_keep=3,
+               init_fn=None, progress=True):
+    if global_batch_size < 1:
+      raise ValueError('global_batch_size must be >= 1, got %r.' %
+                       (global_batch_size,))
+    if checkpoint_every < 1:
+      raise ValueError('checkpoint_every must be >= 1, got %r.' %
+                       (checkpoint_every,))
+    self.strategy = strategy or get_strategy('auto')
+    self.model_dir = model_dir
+    self.global_batch_size = global_batch_size
+    self._loss_fn = loss_fn
+    self._learning_rate_fn = learning_rate_fn
+    self._checkpoint_every = checkpoint_every
+    self._summary_every = summary_every
+    self._max_to_keep = max_to_keep
+    self._init_fn = init_fn
+    self._progress = progress
+    self._chief = is_chief(self.strategy)
+    with self.strategy.scope():
+      self.model = SlimModel(net_fn)
+      self.optimizer = (optimizer_fn() if optimizer_fn else
+                        tf_keras.optimizers.SGD(0.01, momentum=0.9))
+      self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                     name=GLOBAL_STEP)
+    self.checkpoints = None
+    self._train_step = None
+
+  def build(self, images):
+    """Creates the variables from one batch of `[batch, h, w, 3]` images and
+    restores the latest checkpoint of `model_dir` (or calls `init_fn`).
+
+    Returns:
+      The restored checkpoint prefix, or None on a fresh start.
+    """
+    if self.checkpoints is not None:
+      return None
+    with self.strategy.scope():
+      build = tf.function(lambda x: self.model(x, training=False))
+      self.strategy.run(build, (images[:1],))
+      self.optimizer.build(self.model.trainable_variables)
+    self.checkpoints = NameBasedCheckpointManager(
+        checkpoint_variables(self.model, self.optimizer, self.global_step),
+        self.model_dir, max_to_keep=self._max_to_keep, write=self._chief)
+    restored = self.checkpoints.restore()
+    if restored is None and self._init_fn is not None:
+      self._init_fn(self.model)
+    return restored
+
+  def _make_train_step(self):
+    model, optimizer, strategy = self.model, self.optimizer, self.strategy
+    global_batch_size = self.global_batch_size
+
+    def replica_step(images, labels):
+      with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        per_example = self._loss_fn(labels, logits)
+        data_loss = tf.nn.compute_average_loss(
+            per_example, global_batch_size=global_batch_size)
+        total_loss = data_loss
+        if model.losses:
+          total_loss += tf.nn.scale_regularization_loss(
+              tf.add_n(model.losses))
+      gradients = tape.gradient(total_loss, model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+      return data_loss, total_loss
+
+    @tf.function
+    def train_step(inputs):
+      if self._learning_rate_fn is not None:
+        optimizer.learning_rate.assign(
+            self._learning_rate_fn(self.global_step))
+      data_loss, total_loss = strategy.run(replica_step, args=inputs)
+      self.global_step.assign_add(1)
+      return (strategy.reduce(tf.distribute.ReduceOp.SUM, data_loss, None),
+              strategy.reduce(tf.distribute.ReduceOp.SUM, total_loss, None),
+              tf.convert_to_tensor(optimizer.learning_rate))
+
+    return train_step
+
+  def train(self, dataset, num_steps):
+    """Trains until the global step reaches `num_steps`.
+
+    Args:
+      dataset: A `tf.data.Dataset` of `(images, labels)` batches of
+        `global_batch_size` (repeat it; training stops at `num_steps`).
+      num_steps: The global step to reach (resumed runs do the rest).
+
+    Returns:
+      A `TrainResult`.
+
+    Raises:
+      NaNLossError: If the loss is NaN or infinite; the checkpoint of that
+        step is not written, the latest good one stays the latest.
+    """
+    distributed = self.strategy.experimental_distribute_dataset(dataset)
+    iterator = iter(distributed)
+    first = next(iterator)
+    images = self.strategy.experimental_local_results(first[0])[0]
+    self.build(images)
+    if self._train_step is None:
+      self._train_step = self._make_train_step()
+    start_step = int(self.global_step.numpy())
+    writer = (tf.summary.create_file_writer(os.path.join(self.model_dir,
+                                                         'train'))
+              if self._chief else tf.summary.create_noop_writer())
+    bar = tqdm(total=num_steps, initial=start_step, unit='step',
+               disable=not self._progress or not self._chief,
+               dynamic_ncols=True)
+    losses = []
+    step = start_step
+    last_saved = start_step
+    started = time.time()
+    batch = first
+    try:
+      while step < num_steps:
+        if batch is None:
+          batch = next(iterator)
+        data_loss, total_loss, learning_rate = self._train_step(batch)
+        batch = None
+        data_loss = float(data_loss.numpy())
+        step = int(self.global_step.numpy())
+        if not math.isfinite(data_loss) or not math.isfinite(
+            float(total_loss.numpy())):
+          raise NaNLossError(
+              'Training stopped: the loss became %s at global step %d. No '
+              'checkpoint was written for it; the latest good checkpoint is '
+              '%s. Lower the learning rate or check the data.' %
+              (data_loss, step, self.checkpoints.latest_checkpoint))
+        losses.append(data_loss)
+        bar.update(1)
+        bar.set_postfix(loss='%.4f' % data_loss, steps_per_s='%.2f' % (
+            len(losses) / max(time.time() - started, 1e-9)))
+        if step % self._summary_every == 0 or step == num_steps:
+          with writer.as_default(step=step):
+            write_scalar('loss', data_loss, step)
+            write_scalar('total_loss', total_loss, step)
+            write_scalar('learning_rate', learning_rate, step)
+        if step % self._checkpoint_every == 0:
+          self.checkpoints.save(step)
+          last_saved = step
+    except KeyboardInterrupt:
+      if step != last_saved:
+        self.checkpoints.save(step)
+      raise
+    finally:
+      bar.close()
+      writer.flush()
+    checkpoint = self.checkpoints.latest_checkpoint
+    if step != last_saved or checkpoint is None:
+      checkpoint = self.checkpoints.save(step)
+    return TrainResult(step, losses, checkpoint, start_step)
+
+
+def per_example_mean(losses):
+  """Averages `[batch, ...]` losses to `[batch]` (a helper for loss_fns)."""
+  losses = tf.convert_to_tensor(losses)
+  return tf.reduce_mean(tf.reshape(losses, [tf.shape(losses)[0], -1]), 1)
+
+
+__all__ = [
+    'SlimModel', 'get_strategy', 'is_chief', 'Trainer', 'TrainResult',
+    'NameBasedCheckpointManager', 'checkpoint_variables', 'restore_by_name',
+    'RestoreReport', 'poly_learning_rate', 'write_scalar', 'NaNLossError', 'per_example_mean',
+]
