@@ -104,8 +104,6 @@ def add_classify_parser(subparsers):
 
 
 def run_classify(args):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from densenet import preprocessing  # pylint: disable=g-import-not-at-top
   from densenet import pretrained  # pylint: disable=g-import-not-at-top
   if args.top < 1:
     print('densenet classify: error: --top must be >= 1, got %d.' % args.top,
@@ -119,45 +117,73 @@ def run_classify(args):
     print('densenet classify: error: %s' % error, file=sys.stderr)
     return 1
   top = min(args.top, len(model.class_names))
-  results, errors = {}, {}
-  readable, arrays = [], []
-
-  def flush():
-    if arrays:
-      predictions = model.predict(np.stack(arrays), top=top)
-      results.update(zip(readable, predictions))
-      del readable[:], arrays[:]
-
-  for path in args.images:
-    try:
-      arrays.append(preprocessing.load_image(path, args.resize_size,
-                                             args.crop_size))
-      readable.append(path)
-    except (OSError, ValueError) as error:
-      errors[path] = str(error) or type(error).__name__
-    if len(arrays) == args.batch_size:
-      flush()
-  flush()
+  results, errors = classify_images(model, args.images, top, args.batch_size)
   model.close()
-
   if args.json:
-    document = []
-    for path in args.images:
-      if path in errors:
-        document.append({'image': path, 'error': errors[path]})
-      else:
-        document.append({'image': path, 'predictions': [
-            {'class': name, 'probability': probability}
-            for name, probability in results[path]]})
-    print(json.dumps(document, indent=2))
-  else:
-    for path in args.images:
-      for rank, (name, probability) in enumerate(results.get(path, ()), 1):
-        print('%s\t%d\t%.4f\t%s' % (path, rank, probability, name))
+    print(format_json(args.images, results, errors))
+  elif results:
+    print(format_lines(args.images, results))
   for path, message in errors.items():
     print('densenet classify: cannot read %s: %s' % (path, message),
           file=sys.stderr)
   return 1 if errors else 0
+
+
+def classify_images(model, paths, top=5, batch_size=16):
+  """Classifies image files in batches, collecting the unreadable ones.
+
+  Args:
+    model: A `densenet.pretrained.Classifier`.
+    paths: Image file paths.
+    top: Classes per image.
+    batch_size: Images per network run.
+
+  Returns:
+    `(results, errors)`: dicts from path to a list of `top` (name,
+    probability) pairs, and from path to the error message.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from densenet import preprocessing  # pylint: disable=g-import-not-at-top
+  results, errors = {}, {}
+  batch_paths, arrays = [], []
+
+  def flush():
+    if arrays:
+      results.update(zip(batch_paths, model.predict(np.stack(arrays), top)))
+      del batch_paths[:], arrays[:]
+
+  for path in paths:
+    try:
+      arrays.append(preprocessing.load_image(path, model.resize_size,
+                                             model.crop_size))
+      batch_paths.append(path)
+    except (OSError, ValueError) as error:
+      errors[path] = str(error) or type(error).__name__
+    if len(arrays) == batch_size:
+      flush()
+  flush()
+  return results, errors
+
+
+def format_lines(paths, results):
+  """One 'path<TAB>rank<TAB>probability<TAB>name' line per class."""
+  return '\n'.join('%s\t%d\t%.4f\t%s' % (path, rank, probability, name)
+                   for path in paths
+                   for rank, (name, probability) in enumerate(
+                       results.get(path, ()), 1))
+
+
+def format_json(paths, results, errors):
+  """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  document = []
+  for path in paths:
+    if path in errors:
+      document.append({'image': path, 'error': errors[path]})
+    else:
+      document.append({'image': path, 'predictions': [
+          {'class': name, 'probability': probability}
+          for name, probability in results[path]]})
+  return json.dumps(document, indent=2)
 
 
 # ---------------------------------------------------------------------------
