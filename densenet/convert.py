@@ -54,6 +54,8 @@ All weight dicts map names relative to the model scope (e.g.
 convolution `[1, 1, channels, num_classes]`).
 """
 
+import functools
+import io
 import json
 import logging
 import os
@@ -266,7 +268,7 @@ def rename(source, named_arrays, progress=False):
   if isinstance(named_arrays, dict):
     named_arrays = named_arrays.items()
   weights, unmatched = {}, []
-  for name, array in tqdm.tqdm(named_arrays, desc='Mapping %s weights' %
+  for name, array in tqdm.tqdm(named_arrays, desc='Reading %s weights' %
                                source, unit='tensor', disable=not progress):
     if _ignored(name):
       continue
@@ -316,42 +318,42 @@ def keras_weights(source):
   Raises:
     ValueError: If the file is not a Keras weights file.
   """
+  return list(_keras_items(source))
+
+
+def _keras_items(source):
+  """Generator behind `keras_weights`: reads one array at a time."""
   if not isinstance(source, (str, os.PathLike)):
-    result = []
     for layer in source.layers:
       for variable in layer.weights:
         name = getattr(variable, 'path', None) or variable.name
-        result.append((_keras_name(layer.name, name),
-                       np.asarray(variable.numpy())))
-    return result
+        yield (_keras_name(layer.name, name), np.asarray(variable.numpy()))
+    return
   import h5py  # pylint: disable=g-import-not-at-top
   path = os.fspath(source)
   if zipfile.is_zipfile(path):
     with zipfile.ZipFile(path) as archive:
       with archive.open('model.weights.h5') as member:
-        import io  # pylint: disable=g-import-not-at-top
         with h5py.File(io.BytesIO(member.read()), 'r') as f:
-          return _keras3_h5_weights(f, path)
+          yield from _keras3_h5_items(f, path)
+    return
   with h5py.File(path, 'r') as f:
     group = f['model_weights'] if 'model_weights' in f else f
-    if 'layer_names' in group.attrs:
-      result = []
-      for layer in group.attrs['layer_names']:
-        layer = _decode(layer)
-        for weight in group[layer].attrs.get('weight_names', []):
-          weight = _decode(weight)
-          result.append((_keras_name(layer, weight),
-                         np.asarray(group[layer][weight])))
-      return result
-    return _keras3_h5_weights(f, path)
+    if 'layer_names' not in group.attrs:
+      yield from _keras3_h5_items(f, path)
+      return
+    for layer in group.attrs['layer_names']:
+      layer = _decode(layer)
+      for weight in group[layer].attrs.get('weight_names', []):
+        weight = _decode(weight)
+        yield (_keras_name(layer, weight), np.asarray(group[layer][weight]))
 
 
-def _keras3_h5_weights(f, path):
+def _keras3_h5_items(f, path):
   """Keras 3 `.weights.h5`: layers/<key>/vars/<i>, the layer name an attr."""
   if 'layers' not in f:
     raise ValueError('%s is not a Keras weights file (no layer_names '
                      'attribute, no layers group).' % path)
-  result = []
 
   def visit(layers):
     for key in layers:
@@ -364,13 +366,11 @@ def _keras3_h5_weights(f, path):
           raise ValueError('%s: layer %r has %d variables; expected 1, 2 or '
                            '4.' % (path, name, len(variables)))
         for i, kind in enumerate(kinds):
-          result.append(('%s/%s' % (name, kind),
-                         np.asarray(variables[str(i)])))
+          yield ('%s/%s' % (name, kind), np.asarray(variables[str(i)]))
       if 'layers' in layer:  # A nested model.
-        visit(layer['layers'])
+        yield from visit(layer['layers'])
 
-  visit(f['layers'])
-  return result
+  yield from visit(f['layers'])
 
 
 def checkpoint_tensors(checkpoint):
@@ -504,15 +504,16 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
     metadata.setdefault('source', 'densenet')
     return weights, metadata
   if source_format == 'keras':
-    named = keras_weights(source)
+    named = _keras_items(source)
   elif source_format == 'pudae':
-    tensors = checkpoint_tensors(source)
-    root = _pudae_root(tensors)
+    reader = tf.train.load_checkpoint(source)
+    names = sorted(reader.get_variable_to_shape_map())
+    root = _pudae_root(names)
     if root is None:
       raise ValueError('%s is not a pudae checkpoint: its variables are not '
                        'all under one densenetNNN/ scope.' % (source,))
-    named = [(name[len(root) + 1:] if name.startswith(root + '/') else name,
-              value) for name, value in sorted(tensors.items())]
+    named = ((name[len(root) + 1:] if name.startswith(root + '/') else name,
+              reader.get_tensor(name)) for name in names)
   else:
     if isinstance(source, dict):
       named = source.items()
@@ -644,6 +645,12 @@ def session_weights(session, scope, variables=None):
 
 def expected_variables(model_name, num_classes):
   """`{relative name: shape}` of a `nets.MODELS[model_name]` network."""
+  return dict(_expected_variables(model_name, num_classes))
+
+
+@functools.lru_cache(maxsize=8)
+def _expected_variables(model_name, num_classes):
+  """Builds the network once per (model, classes): a few seconds."""
   if model_name not in nets.MODELS:
     raise ValueError('model_name must be one of %s, got %r.' %
                      (', '.join(sorted(nets.MODELS)), model_name))
@@ -654,8 +661,8 @@ def expected_variables(model_name, num_classes):
     with slim.arg_scope(densenet_utils.densenet_arg_scope()):
       nets.MODELS[model_name](images, num_classes=num_classes,
                               is_training=False)
-    return {_relative_name(v, model_name): tuple(v.shape.as_list())
-            for v in tf.compat.v1.global_variables(model_name + '/')}
+    return tuple((_relative_name(v, model_name), tuple(v.shape.as_list()))
+                 for v in tf.compat.v1.global_variables(model_name + '/'))
 
 
 def check_weights(weights, model_name, num_classes):

@@ -339,3 +339,28 @@ def test_torchvision_state_dict(tmp_path, densenet_121_graph):
   np.testing.assert_array_equal(
       weights['transition2/unit_1/transition/conv/weights'][0, 0, 7, 9],
       np.float32(state['features.transition2.conv.weight'][9, 7, 0, 0]))
+
+
+def test_convert_command(tmp_path, capsys):
+  from densenet import cli  # pylint: disable=g-import-not-at-top
+  values = _pudae_values()
+  source = _write_tf1_checkpoint(values, str(tmp_path / 'tf-densenet121.ckpt'))
+  output = str(tmp_path / 'converted' / 'model.ckpt')
+  assert cli.main(['convert', source, output]) == 0
+  assert 'densenet_121' in capsys.readouterr().out
+  metadata = convert.read_metadata(output)
+  assert metadata == {'model': 'densenet_121', 'num_classes': 1000,
+                      'batch_norm_epsilon': 1.1e-5, 'normalization': 'pudae',
+                      'source': 'pudae', 'format_version': 1}
+  reader = tf.train.load_checkpoint(output)
+  names = set(reader.get_variable_to_shape_map()) - {convert.METADATA_KEY}
+  assert len(names) == 606
+  np.testing.assert_array_equal(
+      reader.get_tensor('densenet_121/dense_block4/unit_2/dense_unit/'
+                        'conv1/BatchNorm/beta'),
+      values['densenet121/dense_block4/conv_block2/x2/BatchNorm/beta'])
+  # A broken source: non-zero exit, the missing variable named.
+  del values['densenet121/final_block/BatchNorm/gamma']
+  source = _write_tf1_checkpoint(values, str(tmp_path / 'broken.ckpt'))
+  assert cli.main(['convert', source, str(tmp_path / 'no.ckpt')]) == 1
+  assert 'postnorm/gamma' in capsys.readouterr().err
