@@ -44,9 +44,11 @@ Stem padding: our ImageNet networks pad the stem like Keras and torchvision
 Keras and torchvision weights give their source's logits. pudae's network
 used TF 'SAME' padding there ((2, 3) and (0, 1)): in our network a converted
 pudae checkpoint sees the image shifted by 3 pixels relative to pudae's own
-graph at the stride-4 feature maps (and by 1 at the stride-2 ones), with
-different border handling, so its logits differ slightly from pudae's graph;
-the effect on accuracy has not been measured.
+graph at the stride-4 feature maps (and by 1 at the stride-2 ones; for even
+input sizes such as 224), with different border handling, so its logits
+differ slightly from pudae's graph; the effect on accuracy has not been
+measured (pudae's code cannot run here). Cropping the input 3 pixels further
+down and right reproduces pudae's interior features exactly.
 
 All weight dicts map names relative to the model scope (e.g.
 'dense_block1/unit_1/dense_unit/conv1/weights') to numpy arrays in our layout
@@ -707,7 +709,7 @@ def save_checkpoint(weights, metadata, prefix, progress=False):
   with tf.Graph().as_default():
     feed = {}
     tensors = []
-    for name in tqdm.tqdm(names, desc='Writing checkpoint', unit='tensor',
+    for name in tqdm.tqdm(names, desc='Preparing checkpoint', unit='tensor',
                           disable=not progress):
       placeholder = tf.compat.v1.placeholder(tf.float32, weights[name].shape)
       feed[placeholder] = weights[name]
