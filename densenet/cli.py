@@ -1,0 +1,255 @@
+"""The `densenet` command: a thin layer over the library.
+
+    densenet convert densenet121_weights_tf_dim_ordering_tf_kernels.h5 \\
+        /tmp/densenet_121/model.ckpt
+    densenet classify cat.jpg dog.png --checkpoint /tmp/densenet_121/model.ckpt
+    densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
+
+Each command group lives in a registrar function `add_<name>_parser(
+subparsers)` that adds its subparser(s) with `set_defaults(func=...)`; `func`
+receives the parsed `argparse.Namespace` and returns the exit status. To add
+commands, write a registrar (in any module) and append it to `REGISTRARS`.
+"""
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+# Registrars are appended at the end of this module (after their definitions).
+REGISTRARS = []
+
+
+def _model_names():
+  from densenet import nets  # pylint: disable=g-import-not-at-top
+  return sorted(nets.MODELS)
+
+
+# ---------------------------------------------------------------------------
+# densenet convert
+
+
+def add_convert_parser(subparsers):
+  """`densenet convert SOURCE OUTPUT`: pretrained weights -> our checkpoint."""
+  parser = subparsers.add_parser(
+      'convert',
+      help='Convert Keras / pudae / torchvision DenseNet weights into a '
+      'checkpoint of this library.',
+      description='Convert pretrained DenseNet weights into a TF checkpoint '
+      'of densenet_121/169/201/161 that records the BN epsilon and the input '
+      'normalization of its source.')
+  parser.add_argument(
+      'source', help='Keras .h5/.keras file, pudae checkpoint prefix '
+      '(tf-densenet121.ckpt), or torchvision state dict as .npz.')
+  parser.add_argument('output', help='Output checkpoint prefix, e.g. '
+                      '/tmp/densenet_121/model.ckpt.')
+  parser.add_argument('--source-format', choices=('keras', 'pudae',
+                                                  'torchvision'),
+                      help='Format of SOURCE (default: detected).')
+  parser.add_argument('--model', help='Target model (default: inferred from '
+                      'the weights), e.g. densenet_121.')
+  parser.set_defaults(func=run_convert)
+
+
+def run_convert(args):
+  from densenet import convert  # pylint: disable=g-import-not-at-top
+  try:
+    metadata = convert.convert(args.source, args.output,
+                               source_format=args.source_format,
+                               model_name=args.model, progress=True)
+  except (ValueError, OSError) as error:
+    print('densenet convert: error: %s' % error, file=sys.stderr)
+    return 1
+  print('Wrote %s: %s from %s weights (num_classes=%s, BN epsilon %g, '
+        "normalization '%s')." % (args.output, metadata['model'],
+                                  metadata['source'], metadata['num_classes'],
+                                  metadata['batch_norm_epsilon'],
+                                  metadata['normalization']))
+  return 0
+
+
+# ---------------------------------------------------------------------------
+# densenet classify
+
+
+def _add_weights_arguments(parser):
+  parser.add_argument('--checkpoint', required=True,
+                      help='Converted or pudae checkpoint prefix (or a Keras '
+                      '.h5/.keras file).')
+  parser.add_argument('--model', help='Model name (default: from the '
+                      'checkpoint), e.g. densenet_121.')
+  parser.add_argument('--resize-size', type=int, default=256,
+                      help='Shorter side after resizing (default 256).')
+  parser.add_argument('--crop-size', type=int, default=224,
+                      help='Side of the central crop (default 224).')
+
+
+def add_classify_parser(subparsers):
+  """`densenet classify IMAGE...`: top-k ImageNet classes of image files."""
+  parser = subparsers.add_parser(
+      'classify', help='Print the top-k classes of images.',
+      description='Classify image files (JPEG, PNG, WebP...) with pretrained '
+      'weights. Prints one line per class: image, rank, probability, name. '
+      'Files that cannot be read are reported on stderr and make the exit '
+      'status 1; the others are still classified.')
+  parser.add_argument('images', nargs='+', metavar='IMAGE')
+  _add_weights_arguments(parser)
+  parser.add_argument('--top', type=int, default=5,
+                      help='Classes per image (default 5).')
+  parser.add_argument('--batch-size', type=int, default=16)
+  parser.add_argument('--json', action='store_true',
+                      help='Print one JSON document instead of lines.')
+  parser.set_defaults(func=run_classify)
+
+
+def run_classify(args):
+  from densenet import pretrained  # pylint: disable=g-import-not-at-top
+  if args.top < 1:
+    print('densenet classify: error: --top must be >= 1, got %d.' % args.top,
+          file=sys.stderr)
+    return 2
+  try:
+    model = pretrained.load_pretrained(
+        args.model, args.checkpoint, resize_size=args.resize_size,
+        crop_size=args.crop_size, batch_size=args.batch_size)
+  except (ValueError, OSError) as error:
+    print('densenet classify: error: %s' % error, file=sys.stderr)
+    return 1
+  top = min(args.top, len(model.class_names))
+  results, errors = classify_images(model, args.images, top, args.batch_size)
+  model.close()
+  if args.json:
+    print(format_json(args.images, results, errors))
+  elif results:
+    print(format_lines(args.images, results))
+  for path, message in errors.items():
+    print('densenet classify: cannot read %s: %s' % (path, message),
+          file=sys.stderr)
+  return 1 if errors else 0
+
+
+def classify_images(model, paths, top=5, batch_size=16):
+  """Classifies image files in batches, collecting the unreadable ones.
+
+  Args:
+    model: A `densenet.pretrained.Classifier`.
+    paths: Image file paths.
+    top: Classes per image.
+    batch_size: Images per network run.
+
+  Returns:
+    `(results, errors)`: dicts from path to a list of `top` (name,
+    probability) pairs, and from path to the error message.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from densenet import preprocessing  # pylint: disable=g-import-not-at-top
+  results, errors = {}, {}
+  batch_paths, arrays = [], []
+
+  def flush():
+    if arrays:
+      results.update(zip(batch_paths, model.predict(np.stack(arrays), top)))
+      del batch_paths[:], arrays[:]
+
+  for path in paths:
+    try:
+      arrays.append(preprocessing.load_image(path, model.resize_size,
+                                             model.crop_size))
+      batch_paths.append(path)
+    except (OSError, ValueError) as error:
+      errors[path] = str(error) or type(error).__name__
+    if len(arrays) == batch_size:
+      flush()
+  flush()
+  return results, errors
+
+
+def format_lines(paths, results):
+  """One 'path<TAB>rank<TAB>probability<TAB>name' line per class."""
+  return '\n'.join('%s\t%d\t%.4f\t%s' % (path, rank, probability, name)
+                   for path in paths
+                   for rank, (name, probability) in enumerate(
+                       results.get(path, ()), 1))
+
+
+def format_json(paths, results, errors):
+  """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  document = []
+  for path in paths:
+    if path in errors:
+      document.append({'image': path, 'error': errors[path]})
+    else:
+      document.append({'image': path, 'predictions': [
+          {'class': name, 'probability': probability}
+          for name, probability in results[path]]})
+  return json.dumps(document, indent=2)
+
+
+# ---------------------------------------------------------------------------
+# densenet export
+
+
+def add_export_parser(subparsers):
+  """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
+  parser = subparsers.add_parser(
+      'export', help='Write a SavedModel (serving_default: encoded image '
+      'bytes; serving_images: float images).',
+      description='Export a pretrained classifier as a SavedModel that runs '
+      'without this library (tf.saved_model.load, TF Serving).')
+  parser.add_argument('export_dir', help='Directory to create, e.g. '
+                      '/tmp/export/1 (TF Serving wants a version number).')
+  _add_weights_arguments(parser)
+  parser.add_argument('--top', type=int, default=5,
+                      help='k of the top_k outputs (default 5).')
+  parser.set_defaults(func=run_export)
+
+
+def run_export(args):
+  from densenet import export  # pylint: disable=g-import-not-at-top
+  try:
+    export.export_saved_model(args.checkpoint, args.export_dir,
+                              model_name=args.model, top=args.top,
+                              resize_size=args.resize_size,
+                              crop_size=args.crop_size)
+  except (ValueError, OSError) as error:
+    print('densenet export: error: %s' % error, file=sys.stderr)
+    return 1
+  print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))
+  return 0
+
+
+# ---------------------------------------------------------------------------
+
+REGISTRARS.extend([
+    add_convert_parser,
+    add_classify_parser,
+    add_export_parser,
+])
+
+
+def build_parser(registrars=None):
+  """The argument parser with one subcommand per registrar."""
+  parser = argparse.ArgumentParser(
+      prog='densenet', description='DenseNets in TF-Slim: convert pretrained '
+      'weights, classify images, export SavedModels.')
+  subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+  subparsers.required = True
+  for registrar in REGISTRARS if registrars is None else registrars:
+    registrar(subparsers)
+  return parser
+
+
+def main(argv=None):
+  """Entry point of the `densenet` console script; returns the exit status."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # tf-slim layers call tf-keras' deprecated `Layer.apply`; not the user's concern.
+  warnings.filterwarnings('ignore', message='`layer.apply` is deprecated')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.get_logger().setLevel('ERROR')
+  args = build_parser().parse_args(argv)
+  return args.func(args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

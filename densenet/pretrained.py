@@ -1,0 +1,180 @@
+"""Classify images with pretrained weights in three lines (notebook helpers).
+
+    from densenet.pretrained import load_pretrained
+    model = load_pretrained('densenet_121', '/tmp/densenet_121/model.ckpt')
+    model.predict(['cat.jpg', 'dog.png'])   # [[('tabby', 0.61), ...], ...]
+
+`load_pretrained` accepts anything `densenet.convert.read_weights` reads: a
+converted checkpoint (its metadata gives the model, BN epsilon and input
+normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
+a torchvision state dict. The network runs in its own `tf.Graph` and
+`tf.compat.v1.Session` (inference mode).
+"""
+
+import importlib.resources
+
+import numpy as np
+import tensorflow as tf
+import tf_slim as slim
+
+import densenet_utils
+from densenet import convert
+from densenet import nets
+from densenet import preprocessing
+
+IMAGENET_CLASSES_FILE = 'data/imagenet_classes.txt'
+
+
+def imagenet_class_names():
+  """The 1000 ImageNet class names (Keras' `decode_predictions` names), by index."""
+  text = importlib.resources.files('densenet').joinpath(
+      IMAGENET_CLASSES_FILE).read_text(encoding='utf-8')
+  names = text.splitlines()
+  if len(names) != 1000:
+    raise RuntimeError('%s has %d names, expected 1000.' %
+                       (IMAGENET_CLASSES_FILE, len(names)))
+  return names
+
+
+def class_names(num_classes):
+  """ImageNet names for 1000 classes, else the class indices as strings."""
+  if num_classes == 1000:
+    return imagenet_class_names()
+  return [str(i) for i in range(num_classes)]
+
+
+def build_classifier(model_name, metadata, images=None):
+  """Builds the inference network in the current graph.
+
+  Args:
+    model_name: A `nets.MODELS` name.
+    metadata: Dict with 'batch_norm_epsilon', 'normalization' and
+      'num_classes' (from `convert.read_weights`).
+    images: float32 `[batch, height, width, 3]` RGB in [0, 255], or None for
+      a placeholder of that shape.
+
+  Returns:
+    `(images, logits)`: the input Tensor and the `[batch, num_classes]`
+    logits.
+  """
+  if model_name not in nets.MODELS:
+    raise ValueError('model_name must be one of %s, got %r.' %
+                     (', '.join(sorted(nets.MODELS)), model_name))
+  if not metadata.get('num_classes'):
+    raise ValueError('The weights of %s have no logits (num_classes is %r); '
+                     'they cannot classify.' % (model_name,
+                                                metadata.get('num_classes')))
+  if images is None:
+    images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3],
+                                      name='images')
+  arg_scope = densenet_utils.densenet_arg_scope(
+      batch_norm_epsilon=metadata['batch_norm_epsilon'])
+  with slim.arg_scope(arg_scope):
+    logits, _ = nets.MODELS[model_name](
+        preprocessing.normalize(images, metadata['normalization']),
+        num_classes=metadata['num_classes'], is_training=False)
+  return images, logits
+
+
+class Classifier(object):
+  """A pretrained DenseNet in its own graph and session.
+
+  Attributes:
+    model_name: e.g. 'densenet_121'.
+    metadata: The weights' metadata (BN epsilon, normalization, source...).
+    class_names: Name of every class index.
+    resize_size, crop_size: Geometry used for files (see
+      `preprocessing.load_image`).
+  """
+
+  def __init__(self, weights, metadata, model_name=None,
+               resize_size=preprocessing.DEFAULT_RESIZE_SIZE,
+               crop_size=preprocessing.DEFAULT_CROP_SIZE, batch_size=16):
+    self.model_name = model_name or metadata['model']
+    self.metadata = dict(metadata)
+    self.resize_size = resize_size
+    self.crop_size = crop_size
+    self.batch_size = batch_size
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      self._images, self._logits = build_classifier(self.model_name, metadata)
+      self._probabilities = tf.nn.softmax(self._logits)
+      init_fn = convert.assign_fn(weights, scope=self.model_name)
+      self.graph.finalize()
+    self.session = tf.compat.v1.Session(graph=self.graph)
+    init_fn(self.session)
+    self.class_names = class_names(metadata['num_classes'])
+
+  def close(self):
+    self.session.close()
+
+  def preprocess(self, images):
+    """Files, PIL images or arrays -> float32 `[batch, crop, crop, 3]`.
+
+    A 4-D array is taken as a ready batch of RGB images in [0, 255].
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+      return images.astype(np.float32)
+    if isinstance(images, (str, bytes)) or hasattr(images, 'read'):
+      images = [images]
+    return np.stack([
+        preprocessing.load_image(image, self.resize_size, self.crop_size)
+        for image in images]).astype(np.float32)
+
+  def _run(self, tensor, images):
+    batch = self.preprocess(images)
+    outputs = [self.session.run(tensor, {self._images: batch[i:i + self.batch_size]})
+               for i in range(0, len(batch), self.batch_size)]
+    return np.concatenate(outputs)
+
+  def logits(self, images):
+    """float32 `[batch, num_classes]` logits (see `preprocess` for inputs)."""
+    return self._run(self._logits, images)
+
+  def probabilities(self, images):
+    """float32 `[batch, num_classes]` softmax probabilities."""
+    return self._run(self._probabilities, images)
+
+  def predict(self, images, top=5):
+    """Top-`top` `(class name, probability)` pairs for each image.
+
+    Args:
+      images: A path, or a list of paths / file objects / PIL images /
+        `[height, width, 3]` arrays (decoded, resized and cropped), or a
+        `[batch, height, width, 3]` RGB array in [0, 255] used as is.
+      top: How many classes per image.
+
+    Returns:
+      A list with, per image, a list of `top` (name, probability) pairs,
+      most probable first.
+    """
+    return self.decode(self.probabilities(images), top)
+
+  def decode(self, probabilities, top=5):
+    """`[batch, num_classes]` probabilities -> top-k (name, probability)."""
+    if not 1 <= top <= probabilities.shape[-1]:
+      raise ValueError('top must be in [1, %d], got %r.' %
+                       (probabilities.shape[-1], top))
+    result = []
+    for row in probabilities:
+      order = np.argsort(-row, kind='stable')[:top]
+      result.append([(self.class_names[i], float(row[i])) for i in order])
+    return result
+
+
+def load_pretrained(model_name, checkpoint, **kwargs):
+  """A `Classifier` for pretrained weights.
+
+  Args:
+    model_name: A `densenet.nets.MODELS` name ('densenet_121'...), or None to
+      take it from the weights.
+    checkpoint: Anything `convert.read_weights` reads (converted or pudae
+      checkpoint prefix, Keras file or model, torchvision state dict).
+    **kwargs: `resize_size`, `crop_size`, `batch_size` of `Classifier`.
+
+  Returns:
+    A `Classifier`; `predict(images)` gives the top-5 names and
+    probabilities.
+  """
+  weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
+  return Classifier(weights, metadata, model_name=model_name, **kwargs)

@@ -1,0 +1,93 @@
+"""Tests for `densenet export`: the SavedModel runs without this library."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+import tf_slim as slim
+from PIL import Image
+
+import densenet
+from densenet import cli
+from densenet import convert
+from densenet import preprocessing
+from densenet import pretrained
+
+# Runs in a fresh interpreter: loads the SavedModel with TensorFlow only.
+_LOADER = r'''
+import sys
+import numpy as np
+import tensorflow as tf
+export_dir, inputs_path, outputs_path = sys.argv[1:]
+inputs = np.load(inputs_path)
+model = tf.saved_model.load(export_dir)
+from_images = model.signatures['serving_images'](
+    images=tf.constant(inputs['images']))
+from_bytes = model.signatures['serving_default'](
+    image_bytes=tf.constant([bytes(inputs['png']), bytes(inputs['jpeg'])]))
+assert 'tf_slim' not in sys.modules and 'densenet' not in sys.modules
+def arrays(prefix, outputs):
+  return {prefix + k: v.numpy().astype(bytes) if v.dtype == tf.string
+          else v.numpy() for k, v in outputs.items()}
+np.savez(outputs_path, **arrays('images_', from_images),
+         **arrays('bytes_', from_bytes))
+'''
+
+
+def test_export_reloads_in_fresh_process(tmp_path):
+  rng = np.random.RandomState(0)
+  y, x = np.mgrid[0:240, 0:300]
+  pixels = np.stack([x * 0.8, y, (x + y) * 0.4], -1).astype(np.uint8)
+  encoded = {}
+  for kind in ('png', 'jpeg'):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, kind.upper())
+    encoded[kind] = np.frombuffer(buffer.getvalue(), np.uint8)
+  float_images = rng.uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+  # What the bytes signature should feed the network: the TF geometry.
+  decoded = np.stack([
+      preprocessing.tf_decode_and_crop(tf.constant(encoded[kind].tobytes()))
+      for kind in ('png', 'jpeg')])
+
+  metadata = {'model': 'densenet_121', 'num_classes': 1000,
+              'batch_norm_epsilon': 1.1e-5, 'normalization': 'pudae',
+              'source': 'test'}
+  with tf.Graph().as_default():
+    images = tf.compat.v1.placeholder(tf.float32, [None, 224, 224, 3])
+    with slim.arg_scope(densenet.densenet_arg_scope(batch_norm_epsilon=1.1e-5)):
+      logits, _ = densenet.densenet_121(
+          preprocessing.normalize(images, 'pudae'), num_classes=1000,
+          is_training=False)
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      weights = convert.session_weights(session, 'densenet_121')
+      expected_images = session.run(logits, {images: float_images})
+      expected_bytes = session.run(logits, {images: decoded})
+  checkpoint = convert.save_checkpoint(weights, metadata,
+                                       str(tmp_path / 'ckpt' / 'model.ckpt'))
+
+  export_dir = str(tmp_path / 'export' / '1')
+  assert cli.main(['export', export_dir, '--checkpoint', checkpoint,
+                   '--top', '3']) == 0
+  np.savez(str(tmp_path / 'inputs.npz'), images=float_images, **encoded)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  env.pop('PYTHONPATH', None)  # The library must not be needed.
+  subprocess.run([sys.executable, '-c', _LOADER, export_dir,
+                  str(tmp_path / 'inputs.npz'), str(tmp_path / 'out.npz')],
+                 check=True, env=env, cwd=str(tmp_path))
+  out = np.load(str(tmp_path / 'out.npz'))
+
+  np.testing.assert_allclose(out['images_logits'], expected_images, atol=1e-5)
+  np.testing.assert_allclose(out['bytes_logits'], expected_bytes, atol=1e-5)
+  names = pretrained.imagenet_class_names()
+  for prefix, expected in (('images_', expected_images),
+                           ('bytes_', expected_bytes)):
+    top = np.argsort(-expected, axis=1)[:, :3]
+    np.testing.assert_array_equal(out[prefix + 'top_k_indices'], top)
+    assert [[n.decode() for n in row] for row in out[prefix + 'top_k_names']
+           ] == [[names[i] for i in row] for row in top]
+    np.testing.assert_allclose(out[prefix + 'probabilities'].sum(1), 1.0,
+                               rtol=1e-5)
