@@ -33,5 +33,6 @@ from densenet.nets import densenet_100_k24
 from densenet.nets import densenet_bc_100_k12
 from densenet.nets import densenet_bc_250_k24
 from densenet.nets import densenet_bc_190_k40
+from densenet.pretrained import load_pretrained
 
 __version__ = '0.1.0'

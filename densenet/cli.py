@@ -17,6 +17,8 @@ import os
 import sys
 import warnings
 
+from densenet import train_cli
+
 # Registrars are appended at the end of this module (after their definitions).
 REGISTRARS = []
 
@@ -225,6 +227,8 @@ REGISTRARS.extend([
     add_convert_parser,
     add_classify_parser,
     add_export_parser,
+    train_cli.add_train_parser,
+    train_cli.add_evaluate_parser,
 ])
 
 

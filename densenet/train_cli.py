@@ -15,16 +15,14 @@ class):
         --initial-checkpoint densenet_121.ckpt --epochs 30 \
         --learning-rate 0.01 --batch-size 32
 
-For `densenet/cli.py`: `add_train_parser(subparsers)` and
-`add_evaluate_parser(subparsers)` each add one sub-command whose parsed
-arguments carry `func`, to be called as `args.func(args)` (returns the exit
-status). Until then: `python -m densenet.train_cli train ...`.
+`add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
+registrars of `densenet/cli.py`: each adds one sub-command whose parsed
+arguments carry `func`, called as `args.func(args)` (returns the exit status).
 """
 
 import argparse
 import json
 import os
-import sys
 
 from densenet import classification
 from densenet import datasets
@@ -206,18 +204,3 @@ def _print_results(results, as_json, path):
         metrics['num_examples'], metrics['loss']))
   if path:
     print('results: %s' % path)
-
-
-def main(argv=None):
-  """`python -m densenet.train_cli {train,evaluate} ...`."""
-  parser = argparse.ArgumentParser(
-      prog='densenet', description='Train and evaluate DenseNet classifiers.')
-  subparsers = parser.add_subparsers(dest='command', required=True)
-  add_train_parser(subparsers)
-  add_evaluate_parser(subparsers)
-  args = parser.parse_args(argv)
-  return args.func(args)
-
-
-if __name__ == '__main__':
-  sys.exit(main())

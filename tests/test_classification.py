@@ -13,7 +13,7 @@ from PIL import Image
 
 from densenet import classification
 from densenet import datasets
-from densenet import train_cli
+from densenet import cli
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order
 
 
@@ -105,7 +105,7 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
                                                     capsys):
   _, source = cifar_dir
   data_dir, train_dir = str(tmp_path / 'data'), str(tmp_path / 'run')
-  assert train_cli.main([
+  assert cli.main([
       'train', '--dataset', 'C10', '--source', source, '--data-dir',
       data_dir, '--train-dir', train_dir, '--model', 'densenet_bc_10_k4',
       '--batch-size', '20', '--num-steps', '3', '--eval-every-epochs', '0',
@@ -117,7 +117,7 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
   assert trained['global_step'] == 3
   assert datasets.read_metadata(data_dir)['splits']['train'][
       'num_examples'] == 200
-  assert train_cli.main(['evaluate', '--train-dir', train_dir, '--json',
+  assert cli.main(['evaluate', '--train-dir', train_dir, '--json',
                          '--output', str(tmp_path / 'eval.json')]) == 0
   evaluated = json.loads(capsys.readouterr().out)
   with open(tmp_path / 'eval.json') as f:

@@ -23,8 +23,6 @@ is fine-tuned on the inputs it was trained with.
 import os
 
 import numpy as np
-from PIL import Image
-from PIL import ImageOps
 
 from densenet import preprocessing
 from densenet.datasets import tfrecords
@@ -63,23 +61,17 @@ def list_images(source):
 def load_image(path, image_size):
   """Decodes an image file to `[image_size, image_size, 3]` uint8 RGB.
 
-  Applies the EXIF orientation, converts to RGB, resizes the shorter side to
-  `image_size` (bicubic) and crops the centre square.
+  `densenet.preprocessing.load_image` with the shorter side resized to
+  `image_size` and the centre square cropped (EXIF orientation, RGB).
 
   Raises:
     ValueError: If `path` cannot be decoded as an image; names the file.
   """
   try:
-    with Image.open(path) as image:
-      image = ImageOps.exif_transpose(image).convert('RGB')
+    return preprocessing.load_image(path, resize_size=image_size,
+                                    crop_size=image_size)
   except (OSError, SyntaxError, ValueError) as e:
     raise ValueError('Cannot decode image %s: %s' % (path, e)) from e
-  scale = image_size / min(image.size)
-  width, height = (max(image_size, round(side * scale)) for side in image.size)
-  image = image.resize((width, height), Image.BICUBIC)
-  left, top = (width - image_size) // 2, (height - image_size) // 2
-  image = image.crop((left, top, left + image_size, top + image_size))
-  return np.asarray(image, dtype=np.uint8)
 
 
 def create_tfrecords(source, output_dir, image_size=224,
