@@ -29,6 +29,9 @@ setuptools.setup(
         'h5py',
     ],
     extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': [
+        'segmentation = segmentation.cli:main',
+    ]},
     classifiers=[
         'Programming Language :: Python :: 3',
         'License :: OSI Approved :: Apache Software License',

@@ -97,6 +97,7 @@ Decisions worth knowing:
 import collections
 import math
 import os
+import sys
 import time
 import uuid
 
@@ -422,12 +423,14 @@ class Trainer(object):
     init_fn: `init_fn(model)` called once on a fresh start (no checkpoint in
       `model_dir`), e.g. to restore a backbone with `restore_by_name`.
     progress: Whether to show a tqdm progress bar.
+    log_every: If > 0, also print `step N loss L steps/s S` lines to stderr
+      every `log_every` steps (for logs without a terminal).
   """
 
   def __init__(self, net_fn, loss_fn, model_dir, global_batch_size,
                strategy=None, optimizer_fn=None, learning_rate_fn=None,
                checkpoint_every=100, summary_every=10, max_to_keep=3,
-               init_fn=None, progress=True):
+               init_fn=None, progress=True, log_every=0):
     if global_batch_size < 1:
       raise ValueError('global_batch_size must be >= 1, got %r.' %
                        (global_batch_size,))
@@ -444,6 +447,7 @@ class Trainer(object):
     self._max_to_keep = max_to_keep
     self._init_fn = init_fn
     self._progress = progress
+    self._log_every = log_every
     self._chief = is_chief(self.strategy)
     with self.strategy.scope():
       self.model = SlimModel(net_fn)
@@ -556,9 +560,14 @@ class Trainer(object):
               '%s. Lower the learning rate or check the data.' %
               (data_loss, step, self.checkpoints.latest_checkpoint))
         losses.append(data_loss)
+        steps_per_s = len(losses) / max(time.time() - started, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss='%.4f' % data_loss, steps_per_s='%.2f' % (
-            len(losses) / max(time.time() - started, 1e-9)))
+        bar.set_postfix(loss='%.4f' % data_loss,
+                        steps_per_s='%.2f' % steps_per_s)
+        if self._log_every and step % self._log_every == 0 and self._chief:
+          print('step %d loss %.4f steps/s %.2f' % (step, data_loss,
+                                                   steps_per_s),
+                file=sys.stderr, flush=True)
         if step % self._summary_every == 0 or step == num_steps:
           with writer.as_default(step=step):
             write_scalar('loss', data_loss, step)

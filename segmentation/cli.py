@@ -81,6 +81,8 @@ def _parser():
   train.add_argument('--strategy', default='auto',
                      choices=('auto', 'default', 'mirrored', 'multi_worker'))
   train.add_argument('--no-progress', action='store_true')
+  train.add_argument('--log-every', type=int, default=0,
+                     help='Print "step N loss L" lines every N steps.')
 
   evaluate = commands.add_parser('evaluate', help='mIoU on a TFRecord set.')
   evaluate.add_argument('--model-dir', required=True)
@@ -98,7 +100,7 @@ def _parser():
   demo = commands.add_parser(
       'demo', help='Synthetic dataset -> train DenseNet+ASPP -> mIoU.')
   demo.add_argument('--work-dir', default=os.path.join('runs', 'demo'))
-  demo.add_argument('--steps', type=int, default=1200)
+  demo.add_argument('--steps', type=int, default=1000)
   demo.add_argument('--batch-size', type=int, default=16)
   demo.add_argument('--json', action='store_true')
   return parser
@@ -141,7 +143,7 @@ def main(argv=None):
           checkpoint_every=args.checkpoint_every,
           initial_checkpoint=args.initial_checkpoint, class_weights=weights,
           strategy=training.get_strategy(args.strategy),
-          progress=not args.no_progress)
+          progress=not args.no_progress, log_every=args.log_every)
       print('Trained from step %d to %d; checkpoint %s' %
             (result.start_step, result.global_step, result.checkpoint))
       return 0

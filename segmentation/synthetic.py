@@ -63,7 +63,7 @@ def _shape_mask(class_id, size, center, extent, angle, rng):
     draw.polygon(_rotated(corners, angle, center), fill=1)
   elif class_id == 4:
     draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1)
-    inner = r * rng.uniform(0.45, 0.6)
+    inner = r * rng.uniform(0.35, 0.5)
     draw.ellipse([cx - inner, cy - inner, cx + inner, cy + inner], fill=0)
   else:
     w = r * rng.uniform(0.28, 0.38)

@@ -133,7 +133,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
-          progress=True, log=print):
+          progress=True, log_every=0, log=print):
   """Trains (or resumes training) a segmentation model.
 
   Args:
@@ -155,6 +155,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     strategy: A `tf.distribute.Strategy` (default: `training.get_strategy`).
     min_scale, max_scale: Random scale range of the augmentation.
     progress: Whether to show a progress bar.
+    log_every: Steps between 'step N loss L' lines on stderr (0: none).
     log: Where messages go.
 
   Returns:
@@ -174,21 +175,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
                               min_scale, max_scale, config.normalization)
 
   def init_fn(model):
-    if not initial_checkpoint:
-      return
-    _, scope = model_lib.backbone_fn(config.backbone)
-    report = training.restore_by_name(
-        model.variables_by_name(), initial_checkpoint,
-        exclude_scopes=[scope + '/' + name
-                        for name in model_lib.BACKBONE_EXCLUDES])
-    backbone_missing = [n for n in report.missing if n.startswith(scope + '/')]
-    log('Initial checkpoint %s: restored %d variables; not restored (new '
-        'head, initialized): %d; backbone variables missing from it: %s; '
-        'shape mismatches: %s; unused checkpoint tensors: %s.' %
-        (initial_checkpoint, len(report.restored),
-         len(report.missing) - len(backbone_missing),
-         backbone_missing or 'none', report.mismatched or 'none',
-         report.unused or 'none'))
+    if initial_checkpoint:
+      restore_backbone(model, config.backbone, initial_checkpoint, log)
 
   def loss_fn(labels, logits):
     return losses.softmax_cross_entropy(labels, logits,
@@ -199,8 +187,42 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       optimizer_fn=_optimizer_fn(optimizer),
       learning_rate_fn=training.poly_learning_rate(
           learning_rate, num_steps, warmup_steps=warmup_steps),
-      checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress)
+      checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
+      log_every=log_every)
   return trainer.train(dataset, num_steps)
+
+
+def restore_backbone(model, backbone, checkpoint, log=print):
+  """Initialises the backbone of `model` from a classification checkpoint.
+
+  Restores every variable of the checkpoint with the same name and shape,
+  except the backbone's classification logits, and reports through `log`
+  what was restored and what was not.
+
+  Args:
+    model: A built `densenet.training.SlimModel` of a segmentation network.
+    backbone: Its backbone spec (see `segmentation.model.backbone_fn`).
+    checkpoint: A checkpoint prefix or directory.
+    log: Where the report goes.
+
+  Returns:
+    The `densenet.training.RestoreReport`.
+  """
+  _, scope = model_lib.backbone_fn(backbone)
+  report = training.restore_by_name(
+      model.variables_by_name(), checkpoint,
+      exclude_scopes=[scope + '/' + name
+                      for name in model_lib.BACKBONE_EXCLUDES])
+  backbone_missing = [n for n in report.missing if n.startswith(scope + '/')]
+  log('Initial checkpoint %s: restored %d variables; initialized '
+      '%d head variables; backbone variables not in the checkpoint: %s; '
+      'shape mismatches (not restored): %s; checkpoint tensors not used: %s.'
+      % (checkpoint, len(report.restored),
+         len(report.missing) - len(backbone_missing),
+         ', '.join(backbone_missing) or 'none',
+         ', '.join(report.mismatched) or 'none',
+         ', '.join(report.unused) or 'none'))
+  return report
 
 
 def load_model(model_dir, checkpoint=None):
@@ -308,7 +330,7 @@ def format_results(results):
   return '\n'.join(lines)
 
 
-def demo(work_dir='runs/demo', num_steps=1200, batch_size=16, size=128,
+def demo(work_dir='runs/demo', num_steps=1000, batch_size=16, size=128,
          num_train=320, num_val=80, num_overlays=8, seed=0, progress=True,
          log=print):
   """The main job: synthetic data -> TFRecords -> train -> evaluate -> overlays.

@@ -198,3 +198,37 @@ def test_confusion_matrix_metrics_by_hand():
   results = confusion.results(['bg', 'a', 'b', 'c'])
   assert results['per_class_iou']['c'] is None
   assert results['num_pixels'] == 7
+
+
+def test_initial_checkpoint_restores_backbone_and_reports(tmp_path):
+  from densenet import training  # pylint: disable=g-import-not-at-top
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+
+  def classifier(images, is_training):
+    with slim.arg_scope(densenet.densenet_arg_scope()):
+      return densenet.densenet_X(images, num_classes=10,
+                                 is_training=is_training, **TINY)[0]
+
+  images = tf.zeros([1, 32, 32, 3])
+  source = training.SlimModel(classifier)
+  source(images)
+  path = training.NameBasedCheckpointManager(
+      source.variables_by_name(), str(tmp_path)).save(1)
+  config = tasks.ModelConfig(num_classes=3, backbone=TINY, depth=8)
+  target = training.SlimModel(tasks.net_fn(config))
+  target(images)
+  messages = []
+  report = tasks.restore_backbone(target, TINY, path, messages.append)
+  backbone = sorted(n for n in source.variables_by_name()
+                    if not n.startswith('tiny/logits/'))
+  assert report.restored == backbone
+  assert report.unused == ['tiny/logits/biases', 'tiny/logits/weights']
+  assert report.mismatched == []
+  assert {n.split('/')[0] for n in report.missing} == {'aspp', 'logits'}
+  for name in backbone:
+    np.testing.assert_array_equal(target.variables_by_name()[name].numpy(),
+                                  source.variables_by_name()[name].numpy())
+  assert len(messages) == 1
+  assert 'restored %d variables' % len(backbone) in messages[0]
+  assert 'not in the checkpoint: none' in messages[0]
+  assert 'tiny/logits/weights' in messages[0]
