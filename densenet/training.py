@@ -153,7 +153,9 @@ class SlimModel(tf_keras.Model):
     super().__init__(name=name)
     self._net_fn = net_fn
     # tf-slim's pooling layers need a graph name scope; eager calls trace.
-    self._traced_net = tf.function(self._run_net)
+    # No autograph: slim code has no tensor-dependent Python control flow,
+    # and converting it would only slow the trace down.
+    self._traced_net = tf.function(self._run_net, autograph=False)
 
   def _run_net(self, images, training):
     outputs = self._net_fn(images, training)
@@ -468,7 +470,8 @@ class Trainer(object):
     if self.checkpoints is not None:
       return None
     with self.strategy.scope():
-      build = tf.function(lambda x: self.model(x, training=False))
+      build = tf.function(lambda x: self.model(x, training=False),
+                          autograph=False)
       self.strategy.run(build, (images[:1],))
       self.optimizer.build(self.model.trainable_variables)
     self.checkpoints = NameBasedCheckpointManager(
@@ -497,7 +500,7 @@ class Trainer(object):
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
       return data_loss, total_loss
 
-    @tf.function
+    @tf.function(autograph=False)
     def train_step(inputs):
       if self._learning_rate_fn is not None:
         optimizer.learning_rate.assign(

@@ -251,7 +251,8 @@ def _predict_fn(model):
   return tf.function(
       lambda images: tf.argmax(model(images, training=False), -1,
                                output_type=tf.int32),
-      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+      autograph=False)
 
 
 def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True):
