@@ -339,6 +339,10 @@ class NameBasedCheckpointManager(object):
     if not self._write:
       return path
     tf.io.gfile.makedirs(self._directory)
+    # Leftovers of a save that was killed midway (never renamed into place).
+    for stale in tf.io.gfile.glob(os.path.join(
+        self._directory, '.tmp-*-%s.*' % self._prefix)):
+      tf.io.gfile.remove(stale)
     temporary = os.path.join(self._directory,
                              '.tmp-%s-%s' % (uuid.uuid4().hex, self._prefix))
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,

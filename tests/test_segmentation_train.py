@@ -134,7 +134,6 @@ def test_killed_training_loses_at_most_one_checkpoint_interval(records,
   assert latest is not None, open(log).read()[-2000:]
   saved = int(latest.rsplit('-', 1)[1])
   assert saved >= 10
-  assert not [n for n in os.listdir(model_dir) if n.startswith('.tmp')]
   # The step the killed run was at: its last 'step N' log line.
   reached = max(int(s) for s in re.findall(r'^step (\d+)', open(log).read(),
                                            re.M))
@@ -143,3 +142,24 @@ def test_killed_training_loses_at_most_one_checkpoint_interval(records,
                           env=env, capture_output=True, text=True, timeout=240)
   assert output.returncode == 0, output.stderr[-2000:]
   assert 'Trained from step %d to %d' % (saved, saved + 2) in output.stdout
+  # A save the kill interrupted leaves only temporary files, removed by the
+  # next save.
+  assert not [n for n in os.listdir(model_dir) if n.startswith('.tmp')]
+
+
+def test_demo_runs_end_to_end_small(tmp_path):
+  messages = []
+  results = tasks.demo(str(tmp_path / 'demo'), num_steps=2, batch_size=2,
+                       size=48, num_train=4, num_val=2, num_overlays=1,
+                       progress=False, log=messages.append)
+  assert results['global_step'] == 2 and results['num_images'] == 2
+  assert results['num_pixels'] == 2 * 48 * 48
+  assert 0.0 <= results['mean_iou'] <= 1.0
+  assert [os.path.basename(p) for p in results['overlays']] == [
+      'val_00000_overlay.png']
+  with Image.open(results['overlays'][0]) as image:
+    assert image.size == (96, 48)
+  config = tasks.ModelConfig.load(str(tmp_path / 'demo' / 'model'))
+  assert (config.head, config.output_stride) == ('aspp', 16)
+  assert config.backbone == tasks.DEMO_BACKBONE
+  assert any('train: 4 records' in m for m in messages)
