@@ -137,7 +137,9 @@ def test_killed_training_loses_at_most_one_checkpoint_interval(records,
   # The step the killed run was at: its last 'step N' log line.
   reached = max(int(s) for s in re.findall(r'^step (\d+)', open(log).read(),
                                            re.M))
-  assert saved <= reached and reached - saved < 5
+  # At most one interval (5) is lost: exactly 5 when the kill lands while
+  # the checkpoint of `reached` is being written.
+  assert saved <= reached <= saved + 5
   output = subprocess.run(command + ['--steps', str(saved + 2)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=240)
   assert output.returncode == 0, output.stderr[-2000:]
