@@ -31,6 +31,7 @@ setuptools.setup(
     extras_require={'test': ['pytest']},
     entry_points={'console_scripts': [
         'densenet = densenet.cli:main',
+        'segmentation = segmentation.cli:main',
     ]},
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -97,6 +97,7 @@ Decisions worth knowing:
 import collections
 import math
 import os
+import sys
 import time
 import uuid
 
@@ -152,7 +153,9 @@ class SlimModel(tf_keras.Model):
     super().__init__(name=name)
     self._net_fn = net_fn
     # tf-slim's pooling layers need a graph name scope; eager calls trace.
-    self._traced_net = tf.function(self._run_net)
+    # No autograph: slim code has no tensor-dependent Python control flow,
+    # and converting it would only slow the trace down.
+    self._traced_net = tf.function(self._run_net, autograph=False)
 
   def _run_net(self, images, training):
     outputs = self._net_fn(images, training)
@@ -336,6 +339,10 @@ class NameBasedCheckpointManager(object):
     if not self._write:
       return path
     tf.io.gfile.makedirs(self._directory)
+    # Leftovers of a save that was killed midway (never renamed into place).
+    for stale in tf.io.gfile.glob(os.path.join(
+        self._directory, '.tmp-*-%s.*' % self._prefix)):
+      tf.io.gfile.remove(stale)
     temporary = os.path.join(self._directory,
                              '.tmp-%s-%s' % (uuid.uuid4().hex, self._prefix))
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,
@@ -422,12 +429,14 @@ class Trainer(object):
     init_fn: `init_fn(model)` called once on a fresh start (no checkpoint in
       `model_dir`), e.g. to restore a backbone with `restore_by_name`.
     progress: Whether to show a tqdm progress bar.
+    log_every: If > 0, also print `step N loss L steps/s S` lines to stderr
+      every `log_every` steps (for logs without a terminal).
   """
 
   def __init__(self, net_fn, loss_fn, model_dir, global_batch_size,
                strategy=None, optimizer_fn=None, learning_rate_fn=None,
                checkpoint_every=100, summary_every=10, max_to_keep=3,
-               init_fn=None, progress=True):
+               init_fn=None, progress=True, log_every=0):
     if global_batch_size < 1:
       raise ValueError('global_batch_size must be >= 1, got %r.' %
                        (global_batch_size,))
@@ -444,6 +453,7 @@ class Trainer(object):
     self._max_to_keep = max_to_keep
     self._init_fn = init_fn
     self._progress = progress
+    self._log_every = log_every
     self._chief = is_chief(self.strategy)
     with self.strategy.scope():
       self.model = SlimModel(net_fn)
@@ -464,7 +474,8 @@ class Trainer(object):
     if self.checkpoints is not None:
       return None
     with self.strategy.scope():
-      build = tf.function(lambda x: self.model(x, training=False))
+      build = tf.function(lambda x: self.model(x, training=False),
+                          autograph=False)
       self.strategy.run(build, (images[:1],))
       self.optimizer.build(self.model.trainable_variables)
     self.checkpoints = NameBasedCheckpointManager(
@@ -493,7 +504,7 @@ class Trainer(object):
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
       return data_loss, total_loss
 
-    @tf.function
+    @tf.function(autograph=False)
     def train_step(inputs):
       if self._learning_rate_fn is not None:
         optimizer.learning_rate.assign(
@@ -556,9 +567,14 @@ class Trainer(object):
               '%s. Lower the learning rate or check the data.' %
               (data_loss, step, self.checkpoints.latest_checkpoint))
         losses.append(data_loss)
+        steps_per_s = len(losses) / max(time.time() - started, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss='%.4f' % data_loss, steps_per_s='%.2f' % (
-            len(losses) / max(time.time() - started, 1e-9)))
+        bar.set_postfix(loss='%.4f' % data_loss,
+                        steps_per_s='%.2f' % steps_per_s)
+        if self._log_every and step % self._log_every == 0 and self._chief:
+          print('step %d loss %.4f steps/s %.2f' % (step, data_loss,
+                                                   steps_per_s),
+                file=sys.stderr, flush=True)
         if step % self._summary_every == 0 or step == num_steps:
           with writer.as_default(step=step):
             write_scalar('loss', data_loss, step)

@@ -156,7 +156,11 @@ def test_restore_by_name_reports(tmp_path):
   source(images)
   manager = training.NameBasedCheckpointManager(
       source.variables_by_name(), str(tmp_path))
+  stale = tmp_path / '.tmp-0123-model.ckpt.index'  # A killed save's leftover.
+  stale.write_bytes(b'partial')
   path = manager.save(7)
+  assert sorted(os.listdir(tmp_path)) == [
+      'checkpoint', 'model.ckpt-7.data-00000-of-00001', 'model.ckpt-7.index']
   target = training.SlimModel(lambda x, t: tiny_net(x, t, num_classes=5))
   target(images)
   report = training.restore_by_name(target.variables_by_name(), path,

@@ -1,0 +1,377 @@
+"""Train, evaluate, predict and the demo: the library behind `segmentation`.
+
+A model directory holds `config.json` (the `ModelConfig`), the name-based
+checkpoints of `densenet.training` and TensorBoard events (`train/`).
+
+    from segmentation import tasks
+    config = tasks.ModelConfig(num_classes=6, backbone='densenet_121')
+    tasks.train('runs/seg', 'records/train-*.tfrecord', config,
+                num_steps=2000, batch_size=8, crop_size=(321, 321))
+    results = tasks.evaluate('runs/seg', 'records/val-*.tfrecord')
+    tasks.predict('runs/seg', ['a.jpg'], 'masks/')
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from PIL import Image
+from tqdm import tqdm
+
+from densenet import preprocessing
+from densenet import training
+from segmentation import data
+from segmentation import losses
+from segmentation import metrics
+from segmentation import model as model_lib
+from segmentation import synthetic
+
+CONFIG_FILE = 'config.json'
+OPTIMIZERS = ('momentum', 'adam')
+
+# The demo's backbone: a small DenseNet (2, 3, 3, 2 units, k=16).
+DEMO_BACKBONE = {'num_units_per_block': [2, 3, 3, 2], 'growth_rate': 16,
+                 'num_initial_filters': 32, 'scope': 'densenet_X'}
+
+
+@dataclasses.dataclass
+class ModelConfig(object):
+  """Everything needed to rebuild a segmentation network.
+
+  Attributes:
+    num_classes: Classes, background included.
+    backbone: A `densenet.MODELS` name or a `densenet_X` config dict.
+    output_stride: 8, 16 or 32.
+    head: 'fcn', 'aspp' or 'deeplabv3plus'.
+    depth: ASPP / decoder channels.
+    dropout_rate: ASPP dropout.
+    weight_decay: L2 weight decay.
+    normalization: The `densenet.preprocessing` mode of the inputs.
+    class_names: Optional names, one per class.
+  """
+  num_classes: int
+  backbone: object = 'densenet_121'
+  output_stride: int = 16
+  head: str = 'aspp'
+  depth: int = 256
+  dropout_rate: float = 0.1
+  weight_decay: float = 1e-4
+  normalization: str = preprocessing.DEFAULT_MODE
+  class_names: list = None
+
+  def names(self):
+    return list(self.class_names or ['class_%d' % i
+                                     for i in range(self.num_classes)])
+
+  def save(self, model_dir):
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, CONFIG_FILE), 'w') as f:
+      json.dump(dataclasses.asdict(self), f, indent=2)
+
+  @classmethod
+  def load(cls, model_dir):
+    """Raises ValueError if `model_dir` has no config.json."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+      raise ValueError('%s has no %s: train a model there first.' %
+                       (model_dir, CONFIG_FILE))
+    with open(path) as f:
+      return cls(**json.load(f))
+
+
+def net_fn(config):
+  """`net_fn(images, is_training) -> logits` for `densenet.training`."""
+
+  def network(images, is_training):
+    logits, _ = model_lib.build_model(
+        images, config.num_classes, backbone=config.backbone,
+        output_stride=config.output_stride, head=config.head,
+        is_training=is_training, depth=config.depth,
+        dropout_rate=config.dropout_rate, weight_decay=config.weight_decay)
+    return logits
+
+  return network
+
+
+def build_data(output_dir, voc_root=None, image_dir=None, label_dir=None,
+               splits=('train', 'val'), num_shards=4, progress=True):
+  """Writes TFRecords from a VOC root (its splits) or one folder pair.
+
+  Returns:
+    {split: (shard_paths, num_written, errors)}; a folder pair is the
+    split named `splits[0]`.
+
+  Raises:
+    ValueError: Unless exactly one of `voc_root` or `image_dir`+`label_dir`
+      is given.
+  """
+  if bool(voc_root) == bool(image_dir and label_dir):
+    raise ValueError('Give either voc_root or both image_dir and label_dir.')
+  if voc_root:
+    sources = {split: data.voc_pairs(voc_root, split) for split in splits}
+  else:
+    sources = {splits[0]: data.folder_pairs(image_dir, label_dir)}
+  return {split: data.write_tfrecords(pairs, output_dir, split, num_shards,
+                                      progress)
+          for split, pairs in sources.items()}
+
+
+def _optimizer_fn(optimizer):
+  if optimizer not in OPTIMIZERS:
+    raise ValueError('optimizer must be one of %s, got %r.' %
+                     (OPTIMIZERS, optimizer))
+  if optimizer == 'adam':
+    return lambda: tf_keras.optimizers.Adam(1e-3)
+  return lambda: tf_keras.optimizers.SGD(0.01, momentum=0.9)
+
+
+def train(model_dir, train_pattern, config, num_steps, batch_size=8,
+          crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
+          warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
+          class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
+          progress=True, log_every=0, log=print):
+  """Trains (or resumes training) a segmentation model.
+
+  Args:
+    model_dir: Model directory; resumes from its latest checkpoint.
+    train_pattern: Glob of the training TFRecords.
+    config: A `ModelConfig` (saved to `model_dir`; a resumed run must
+      match the saved one).
+    num_steps: Global step to reach.
+    batch_size: Global batch size.
+    crop_size: (height, width) of training crops.
+    learning_rate: Base learning rate of the poly schedule.
+    optimizer: 'momentum' (SGD, 0.9) or 'adam'.
+    warmup_steps: Linear learning-rate warm-up.
+    checkpoint_every: Steps between checkpoints.
+    initial_checkpoint: Optional classification checkpoint initialising the
+      backbone on a fresh start (its logits excluded); what was restored is
+      reported through `log`.
+    class_weights: Optional per-class loss weights.
+    strategy: A `tf.distribute.Strategy` (default: `training.get_strategy`).
+    min_scale, max_scale: Random scale range of the augmentation.
+    progress: Whether to show a progress bar.
+    log_every: Steps between 'step N loss L' lines on stderr (0: none).
+    log: Where messages go.
+
+  Returns:
+    `densenet.training.TrainResult`.
+
+  Raises:
+    ValueError: If `config` differs from the one saved in `model_dir`.
+    densenet.training.NaNLossError: If the loss becomes NaN.
+  """
+  if os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
+    saved = ModelConfig.load(model_dir)
+    if dataclasses.asdict(saved) != dataclasses.asdict(config):
+      raise ValueError('%s holds a model with another config (%s); use a new '
+                       'model_dir.' % (model_dir, dataclasses.asdict(saved)))
+  config.save(model_dir)
+  dataset = data.make_dataset(train_pattern, True, batch_size, crop_size,
+                              min_scale, max_scale, config.normalization)
+
+  def init_fn(model):
+    if initial_checkpoint:
+      restore_backbone(model, config.backbone, initial_checkpoint, log)
+
+  def loss_fn(labels, logits):
+    return losses.softmax_cross_entropy(labels, logits,
+                                        class_weights=class_weights)
+
+  trainer = training.Trainer(
+      net_fn(config), loss_fn, model_dir, batch_size, strategy=strategy,
+      optimizer_fn=_optimizer_fn(optimizer),
+      learning_rate_fn=training.poly_learning_rate(
+          learning_rate, num_steps, warmup_steps=warmup_steps),
+      checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
+      log_every=log_every)
+  return trainer.train(dataset, num_steps)
+
+
+def restore_backbone(model, backbone, checkpoint, log=print):
+  """Initialises the backbone of `model` from a classification checkpoint.
+
+  Restores every variable of the checkpoint with the same name and shape,
+  except the backbone's classification logits, and reports through `log`
+  what was restored and what was not.
+
+  Args:
+    model: A built `densenet.training.SlimModel` of a segmentation network.
+    backbone: Its backbone spec (see `segmentation.model.backbone_fn`).
+    checkpoint: A checkpoint prefix or directory.
+    log: Where the report goes.
+
+  Returns:
+    The `densenet.training.RestoreReport`.
+  """
+  _, scope = model_lib.backbone_fn(backbone)
+  report = training.restore_by_name(
+      model.variables_by_name(), checkpoint,
+      exclude_scopes=[scope + '/' + name
+                      for name in model_lib.BACKBONE_EXCLUDES])
+  backbone_missing = [n for n in report.missing if n.startswith(scope + '/')]
+  log('Initial checkpoint %s: restored %d variables; initialized '
+      '%d head variables; backbone variables not in the checkpoint: %s; '
+      'shape mismatches (not restored): %s; checkpoint tensors not used: %s.'
+      % (checkpoint, len(report.restored),
+         len(report.missing) - len(backbone_missing),
+         ', '.join(backbone_missing) or 'none',
+         ', '.join(report.mismatched) or 'none',
+         ', '.join(report.unused) or 'none'))
+  return report
+
+
+def load_model(model_dir, checkpoint=None):
+  """`(model, config, checkpoint_path, global_step)` restored from
+  `model_dir`'s latest checkpoint (or `checkpoint`).
+
+  Raises:
+    ValueError: If there is no checkpoint or it does not match the config.
+  """
+  config = ModelConfig.load(model_dir)
+  checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
+  if checkpoint is None:
+    raise ValueError('No checkpoint in %s.' % model_dir)
+  model = training.SlimModel(net_fn(config))
+  model(tf.zeros([1, 64, 64, 3]), training=False)
+  report = training.restore_by_name(model.variables_by_name(), checkpoint)
+  if report.missing or report.mismatched:
+    raise ValueError('Checkpoint %s does not match %s: missing %s, other '
+                     'shapes %s.' % (checkpoint, model_dir,
+                                     report.missing[:5], report.mismatched))
+  step = tf.train.load_checkpoint(checkpoint).get_tensor(training.GLOBAL_STEP)
+  return model, config, checkpoint, int(step)
+
+
+def _predict_fn(model):
+  return tf.function(
+      lambda images: tf.argmax(model(images, training=False), -1,
+                               output_type=tf.int32),
+      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+      autograph=False)
+
+
+def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True):
+  """Whole-image evaluation over every record of `eval_pattern`.
+
+  Returns:
+    `ConfusionMatrix.results()` plus 'checkpoint', 'global_step',
+    'num_images'.
+  """
+  model, config, checkpoint, step = load_model(model_dir, checkpoint)
+  predict_fn = _predict_fn(model)
+  confusion = metrics.ConfusionMatrix(config.num_classes)
+  dataset = data.make_dataset(eval_pattern, False,
+                              normalization=config.normalization)
+  num_images = 0
+  for images, labels, _ in tqdm(dataset, desc='evaluate', unit='image',
+                                disable=not progress):
+    confusion.update(labels.numpy(), predict_fn(images).numpy())
+    num_images += 1
+  results = confusion.results(config.names())
+  results.update(checkpoint=checkpoint, global_step=step,
+                 num_images=num_images)
+  return results
+
+
+def overlay(image, mask, alpha=0.5):
+  """Side by side: the image, and the image blended with the mask colours.
+
+  Args:
+    image: `[h, w, 3]` uint8.
+    mask: `[h, w]` class ids.
+
+  Returns:
+    `[h, 2w, 3]` uint8.
+  """
+  colors = data.voc_palette()[mask].astype(np.float32)
+  blended = np.where(mask[..., None] > 0,
+                     (1 - alpha) * image + alpha * colors, image)
+  return np.concatenate([image, blended.astype(np.uint8)], 1)
+
+
+def predict(model_dir, image_paths, output_dir, checkpoint=None,
+            progress=True):
+  """Writes `<stem>.png` palette masks (input size) and `<stem>_overlay.png`.
+
+  Returns:
+    `[(mask_path, overlay_path)]`.
+  """
+  model, config, _, _ = load_model(model_dir, checkpoint)
+  predict_fn = _predict_fn(model)
+  os.makedirs(output_dir, exist_ok=True)
+  written = []
+  for path in tqdm(image_paths, desc='predict', unit='image',
+                   disable=not progress):
+    with Image.open(path) as image:
+      pixels = np.asarray(image.convert('RGB'))
+    inputs = preprocessing.normalize(pixels[None], config.normalization)
+    mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    mask_path = os.path.join(output_dir, stem + '.png')
+    overlay_path = os.path.join(output_dir, stem + '_overlay.png')
+    data.save_label_png(mask_path, mask)
+    Image.fromarray(overlay(pixels, mask)).save(overlay_path)
+    written.append((mask_path, overlay_path))
+  return written
+
+
+def format_results(results):
+  """A per-class IoU table with pixel accuracy and mean IoU."""
+  lines = ['%-16s %s' % ('class', 'IoU')]
+  for name, value in results['per_class_iou'].items():
+    lines.append('%-16s %s' % (name, 'absent' if value is None else
+                               '%.4f' % value))
+  lines.append('%-16s %.4f' % ('pixel accuracy', results['pixel_accuracy']))
+  lines.append('%-16s %.4f' % ('mean IoU', results['mean_iou']))
+  return '\n'.join(lines)
+
+
+def demo(work_dir='runs/demo', num_steps=1000, batch_size=16, size=128,
+         num_train=320, num_val=80, num_overlays=8, seed=0, progress=True,
+         log=print):
+  """The main job: synthetic data -> TFRecords -> train -> evaluate -> overlays.
+
+  Trains a small DenseNet (`DEMO_BACKBONE`) with the ASPP head at output
+  stride 16. Re-running resumes training (or just evaluates when done).
+
+  Returns:
+    The evaluation results plus 'wall_time_s' and 'overlays'.
+  """
+  started = time.time()
+  dataset_dir = os.path.join(work_dir, 'dataset')
+  records_dir = os.path.join(work_dir, 'records')
+  model_dir = os.path.join(work_dir, 'model')
+  if not os.path.isfile(os.path.join(dataset_dir, 'ImageSets', 'Segmentation',
+                                     'val.txt')):
+    log('Generating %d + %d synthetic scenes in %s' % (num_train, num_val,
+                                                       dataset_dir))
+    synthetic.generate(dataset_dir, num_train, num_val, size, seed, progress)
+  if not tf.io.gfile.glob(os.path.join(records_dir, 'val-*.tfrecord')):
+    for split, (_, written, errors) in build_data(
+        records_dir, voc_root=dataset_dir, progress=progress).items():
+      log('%s: %d records%s' % (split, written, ''.join(
+          '\n  skipped: ' + e for e in errors)))
+  tf.random.set_seed(seed)
+  config = ModelConfig(num_classes=synthetic.NUM_CLASSES,
+                       backbone=dict(DEMO_BACKBONE), output_stride=16,
+                       head='aspp', depth=128,
+                       class_names=list(synthetic.CLASS_NAMES))
+  log('Training DenseNet (%s) + ASPP, output stride 16, to step %d in %s' %
+      (DEMO_BACKBONE, num_steps, model_dir))
+  train(model_dir, os.path.join(records_dir, 'train-*.tfrecord'), config,
+        num_steps, batch_size=batch_size, crop_size=(size, size),
+        learning_rate=3e-3, optimizer='adam', warmup_steps=50,
+        checkpoint_every=200, progress=progress, log=log)
+  results = evaluate(model_dir, os.path.join(records_dir, 'val-*.tfrecord'),
+                     progress=progress)
+  val_ids = data.voc_pairs(dataset_dir, 'val')[:num_overlays]
+  written = predict(model_dir, [image for image, _ in val_ids],
+                    os.path.join(work_dir, 'predictions'), progress=progress)
+  results['overlays'] = [overlay_path for _, overlay_path in written]
+  results['wall_time_s'] = time.time() - started
+  return results
