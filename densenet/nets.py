@@ -74,7 +74,11 @@ def densenet(inputs,
   """Generator for DenseNet models from a list of `Block`s.
 
   Args:
-    inputs: A `[batch, height, width, channels]` Tensor, channels known.
+    inputs: A `[batch, height, width, channels]` Tensor, channels known. The
+      network computes in its dtype: float32, or bfloat16 / float16 for
+      faster low-precision inference where the CPU supports it (oneDNN); the
+      variables stay float32 (cast on read) and batch norm keeps float32
+      statistics, so the same checkpoint serves every dtype.
     blocks: A list of `densenet_utils.Block`s (dense blocks and transitions).
     num_classes: Number of classes of the logits, or None to return the
       features (the output of the global pool, or of the final BN-ReLU when
@@ -121,7 +125,8 @@ def densenet(inputs,
     raise ValueError('num_classes must be a positive int or None, got %r.' %
                      (num_classes,))
   with tf.compat.v1.variable_scope(
-      scope, 'densenet', [inputs], reuse=reuse) as sc:
+      scope, 'densenet', [inputs], reuse=reuse,
+      custom_getter=_float32_variables(inputs.dtype)) as sc:
     end_points_collection = sc.original_name_scope + '_end_points'
     with slim.arg_scope(
         [slim.conv2d, slim.max_pool2d, densenet_utils.dense_unit,
@@ -164,6 +169,27 @@ def _check_inputs(inputs):
   if shape[-1] is None:
     raise ValueError('inputs must have a known channel count, got shape %s.'
                      % shape)
+
+
+_LOW_PRECISION = (tf.bfloat16, tf.float16)
+
+
+def _float32_variables(dtype):
+  """A variable getter storing `dtype` variables as float32, or None.
+
+  Layers ask for variables of their inputs' dtype; for a low-precision dtype
+  the getter creates (or reuses) the float32 variable of the same name and
+  returns it cast to `dtype`.
+  """
+  if dtype.base_dtype not in _LOW_PRECISION:
+    return None
+
+  def float32_getter(getter, name, shape=None, dtype=None, *args, **kwargs):
+    if dtype is None or dtype.base_dtype not in _LOW_PRECISION:
+      return getter(name, shape, dtype, *args, **kwargs)
+    return tf.cast(getter(name, shape, tf.float32, *args, **kwargs), dtype)
+
+  return float32_getter
 
 
 class _NoOpScope(object):

@@ -17,12 +17,13 @@ from densenet import densenet_arg_scope
 tf1 = tf.compat.v1
 
 
-def tiny(images, memory_efficient, output_stride=None, is_training=True):
+def tiny(images, memory_efficient, output_stride=None, is_training=True,
+         reuse=None):
   """ImageNet root, dense blocks of 2 and 3 units, growth rate 4."""
   return densenet.densenet_X(
       images, [2, 3], growth_rate=4, num_initial_filters=8, num_classes=5,
       is_training=is_training, output_stride=output_stride, scope='tiny',
-      memory_efficient=memory_efficient)
+      reuse=reuse, memory_efficient=memory_efficient)
 
 
 def random_value(name, shape):
@@ -158,3 +159,30 @@ def test_dense_unit_list_and_tensor_inputs_agree():
       sess.run(tf1.global_variables_initializer())
       a, b = sess.run([tf.concat(from_list, 3), from_tensor])
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bfloat16_inputs_keep_float32_variables():
+  # bfloat16 inputs: the network computes in bfloat16 from the same float32
+  # variables (cast on read), so one checkpoint serves both; the logits agree
+  # with float32 to bfloat16 precision (8 significant bits).
+  with tf.Graph().as_default():
+    images = tf.constant(np.random.RandomState(2).uniform(
+        -1, 1, (2, 32, 32, 3)), tf.float32)
+    with slim.arg_scope(densenet_arg_scope()):
+      logits, _ = tiny(images, False, is_training=False)
+      names = sorted(v.op.name for v in tf1.global_variables())
+      low, end_points = tiny(tf.cast(images, tf.bfloat16), False,
+                             is_training=False, reuse=True)
+    assert sorted(v.op.name for v in tf1.global_variables()) == names
+    assert all(v.dtype.base_dtype == tf.float32
+               for v in tf1.global_variables())
+    assert low.dtype == tf.bfloat16
+    assert end_points['tiny/dense_block2'].dtype == tf.bfloat16
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for v in tf1.global_variables():
+        v.load(random_value(v.op.name, v.shape.as_list()), sess)
+      high_value, low_value = sess.run([logits, tf.cast(low, tf.float32)])
+    scale = np.abs(high_value).max()
+    assert scale > 0.1
+    np.testing.assert_allclose(low_value, high_value, atol=0.05 * scale)
