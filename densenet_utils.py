@@ -284,8 +284,18 @@ def dense_unit(inputs,
                            scope='conv1')
       return conv2(net)
 
+    def concat_norm_convolve_and_pass_on(*maps):
+      """As above, and `maps` passed on (identities: no copies).
+
+      Later units take the passed-on maps, so the gradient of a feature map
+      is summed unit by unit in the backward pass instead of being held in
+      one partial gradient per later unit until the last one arrives.
+      """
+      return [concat_norm_convolve(*maps)] + [tf.identity(m) for m in maps]
+
     if memory_efficient:
-      net = _recompute_grad(concat_norm_convolve)(*features)
+      outputs = _recompute_grad(concat_norm_convolve_and_pass_on)(*features)
+      net, features = outputs[0], list(outputs[1:])
     else:
       net = concat_norm_convolve(*features)
     net = _dropout(net, dropout_rate)

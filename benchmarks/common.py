@@ -22,6 +22,12 @@ def peak_rss_gb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
+def current_rss_gb():
+  """Resident set size of this process now, in GB (10^9 bytes)."""
+  with open('/proc/self/statm') as statm:
+    return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 1e9
+
+
 def machine():
   """What the numbers depend on: CPU count, load average, TF version."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

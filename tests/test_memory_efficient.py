@@ -129,15 +129,18 @@ def test_units_keep_only_their_new_maps():
     images = tf.zeros([1, 32, 32, 3])
     with slim.arg_scope(densenet_arg_scope()):
       tiny(images, memory_efficient=True)
-    channels = [[t.shape[-1] for t in op.inputs
-                 if t.op.type != 'ReadVariableOp']
-                for op in tf1.get_default_graph().get_operations()
-                if op.type == 'IdentityN']
-    # IdentityN inputs: the output (16 = 4k channels), then the unit's
-    # inputs (then the variables, left out here). Block 1 input: 8 root
-    # filters; block 2 input: the transition's (8 + 2 * 4) / 2.
-    assert channels[:5] == [[16, 8], [16, 8, 4], [16, 8], [16, 8, 4],
-                            [16, 8, 4, 4]]
+    identities = [[t.shape[-1] for t in op.inputs
+                   if t.op.type != 'ReadVariableOp']
+                  for op in tf1.get_default_graph().get_operations()
+                  if op.type == 'IdentityN']
+    # IdentityN inputs (variables left out): the outputs, i.e. the 4k = 16
+    # new channels and the unit's input maps passed on, then the input maps.
+    inputs = [channels[(len(channels) + 1) // 2:] for channels in identities]
+    outputs = [channels[:(len(channels) + 1) // 2] for channels in identities]
+    # Block 1 input: 8 root filters; block 2 input: the transition's
+    # (8 + 2 * 4) / 2 = 8.
+    assert inputs == [[8], [8, 4], [8], [8, 4], [8, 4, 4]]
+    assert outputs == [[16] + maps for maps in inputs]
 
 
 def test_dense_unit_list_and_tensor_inputs_agree():
