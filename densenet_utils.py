@@ -19,9 +19,12 @@ All tensors are NHWC: `[batch, height, width, channels]`.
 """
 
 import collections
+import contextlib
+import threading
 
 import tensorflow as tf
 import tf_slim as slim
+from tf_slim.layers import rev_block_lib
 from tf_slim.layers import utils as slim_utils
 from tf_slim.ops import variables as slim_variables
 
@@ -33,7 +36,9 @@ class Block(collections.namedtuple('Block', ['scope', 'unit_fn', 'args'])):
     scope: The scope of the `Block`, e.g. 'dense_block1' or 'transition1'.
     unit_fn: The function that builds one unit: `dense_unit` or `transition`.
       It takes a `[batch, height, width, channels]` Tensor as its first
-      argument, a `rate` keyword, and the keywords in `args`.
+      argument (`dense_unit` is given the list of the block's feature maps
+      instead, see `stack_blocks_dense`), a `rate` keyword, and the keywords
+      in `args`.
     args: A list with one dict of keyword arguments per unit. A unit that
       downsamples has a 'stride' key; it is the only place a stride is stored.
   """
@@ -116,7 +121,9 @@ def batch_norm(inputs,
     param_initializers: Optional dict of initializers for 'beta', 'gamma',
       'moving_mean', 'moving_variance'.
     updates_collections: Collections the moving-average updates are added to
-      (run them with the train op), or None to run them in place.
+      (run them with the train op), or None to run them in place. No updates
+      are made while a memory-efficient dense unit is recomputed for the
+      backward pass: the forward pass made them.
     is_training: Python bool or bool Tensor: normalize with batch statistics
       and update the moving averages, or normalize with the moving averages.
     reuse: Whether to reuse the variables of `scope`.
@@ -181,7 +188,7 @@ def batch_norm(inputs,
     outputs, mean, variance = slim_utils.smart_cond(is_training, training,
                                                     inference)
     training_value = slim_utils.constant_value(is_training)
-    if training_value is None or training_value:
+    if (training_value is None or training_value) and not _recomputing():
 
       def update_moving_averages():
         complement = tf.constant(1.0 - decay, tf.float32)
@@ -214,6 +221,7 @@ def dense_unit(inputs,
                bottleneck=True,
                dropout_rate=0.0,
                rate=1,
+               memory_efficient=False,
                outputs_collections=None,
                scope=None):
   """One dense layer: [BN-ReLU-Conv1x1(4k)]-BN-ReLU-Conv3x3(k), concatenated.
@@ -225,30 +233,126 @@ def dense_unit(inputs,
   `preact/{beta,gamma,moving_mean,moving_variance}`, `conv1/weights` and
   `conv1/BatchNorm/*` (the 1x1, bottleneck only), `conv2/weights` (the 3x3).
 
+  With `memory_efficient` (Pleiss et al., "Memory-Efficient Implementation of
+  DenseNets", 2017) the concatenation, the pre-activation BN-ReLU and the
+  first convolution (the 1x1 with its BN-ReLU, or the 3x3 without
+  bottleneck) are not kept for the backward pass but recomputed in it. The
+  variables, the outputs and the gradients are those of the plain unit, and
+  batch norm updates its moving statistics once per step. Memory grows
+  linearly with the number of units when `inputs` is the list of the block's
+  feature maps (as `stack_blocks_dense` passes it): the unit then keeps only
+  its `4 * k` (or `k`) new channels instead of a copy of its whole input.
+  Dropout, which is random, stays outside the recomputed part.
+
   Args:
-    inputs: A `[batch, height, width, channels]` Tensor.
+    inputs: A `[batch, height, width, channels]` Tensor, or a list of
+      `[batch, height, width, channels_i]` Tensors standing for their
+      concatenation along the channels.
     growth_rate: Number of feature maps added (k).
     bottleneck: Whether to start with the 1x1 convolution to `4 * k` channels.
     dropout_rate: Dropout after each convolution (0 disables it).
     rate: Dilation rate of the 3x3 convolution (atrous convolution).
+    memory_efficient: Whether to recompute the first half of the unit in the
+      backward pass instead of storing it (needs resource variables, which
+      the unit's variable scope asks for).
     outputs_collections: Collections the output is added to.
     scope: Optional variable scope, 'dense_unit' by default.
 
   Returns:
-    A `[batch, height, width, channels + growth_rate]` Tensor.
+    For a Tensor `inputs`, the `[batch, height, width, channels + growth_rate]`
+    concatenation. For a list, a list of Tensors whose concatenation it is:
+    `inputs` plus the `[batch, height, width, growth_rate]` new maps with
+    `memory_efficient`, else the one concatenated Tensor. The concatenation
+    is the unit's end point either way.
   """
-  with tf.compat.v1.variable_scope(scope, 'dense_unit', [inputs]) as sc:
-    net = batch_norm(inputs, activation_fn=tf.nn.relu, scope='preact')
-    if bottleneck:
-      net = slim.conv2d(net, 4 * growth_rate, [1, 1], stride=1, scope='conv1')
-      net = _dropout(net, dropout_rate)
-    net = slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,
-                      normalizer_fn=None, activation_fn=None,
-                      biases_initializer=None, scope='conv2')
+  features = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+  with tf.compat.v1.variable_scope(
+      scope, 'dense_unit', features,
+      use_resource=True if memory_efficient else None) as sc:
+
+    def conv2(net):
+      return slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,
+                         normalizer_fn=None, activation_fn=None,
+                         biases_initializer=None, scope='conv2')
+
+    def concat_norm_convolve(*maps):
+      """Concatenation, BN-ReLU and the first convolution of the unit."""
+      net = batch_norm(_concat(maps), activation_fn=tf.nn.relu,
+                       scope='preact')
+      if bottleneck:
+        return slim.conv2d(net, 4 * growth_rate, [1, 1], stride=1,
+                           scope='conv1')
+      return conv2(net)
+
+    def concat_norm_convolve_and_pass_on(*maps):
+      """As above, and `maps` passed on (identities: no copies).
+
+      Later units take the passed-on maps, so the gradient of a feature map
+      is summed unit by unit in the backward pass instead of being held in
+      one partial gradient per later unit until the last one arrives.
+      """
+      return [concat_norm_convolve(*maps)] + [tf.identity(m) for m in maps]
+
+    if memory_efficient:
+      outputs = _recompute_grad(concat_norm_convolve_and_pass_on)(*features)
+      net, features = outputs[0], list(outputs[1:])
+    else:
+      net = concat_norm_convolve(*features)
     net = _dropout(net, dropout_rate)
-    output = tf.concat([inputs, net], axis=3)
-    return slim_utils.collect_named_outputs(outputs_collections, sc.name,
-                                            output)
+    if bottleneck:
+      net = _dropout(conv2(net), dropout_rate)
+    if memory_efficient:
+      features.append(net)
+      output = _concat(features)
+    else:
+      output = tf.concat([_concat(features), net], axis=3)
+      features = [output]
+    output = slim_utils.collect_named_outputs(outputs_collections, sc.name,
+                                              output)
+    return features if isinstance(inputs, (list, tuple)) else output
+
+
+def _concat(maps):
+  """Concatenates `[batch, height, width, channels_i]` maps along channels."""
+  maps = list(maps)
+  return maps[0] if len(maps) == 1 else tf.concat(maps, axis=3)
+
+
+_RECOMPUTATION = threading.local()
+
+
+def _recomputing():
+  """True while a memory-efficient unit is rebuilt for its gradients."""
+  return getattr(_RECOMPUTATION, 'active', False)
+
+
+@contextlib.contextmanager
+def _recomputation():
+  previous = _recomputing()
+  _RECOMPUTATION.active = True
+  try:
+    yield
+  finally:
+    _RECOMPUTATION.active = previous
+
+
+def _recompute_grad(fn):
+  """`fn(*tensors)`, recomputed in the backward pass instead of stored.
+
+  tf-slim's `rev_block_lib.recompute_grad` re-enters the variable and arg
+  scopes of the forward call. While it recomputes, batch norm makes no
+  moving-average updates and no end points are collected, so the graph keeps
+  one update per batch norm and one tensor per end-point name.
+  """
+
+  def recomputable(*tensors, is_recomputing=False):
+    if not is_recomputing:
+      return fn(*tensors)
+    with _recomputation(), slim.arg_scope([slim.conv2d, batch_norm],
+                                          outputs_collections=None):
+      return fn(*tensors)
+
+  return rev_block_lib.recompute_grad(recomputable)
 
 
 def _dropout(net, dropout_rate):
@@ -365,8 +469,13 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
   rate = 1
   for block in blocks:
     with tf.compat.v1.variable_scope(block.scope, 'block', [net]) as sc:
+      # A dense block's state is the list of its feature maps, concatenated
+      # only where a unit needs them (see `dense_unit`, `memory_efficient`).
+      if block.unit_fn is dense_unit:
+        net = [net]
       for i, unit in enumerate(block.args):
-        with tf.compat.v1.variable_scope('unit_%d' % (i + 1), values=[net]):
+        values = net if isinstance(net, list) else [net]
+        with tf.compat.v1.variable_scope('unit_%d' % (i + 1), values=values):
           unit_stride = unit.get('stride', 1)
           if output_stride is not None and current_stride == output_stride:
             if unit_stride != 1:
@@ -376,6 +485,8 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
           else:
             net = block.unit_fn(net, rate=1, **unit)
             current_stride *= unit_stride
+      if isinstance(net, list):
+        net = _concat(net)
       net = slim_utils.collect_named_outputs(outputs_collections, sc.name, net)
   return net
 
@@ -383,7 +494,8 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
 def densenet_arg_scope(weight_decay=1e-4,
                        batch_norm_decay=0.99,
                        batch_norm_epsilon=1.001e-5,
-                       batch_norm_scale=True):
+                       batch_norm_scale=True,
+                       memory_efficient=False):
   """Defines the default DenseNet arg scope.
 
   Convolutions get L2 weight decay and He (fan-in) initialization; those
@@ -396,6 +508,10 @@ def densenet_arg_scope(weight_decay=1e-4,
     batch_norm_decay: Moving-average decay of the batch-norm statistics.
     batch_norm_epsilon: Batch-norm epsilon.
     batch_norm_scale: Whether batch norm learns a `gamma`.
+    memory_efficient: Whether dense units recompute their concatenation,
+      BN-ReLU and first convolution in the backward pass instead of storing
+      them (see `dense_unit`): training memory linear instead of quadratic in
+      depth, same variables and numbers.
 
   Returns:
     An `arg_scope` for the DenseNet models.
@@ -413,7 +529,9 @@ def densenet_arg_scope(weight_decay=1e-4,
       activation_fn=tf.nn.relu,
       normalizer_fn=batch_norm,
       normalizer_params=batch_norm_params):
-    with slim.arg_scope([batch_norm], **batch_norm_params) as arg_sc:
+    with slim.arg_scope([batch_norm], **batch_norm_params), \
+        slim.arg_scope([dense_unit],
+                       memory_efficient=memory_efficient) as arg_sc:
       return arg_sc
 
 

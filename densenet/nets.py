@@ -69,11 +69,16 @@ def densenet(inputs,
              num_initial_filters=64,
              spatial_squeeze=True,
              reuse=None,
-             scope=None):
+             scope=None,
+             memory_efficient=None):
   """Generator for DenseNet models from a list of `Block`s.
 
   Args:
-    inputs: A `[batch, height, width, channels]` Tensor, channels known.
+    inputs: A `[batch, height, width, channels]` Tensor, channels known. The
+      network computes in its dtype: float32, or bfloat16 / float16 for
+      faster low-precision inference where the CPU supports it (oneDNN); the
+      variables stay float32 (cast on read) and batch norm keeps float32
+      statistics, so the same checkpoint serves every dtype.
     blocks: A list of `densenet_utils.Block`s (dense blocks and transitions).
     num_classes: Number of classes of the logits, or None to return the
       features (the output of the global pool, or of the final BN-ReLU when
@@ -91,6 +96,12 @@ def densenet(inputs,
       `[batch, num_classes]`.
     reuse: Whether to reuse the variables of `scope`.
     scope: The variable scope.
+    memory_efficient: Whether the dense units recompute their concatenation,
+      BN-ReLU and first convolution in the backward pass instead of storing
+      them (`densenet_utils.dense_unit`): training memory linear in depth
+      instead of quadratic, for some extra time; same variables, outputs and
+      gradients. None leaves it to the enclosing arg_scope
+      (`densenet_arg_scope(memory_efficient=...)`, off by default).
 
   Returns:
     net: `[batch, num_classes]` logits (spatially squeezed), or
@@ -114,13 +125,16 @@ def densenet(inputs,
     raise ValueError('num_classes must be a positive int or None, got %r.' %
                      (num_classes,))
   with tf.compat.v1.variable_scope(
-      scope, 'densenet', [inputs], reuse=reuse) as sc:
+      scope, 'densenet', [inputs], reuse=reuse,
+      custom_getter=_float32_variables(inputs.dtype)) as sc:
     end_points_collection = sc.original_name_scope + '_end_points'
     with slim.arg_scope(
         [slim.conv2d, slim.max_pool2d, densenet_utils.dense_unit,
          densenet_utils.transition],
         outputs_collections=end_points_collection), \
-        _training_scope(is_training):
+        _training_scope(is_training), \
+        _arg_scope_unless_none([densenet_utils.dense_unit],
+                               memory_efficient=memory_efficient):
       net = _root(inputs, root, num_initial_filters, initial_output_stride)
       net = densenet_utils.stack_blocks_dense(
           net, blocks, output_stride, input_stride=initial_output_stride,
@@ -157,6 +171,27 @@ def _check_inputs(inputs):
                      % shape)
 
 
+_LOW_PRECISION = (tf.bfloat16, tf.float16)
+
+
+def _float32_variables(dtype):
+  """A variable getter storing `dtype` variables as float32, or None.
+
+  Layers ask for variables of their inputs' dtype; for a low-precision dtype
+  the getter creates (or reuses) the float32 variable of the same name and
+  returns it cast to `dtype`.
+  """
+  if dtype.base_dtype not in _LOW_PRECISION:
+    return None
+
+  def float32_getter(getter, name, shape=None, dtype=None, *args, **kwargs):
+    if dtype is None or dtype.base_dtype not in _LOW_PRECISION:
+      return getter(name, shape, dtype, *args, **kwargs)
+    return tf.cast(getter(name, shape, tf.float32, *args, **kwargs), dtype)
+
+  return float32_getter
+
+
 class _NoOpScope(object):
 
   def __enter__(self):
@@ -168,10 +203,16 @@ class _NoOpScope(object):
 
 def _training_scope(is_training):
   """arg_scope that sets `is_training` of batch norm and dropout."""
-  if is_training is None:
+  return _arg_scope_unless_none([densenet_utils.batch_norm, slim.dropout],
+                                is_training=is_training)
+
+
+def _arg_scope_unless_none(list_ops, **kwargs):
+  """`slim.arg_scope(list_ops, **kwargs)`, or no scope if the value is None."""
+  (value,) = kwargs.values()
+  if value is None:
     return _NoOpScope()
-  return slim.arg_scope([densenet_utils.batch_norm, slim.dropout],
-                        is_training=is_training)
+  return slim.arg_scope(list_ops, **kwargs)
 
 
 def _root(inputs, root, num_filters, initial_output_stride):
@@ -213,7 +254,8 @@ def densenet_X(inputs,
                root='imagenet',
                spatial_squeeze=True,
                reuse=None,
-               scope='densenet_X'):
+               scope='densenet_X',
+               memory_efficient=None):
   """A DenseNet with any number of dense blocks.
 
   Args:
@@ -227,7 +269,8 @@ def densenet_X(inputs,
     bottleneck: Whether units start with a 1x1 conv to 4k channels (-B).
     dropout_rate: Dropout after every convolution, in [0, 1).
     num_classes, is_training, global_pool, output_stride,
-    initial_output_stride, root, spatial_squeeze, reuse, scope: see `densenet`.
+    initial_output_stride, root, spatial_squeeze, reuse, scope,
+    memory_efficient: see `densenet`.
 
   Returns:
     (net, end_points) as `densenet`.
@@ -244,7 +287,8 @@ def densenet_X(inputs,
                   output_stride=output_stride,
                   initial_output_stride=initial_output_stride, root=root,
                   num_initial_filters=num_initial_filters,
-                  spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope)
+                  spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope,
+                  memory_efficient=memory_efficient)
 
 
 densenet_X.default_image_size = 224
@@ -294,7 +338,8 @@ def _imagenet_model(name, num_units_per_block, growth_rate):
                   spatial_squeeze=True,
                   dropout_rate=0.0,
                   reuse=None,
-                  scope='densenet_' + name):
+                  scope='densenet_' + name,
+                  memory_efficient=None):
     return densenet_X(inputs, num_units_per_block, growth_rate=growth_rate,
                       compression=0.5, bottleneck=True,
                       dropout_rate=dropout_rate, num_classes=num_classes,
@@ -302,7 +347,8 @@ def _imagenet_model(name, num_units_per_block, growth_rate):
                       output_stride=output_stride,
                       initial_output_stride=initial_output_stride,
                       root='imagenet', spatial_squeeze=spatial_squeeze,
-                      reuse=reuse, scope=scope)
+                      reuse=reuse, scope=scope,
+                      memory_efficient=memory_efficient)
 
   constructor.__name__ = 'densenet_' + name
   constructor.__qualname__ = constructor.__name__
@@ -341,7 +387,8 @@ def densenet_cifar(inputs,
                    spatial_squeeze=True,
                    dropout_rate=0.0,
                    reuse=None,
-                   scope=None):
+                   scope=None,
+                   memory_efficient=None):
   """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
 
   DenseNet (`bc=False`): (depth - 4) / 3 units per block without bottleneck,
@@ -378,7 +425,8 @@ def densenet_cifar(inputs,
                     is_training=is_training, global_pool=global_pool,
                     output_stride=output_stride,
                     initial_output_stride=initial_output_stride, root='cifar',
-                    spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope)
+                    spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope,
+                    memory_efficient=memory_efficient)
 
 
 densenet_cifar.default_image_size = 32
@@ -391,13 +439,14 @@ def _cifar_model(depth, growth_rate, bc):
   def constructor(inputs, num_classes=10, is_training=True, global_pool=True,
                   output_stride=None, initial_output_stride=1,
                   spatial_squeeze=True, dropout_rate=0.0, reuse=None,
-                  scope=name):
+                  scope=name, memory_efficient=None):
     return densenet_cifar(inputs, depth, growth_rate, bc=bc,
                           num_classes=num_classes, is_training=is_training,
                           global_pool=global_pool, output_stride=output_stride,
                           initial_output_stride=initial_output_stride,
                           spatial_squeeze=spatial_squeeze,
-                          dropout_rate=dropout_rate, reuse=reuse, scope=scope)
+                          dropout_rate=dropout_rate, reuse=reuse, scope=scope,
+                          memory_efficient=memory_efficient)
 
   constructor.__name__ = name
   constructor.__qualname__ = name

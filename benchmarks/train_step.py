@@ -1,0 +1,196 @@
+"""One training step (SGD + softmax cross-entropy): time and peak memory.
+
+Compares Keras' DenseNet121 (`keras.applications`, weights=None, in a
+`tf.function`), our densenet_121 (a TF1 graph in a Session) and our
+densenet_121 with `memory_efficient=True`. Peak memory is the peak resident
+set size of a process, so the driver runs every (implementation, batch size)
+in its own worker process, in turn, and prints the worker's JSON line; a last
+line summarises the ratios per batch size (memory-efficient / plain, ours /
+Keras). Timings on a shared machine drift: compare lines of one run.
+
+  python benchmarks/train_step.py                        # batch 16 and 32
+  python benchmarks/train_step.py --batch-sizes 16 --implementations plain \\
+      memory_efficient
+  python benchmarks/train_step.py --smoke                # tiny, for the tests
+
+A worker alone (what the driver runs):
+
+  python benchmarks/train_step.py --worker --implementation plain \\
+      --batch-size 32
+  python benchmarks/train_step.py --worker --implementation memory_efficient \\
+      --cifar-depth 190 --growth-rate 12 --batch-size 64 --image-size 32
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+import common
+
+IMPLEMENTATIONS = ('keras', 'plain', 'memory_efficient')
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--implementations', nargs='+', choices=IMPLEMENTATIONS,
+                      default=list(IMPLEMENTATIONS))
+  parser.add_argument('--batch-sizes', type=int, nargs='+', default=[16, 32])
+  parser.add_argument('--image-size', type=int, default=224)
+  parser.add_argument('--steps', type=int, default=2,
+                      help='timed steps after 1 warm-up step (median time)')
+  parser.add_argument('--smoke', action='store_true',
+                      help='32x32, batch 2, 1 timed step (tests)')
+  worker = parser.add_argument_group('worker (one configuration)')
+  worker.add_argument('--worker', action='store_true')
+  worker.add_argument('--implementation', choices=IMPLEMENTATIONS)
+  worker.add_argument('--batch-size', type=int)
+  worker.add_argument('--cifar-depth', type=int,
+                      help='train DenseNet-BC (depth, --growth-rate) on '
+                           'CIFAR-sized images instead of densenet_121')
+  worker.add_argument('--growth-rate', type=int, default=12)
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.batch_sizes, args.image_size, args.steps = [2], 32, 1
+  if args.worker and (args.implementation is None or args.batch_size is None):
+    parser.error('--worker needs --implementation and --batch-size')
+  if args.cifar_depth and args.implementation == 'keras':
+    parser.error('--cifar-depth: Keras has no CIFAR DenseNet; use plain or '
+                 'memory_efficient')
+  return args
+
+
+def ours_step(args, images, labels):
+  """Builds our training graph; returns a function running one step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tf_slim as slim  # pylint: disable=g-import-not-at-top
+  import densenet  # pylint: disable=g-import-not-at-top
+  tf1 = tf.compat.v1
+  graph = tf.Graph()
+  with graph.as_default():
+    tf1.set_random_seed(0)
+    memory_efficient = args.implementation == 'memory_efficient'
+    with slim.arg_scope(densenet.densenet_arg_scope(weight_decay=0.0)):
+      if args.cifar_depth:
+        logits, _ = densenet.densenet_cifar(
+            tf.constant(images), args.cifar_depth, args.growth_rate, bc=True,
+            num_classes=10, memory_efficient=memory_efficient)
+      else:
+        logits, _ = densenet.densenet_121(
+            tf.constant(images), 1000, memory_efficient=memory_efficient)
+    loss = tf1.losses.sparse_softmax_cross_entropy(tf.constant(labels),
+                                                   logits)
+    with tf.control_dependencies(
+        tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)):
+      train_op = tf1.train.GradientDescentOptimizer(0.01).minimize(loss)
+    session = tf1.Session(graph=graph)
+    session.run(tf1.global_variables_initializer())
+  return lambda: session.run([train_op, loss])[1]
+
+
+def keras_step(args, images, labels):
+  """Keras DenseNet121 + SGD in a tf.function; returns one-step function."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model = keras.applications.DenseNet121(
+      weights=None, input_shape=images.shape[1:],
+      classifier_activation=None)
+  optimizer = keras.optimizers.SGD(0.01)
+  images, labels = tf.constant(images), tf.constant(labels)
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      loss = tf.reduce_mean(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  return lambda: step().numpy()
+
+
+def worker(args):
+  """Times one configuration in this process; prints and returns its line."""
+  rss_before = common.peak_rss_gb()
+  rng = np.random.RandomState(0)
+  classes = 10 if args.cifar_depth else 1000
+  images = rng.uniform(-2, 2, (args.batch_size, args.image_size,
+                               args.image_size, 3)).astype(np.float32)
+  labels = rng.randint(0, classes, args.batch_size).astype(np.int32)
+  start = time.perf_counter()
+  build = keras_step if args.implementation == 'keras' else ours_step
+  step = build(args, images, labels)
+  rss_before_first_step = common.current_rss_gb()
+  step()  # Warm-up: graph optimization, memory pools.
+  setup_seconds = time.perf_counter() - start
+  times = []
+  for _ in range(args.steps):
+    start = time.perf_counter()
+    loss = step()
+    times.append(time.perf_counter() - start)
+  model = ('densenet_bc_%d_k%d' % (args.cifar_depth, args.growth_rate)
+           if args.cifar_depth else 'densenet_121')
+  return common.emit({
+      'benchmark': 'train_step',
+      'implementation': args.implementation,
+      'model': model,
+      'image_size': args.image_size,
+      'batch_size': args.batch_size,
+      'seconds_per_step': round(float(np.median(times)), 4),
+      'step_seconds': [round(t, 4) for t in times],
+      'setup_seconds': round(setup_seconds, 2),
+      'peak_rss_gb': round(common.peak_rss_gb(), 3),
+      'rss_before_model_gb': round(rss_before, 3),
+      # Model, optimizer and runtime, before any activation is computed.
+      'rss_before_first_step_gb': round(rss_before_first_step, 3),
+      'loss': round(float(loss), 4),
+  })
+
+
+def worker_args(args, implementation, batch_size, cifar_depth=None):
+  """Command-line arguments of one worker."""
+  argv = ['--worker', '--implementation', implementation,
+          '--batch-size', str(batch_size), '--image-size',
+          str(args.image_size), '--steps', str(args.steps)]
+  if cifar_depth:
+    argv += ['--cifar-depth', str(cifar_depth), '--growth-rate',
+             str(args.growth_rate)]
+  return argv
+
+
+def ratios(records, key):
+  """Ratios of memory_efficient / plain and plain / keras for `key`."""
+  by_name = {r['implementation']: r[key] for r in records}
+  out = {}
+  if 'plain' in by_name and 'memory_efficient' in by_name:
+    out['memory_efficient_to_plain'] = round(
+        by_name['memory_efficient'] / by_name['plain'], 3)
+  if 'plain' in by_name and 'keras' in by_name:
+    out['plain_to_keras'] = round(by_name['plain'] / by_name['keras'], 3)
+  return out
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.worker:
+    return [worker(args)]
+  summaries = []
+  for batch_size in args.batch_sizes:
+    records = []
+    for implementation in args.implementations:
+      records += common.run_worker(
+          'train_step.py', worker_args(args, implementation, batch_size))
+    summaries.append(common.emit({
+        'benchmark': 'train_step_summary',
+        'batch_size': batch_size,
+        'image_size': args.image_size,
+        'time_ratio': ratios(records, 'seconds_per_step'),
+        'peak_rss_ratio': ratios(records, 'peak_rss_gb'),
+    }))
+  return summaries
+
+
+if __name__ == '__main__':
+  main()

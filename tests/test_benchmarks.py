@@ -1,0 +1,64 @@
+"""The benchmark scripts run end to end in their smoke modes (tiny sizes).
+
+They print JSON lines; the tests check the fields the README's tables come
+from. Speed itself is never asserted here: it belongs to the benchmarks.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, 'benchmarks')
+
+
+def run_script(*argv):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, argv[0])] +
+                        list(argv[1:]), capture_output=True, text=True,
+                        env=env, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [json.loads(line) for line in proc.stdout.splitlines()
+          if line.startswith('{')]
+
+
+def test_inference_smoke():
+  (record,) = run_script('inference.py', '--smoke')
+  assert record['benchmark'] == 'inference'
+  assert record['batch_size'] == 2 and record['image_size'] == 32
+  assert set(record['images_per_second']) == {'ours', 'keras'}
+  assert all(v > 0 for v in record['images_per_second'].values())
+  ratio = (record['images_per_second']['ours'] /
+           record['images_per_second']['keras'])
+  assert abs(record['ratio_ours_to_keras'] - ratio) < 1e-2
+  assert record['machine']['cpus'] == os.cpu_count()
+
+
+def test_keras_train_step_worker_smoke():
+  (record,) = run_script('train_step.py', '--worker', '--implementation',
+                         'keras', '--batch-size', '2', '--image-size', '32',
+                         '--steps', '1')
+  assert record['implementation'] == 'keras'
+  assert record['model'] == 'densenet_121'
+  assert record['peak_rss_gb'] > record['rss_before_model_gb'] > 0
+  assert record['seconds_per_step'] > 0 and len(record['step_seconds']) == 1
+  # Random weights, 1000 classes: the loss starts near ln(1000) = 6.9.
+  assert 3.0 < record['loss'] < 15.0
+
+
+def test_memory_vs_depth_smoke():
+  # Runs train_step.py workers (ours plain and memory-efficient) through the
+  # driver, one process each.
+  records = run_script('memory_vs_depth.py', '--smoke')
+  assert [r['benchmark'] for r in records] == ['train_step'] * 2 + [
+      'memory_vs_depth']
+  assert [r['implementation'] for r in records[:2]] == ['plain',
+                                                        'memory_efficient']
+  assert all(r['model'] == 'densenet_bc_10_k12' for r in records[:2])
+  (row,) = records[2]['rows']
+  assert row['depth'] == 10
+  assert row['peak_rss_gb'] == {'plain': records[0]['peak_rss_gb'],
+                                'memory_efficient': records[1]['peak_rss_gb']}
+  assert row['peak_rss_above_smallest_depth_gb'] == {
+      'plain': 0.0, 'memory_efficient': 0.0}

@@ -1,0 +1,191 @@
+"""`memory_efficient=True` is the same network as the plain one.
+
+Same variables, same logits, same gradients, same batch-norm moving
+statistics after a training step; only what is kept for the backward pass
+changes. Tiny nets (k=4) on 32x32 inputs.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_slim as slim
+
+import densenet
+import densenet_utils
+from densenet import densenet_arg_scope
+
+tf1 = tf.compat.v1
+
+
+def tiny(images, memory_efficient, output_stride=None, is_training=True,
+         reuse=None):
+  """ImageNet root, dense blocks of 2 and 3 units, growth rate 4."""
+  return densenet.densenet_X(
+      images, [2, 3], growth_rate=4, num_initial_filters=8, num_classes=5,
+      is_training=is_training, output_stride=output_stride, scope='tiny',
+      reuse=reuse, memory_efficient=memory_efficient)
+
+
+def random_value(name, shape):
+  """Deterministic per-variable values; BN statistics far from 0/1."""
+  rng = np.random.RandomState(sum(map(ord, name)))
+  if name.endswith(('moving_variance', 'gamma')):
+    return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+  return rng.normal(0.0, 0.2, shape).astype(np.float32)
+
+
+def train_step(memory_efficient, output_stride=None, arg_scope_value=False):
+  """Builds the tiny net, sets known weights, runs one SGD step.
+
+  Returns logits, gradients and variables (before and after the step) as
+  numpy dicts keyed by variable name, and the number of update ops.
+  """
+  with tf.Graph().as_default():
+    rng = np.random.RandomState(0)
+    images = tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+    labels = tf.constant([1, 3])
+    with slim.arg_scope(densenet_arg_scope(memory_efficient=arg_scope_value)):
+      logits, end_points = tiny(images, memory_efficient, output_stride)
+    loss = tf1.losses.sparse_softmax_cross_entropy(labels, logits)
+    trainable = tf1.trainable_variables()
+    gradients = tf.gradients(loss, trainable)
+    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    with tf.control_dependencies(update_ops):
+      train_op = tf1.train.GradientDescentOptimizer(0.5).apply_gradients(
+          zip(gradients, trainable))
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for v in tf1.global_variables():
+        v.load(random_value(v.op.name, v.shape.as_list()), sess)
+      logits_value, end_point_values, gradient_values = sess.run(
+          [logits, end_points, gradients])
+      sess.run(train_op)
+      after = {v.op.name: sess.run(v) for v in tf1.global_variables()}
+  return dict(
+      logits=logits_value,
+      end_points=end_point_values,
+      gradients={v.op.name: g for v, g in zip(trainable, gradient_values)},
+      after=after,
+      num_update_ops=len(update_ops))
+
+
+@pytest.mark.parametrize('output_stride', [None, 8])
+def test_same_numbers_as_plain(output_stride):
+  plain = train_step(False, output_stride)
+  efficient = train_step(True, output_stride)
+  # Same variables (names and shapes), same end points (names and shapes).
+  assert sorted(efficient['after']) == sorted(plain['after'])
+  for name, value in plain['after'].items():
+    assert efficient['after'][name].shape == value.shape, name
+  assert sorted(efficient['end_points']) == sorted(plain['end_points'])
+  for name, value in plain['end_points'].items():
+    np.testing.assert_allclose(efficient['end_points'][name], value,
+                               atol=1e-5, err_msg=name)
+  np.testing.assert_allclose(efficient['logits'], plain['logits'], atol=1e-5)
+  # Every trainable variable gets the same, non-zero gradient.
+  assert sorted(efficient['gradients']) == sorted(plain['gradients'])
+  # root conv + BN (3), 5 units x (2 BN x 2 + 2 convs), transition BN + conv
+  # (3), postnorm (2), logits weights and biases (2).
+  assert len(plain['gradients']) == 3 + 5 * 6 + 3 + 2 + 2
+  for name, gradient in plain['gradients'].items():
+    assert np.abs(gradient).max() > 0, name
+    np.testing.assert_allclose(efficient['gradients'][name], gradient,
+                               atol=1e-5, err_msg=name)
+  # One moving-average update per batch norm, none duplicated by the
+  # recomputation: 2 statistics x (root + 5 units x 2 + transition + postnorm).
+  assert plain['num_update_ops'] == efficient['num_update_ops'] == 2 * 13
+  for name, value in plain['after'].items():
+    np.testing.assert_allclose(efficient['after'][name], value, atol=1e-5,
+                               err_msg=name)
+  # The moving statistics moved (decay 0.99: by 1 % towards the batch's).
+  moved = [name for name in plain['after'] if 'moving_' in name and
+           not np.allclose(plain['after'][name],
+                           random_value(name, plain['after'][name].shape))]
+  assert len(moved) == 2 * 13
+
+
+def test_arg_scope_sets_the_default():
+  # memory_efficient=None leaves it to densenet_arg_scope(memory_efficient=).
+  with tf.Graph().as_default():
+    images = tf.zeros([1, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope(memory_efficient=True)):
+      tiny(images, memory_efficient=None)
+    recomputed = [op for op in tf1.get_default_graph().get_operations()
+                  if op.type == 'IdentityN']
+    assert len(recomputed) == 5  # One custom-gradient identity per unit.
+  with tf.Graph().as_default():
+    images = tf.zeros([1, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope(memory_efficient=True)):
+      tiny(images, memory_efficient=False)
+    assert not [op for op in tf1.get_default_graph().get_operations()
+                if op.type == 'IdentityN']
+
+
+def test_units_keep_only_their_new_maps():
+  # The block state is the list of feature maps: unit i's recomputed part
+  # takes the block input and the i - 1 earlier k-channel maps, not their
+  # concatenation (the memory grows linearly with depth).
+  with tf.Graph().as_default():
+    images = tf.zeros([1, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope()):
+      tiny(images, memory_efficient=True)
+    identities = [[t.shape[-1] for t in op.inputs
+                   if t.op.type != 'ReadVariableOp']
+                  for op in tf1.get_default_graph().get_operations()
+                  if op.type == 'IdentityN']
+    # IdentityN inputs (variables left out): the outputs, i.e. the 4k = 16
+    # new channels and the unit's input maps passed on, then the input maps.
+    inputs = [channels[(len(channels) + 1) // 2:] for channels in identities]
+    outputs = [channels[:(len(channels) + 1) // 2] for channels in identities]
+    # Block 1 input: 8 root filters; block 2 input: the transition's
+    # (8 + 2 * 4) / 2 = 8.
+    assert inputs == [[8], [8, 4], [8], [8, 4], [8, 4, 4]]
+    assert outputs == [[16] + maps for maps in inputs]
+
+
+def test_dense_unit_list_and_tensor_inputs_agree():
+  with tf.Graph().as_default():
+    rng = np.random.RandomState(1)
+    maps = [tf.constant(rng.normal(size=(1, 6, 6, c)), tf.float32)
+            for c in (5, 3)]
+    with slim.arg_scope(densenet_arg_scope()), \
+        slim.arg_scope([densenet_utils.batch_norm], is_training=False):
+      from_list = densenet_utils.dense_unit(maps, growth_rate=2,
+                                            memory_efficient=True, scope='u')
+      with tf1.variable_scope('', reuse=True):
+        from_tensor = densenet_utils.dense_unit(tf.concat(maps, 3),
+                                                growth_rate=2, scope='u')
+    assert isinstance(from_list, list) and len(from_list) == 3
+    assert from_list[2].shape.as_list() == [1, 6, 6, 2]
+    assert from_tensor.shape.as_list() == [1, 6, 6, 10]
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      a, b = sess.run([tf.concat(from_list, 3), from_tensor])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bfloat16_inputs_keep_float32_variables():
+  # bfloat16 inputs: the network computes in bfloat16 from the same float32
+  # variables (cast on read), so one checkpoint serves both; the logits agree
+  # with float32 to bfloat16 precision (8 significant bits).
+  with tf.Graph().as_default():
+    images = tf.constant(np.random.RandomState(2).uniform(
+        -1, 1, (2, 32, 32, 3)), tf.float32)
+    with slim.arg_scope(densenet_arg_scope()):
+      logits, _ = tiny(images, False, is_training=False)
+      names = sorted(v.op.name for v in tf1.global_variables())
+      low, end_points = tiny(tf.cast(images, tf.bfloat16), False,
+                             is_training=False, reuse=True)
+    assert sorted(v.op.name for v in tf1.global_variables()) == names
+    assert all(v.dtype.base_dtype == tf.float32
+               for v in tf1.global_variables())
+    assert low.dtype == tf.bfloat16
+    assert end_points['tiny/dense_block2'].dtype == tf.bfloat16
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for v in tf1.global_variables():
+        v.load(random_value(v.op.name, v.shape.as_list()), sess)
+      high_value, low_value = sess.run([logits, tf.cast(low, tf.float32)])
+    scale = np.abs(high_value).max()
+    assert scale > 0.1
+    np.testing.assert_allclose(low_value, high_value, atol=0.05 * scale)
