@@ -342,14 +342,30 @@ def _recompute_grad(fn):
   tf-slim's `rev_block_lib.recompute_grad` re-enters the variable and arg
   scopes of the forward call. While it recomputes, batch norm makes no
   moving-average updates and no end points are collected, so the graph keeps
-  one update per batch norm and one tensor per end-point name.
+  one update per batch norm and one tensor per end-point name. The recomputed
+  call reuses the variable objects of the forward call (recorded by a custom
+  getter) instead of looking them up again: in TF2 (`tf.function` under
+  `track_tf1_style_variables`, as `densenet.training` runs our nets) the
+  variable store of the forward call is gone by the time gradients are built.
   """
+  variables = {}
+
+  def record(getter, name, *args, **kwargs):
+    variables[name] = getter(name, *args, **kwargs)
+    return variables[name]
+
+  def replay(getter, name, *args, **kwargs):
+    del getter, args, kwargs
+    return variables[name]
 
   def recomputable(*tensors, is_recomputing=False):
+    scope = tf.compat.v1.get_variable_scope()
     if not is_recomputing:
-      return fn(*tensors)
-    with _recomputation(), slim.arg_scope([slim.conv2d, batch_norm],
-                                          outputs_collections=None):
+      with tf.compat.v1.variable_scope(scope, custom_getter=record):
+        return fn(*tensors)
+    with _recomputation(), \
+        tf.compat.v1.variable_scope(scope, custom_getter=replay), \
+        slim.arg_scope([slim.conv2d, batch_norm], outputs_collections=None):
       return fn(*tensors)
 
   return rev_block_lib.recompute_grad(recomputable)

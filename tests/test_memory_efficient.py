@@ -189,3 +189,45 @@ def test_bfloat16_inputs_keep_float32_variables():
     scale = np.abs(high_value).max()
     assert scale > 0.1
     np.testing.assert_allclose(low_value, high_value, atol=0.05 * scale)
+
+
+def test_memory_efficient_in_tf2_trainer_model():
+  """Under `densenet.training.SlimModel` in a tf.function (the TF2 path of
+  the segmentation and classification trainers), the recomputed backward
+  pass gives the plain network's loss and gradients."""
+  from densenet import training  # pylint: disable=g-import-not-at-top
+  images = tf.constant(np.random.RandomState(0).rand(2, 32, 32, 3),
+                       tf.float32)
+  results = []
+  for memory_efficient in (False, True):
+
+    def net_fn(inputs, is_training, memory_efficient=memory_efficient):
+      with slim.arg_scope(densenet_arg_scope()):
+        logits, _ = densenet.densenet_X(
+            inputs, [2, 2], growth_rate=4, num_initial_filters=8,
+            num_classes=3, is_training=is_training,
+            memory_efficient=memory_efficient, scope='tiny')
+      return logits
+
+    model = training.SlimModel(net_fn)
+    model(images)
+    for variable in model.trainable_variables:
+      variable.assign(random_value(variable.name.split(':')[0],
+                                   tuple(variable.shape)))
+
+    @tf.function(autograph=False)
+    def step(inputs, model=model):
+      with tf.GradientTape() as tape:
+        logits = model(inputs, training=True)
+        loss = tf.reduce_sum(tf.square(logits))
+      return loss, tape.gradient(loss, model.trainable_variables)
+
+    loss, gradients = step(images)
+    results.append((loss.numpy(), [g.numpy() for g in gradients],
+                    [v.name for v in model.trainable_variables]))
+  (plain_loss, plain_grads, plain_names), (me_loss, me_grads, me_names) = results
+  assert plain_names == me_names and len(plain_names) == 3 + 4 * 6 + 3 + 2 + 2
+  np.testing.assert_allclose(me_loss, plain_loss, rtol=1e-6)
+  for plain, efficient in zip(plain_grads, me_grads):
+    assert np.abs(plain).max() > 0
+    np.testing.assert_allclose(efficient, plain, atol=1e-5)
