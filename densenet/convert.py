@@ -32,23 +32,20 @@ Checkpoint metadata: a checkpoint written by `save_checkpoint` holds, next to
 the variables `<model>/...`, a string tensor `densenet_metadata` with a JSON
 object: `model` (e.g. 'densenet_121'), `num_classes` (None without logits),
 `batch_norm_epsilon`, `normalization` (a `densenet.preprocessing` mode),
-`source` and `format_version`. It lives inside the checkpoint, so it cannot be
-separated from the weights; `tf.compat.v1.train.Saver` over the model's
-variables (or `slim.assign_from_checkpoint_fn`) ignores it. Read it with
-`read_metadata`. Networks take the epsilon from
-`densenet_arg_scope(batch_norm_epsilon=...)` and the normalization from
-`densenet.preprocessing.normalize(images, mode)`.
+`root_padding` (a `nets.root_block` padding), `source` and `format_version`.
+It lives inside the checkpoint, so it cannot be separated from the weights;
+`tf.compat.v1.train.Saver` over the model's variables (or
+`slim.assign_from_checkpoint_fn`) ignores it. Read it with `read_metadata`.
+Networks take the epsilon from `densenet_arg_scope(batch_norm_epsilon=...)`,
+the normalization from `densenet.preprocessing.normalize(images, mode)` and
+the stem padding from `slim.arg_scope([nets.root_block], padding=...)`
+(`pretrained.build_classifier` does all three).
 
 Stem padding: our ImageNet networks pad the stem like Keras and torchvision
-((3, 3) before the 7x7/2 convolution, (1, 1) before the 3x3/2 max pool), so
-Keras and torchvision weights give their source's logits. pudae's network
-used TF 'SAME' padding there ((2, 3) and (0, 1)): in our network a converted
-pudae checkpoint sees the image shifted by 3 pixels relative to pudae's own
-graph at the stride-4 feature maps (and by 1 at the stride-2 ones; for even
-input sizes such as 224), with different border handling, so its logits
-differ slightly from pudae's graph; the effect on accuracy has not been
-measured (pudae's code cannot run here). Cropping the input 3 pixels further
-down and right reproduces pudae's interior features exactly.
+by default ((3, 3) before the 7x7/2 convolution, (1, 1) before the 3x3/2 max
+pool), so Keras and torchvision weights give their source's logits. pudae's
+network used TF 'SAME' padding there ((2, 3) and (0, 1) at even sizes), so
+pudae checkpoints record `root_padding: 'same'` and are run with it.
 
 All weight dicts map names relative to the model scope (e.g.
 'dense_block1/unit_1/dense_unit/conv1/weights') to numpy arrays in our layout
@@ -75,9 +72,12 @@ FORMAT_VERSION = 1
 
 # Source -> what the weights expect from the network and the input pipeline.
 SOURCE_DEFAULTS = {
-    'keras': {'batch_norm_epsilon': 1.001e-5, 'normalization': 'torch'},
-    'pudae': {'batch_norm_epsilon': 1.1e-5, 'normalization': 'pudae'},
-    'torchvision': {'batch_norm_epsilon': 1e-5, 'normalization': 'torch'},
+    'keras': {'batch_norm_epsilon': 1.001e-5, 'normalization': 'torch',
+              'root_padding': 'symmetric'},
+    'pudae': {'batch_norm_epsilon': 1.1e-5, 'normalization': 'pudae',
+              'root_padding': 'same'},
+    'torchvision': {'batch_norm_epsilon': 1e-5, 'normalization': 'torch',
+                    'root_padding': 'symmetric'},
 }
 SOURCES = ('keras', 'pudae', 'torchvision', 'densenet')
 
@@ -503,6 +503,7 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
     metadata.setdefault('num_classes', _num_classes(weights))
     metadata.setdefault('batch_norm_epsilon', 1.001e-5)
     metadata.setdefault('normalization', 'torch')
+    metadata.setdefault('root_padding', 'symmetric')
     metadata.setdefault('source', 'densenet')
     return weights, metadata
   if source_format == 'keras':
@@ -701,7 +702,7 @@ def save_checkpoint(weights, metadata, prefix, progress=False):
   scope = metadata['model']
   stored = {key: metadata[key] for key in
             ('model', 'num_classes', 'batch_norm_epsilon', 'normalization',
-             'source') if key in metadata}
+             'root_padding', 'source') if key in metadata}
   stored['format_version'] = FORMAT_VERSION
   directory = os.path.dirname(os.path.abspath(prefix))
   os.makedirs(directory, exist_ok=True)

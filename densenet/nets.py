@@ -135,7 +135,8 @@ def densenet(inputs,
         _training_scope(is_training), \
         _arg_scope_unless_none([densenet_utils.dense_unit],
                                memory_efficient=memory_efficient):
-      net = _root(inputs, root, num_initial_filters, initial_output_stride)
+      net = root_block(inputs, root, num_initial_filters,
+                       initial_output_stride)
       net = densenet_utils.stack_blocks_dense(
           net, blocks, output_stride, input_stride=initial_output_stride,
           outputs_collections=end_points_collection)
@@ -215,22 +216,51 @@ def _arg_scope_unless_none(list_ops, **kwargs):
   return slim.arg_scope(list_ops, **kwargs)
 
 
-def _root(inputs, root, num_filters, initial_output_stride):
-  """The root block: `[B, H, W, C]` -> `[B, H / s, W / s, num_filters]`."""
+ROOT_PADDINGS = ('symmetric', 'same')
+
+
+@slim.add_arg_scope
+def root_block(inputs, root='imagenet', num_filters=64, initial_output_stride=4,
+               padding='symmetric'):
+  """The root block: `[B, H, W, C]` -> `[B, H / s, W / s, num_filters]`.
+
+  Args:
+    inputs: A `[batch, height, width, channels]` Tensor.
+    root: 'imagenet' (7x7 conv, BN-ReLU) or 'cifar' (3x3 conv).
+    num_filters: Filters of the convolution.
+    initial_output_stride: s: 4 (conv/2 then 3x3/2 max pool), 2 or 1.
+    padding: 'symmetric' zero-pads (3, 3) before the 7x7 conv and (1, 1)
+      before the max pool, as Keras and torchvision do (our default, and what
+      their weights need); 'same' uses TF's SAME padding ((2, 3) and (0, 1)
+      at even sizes), as pudae/tensorflow-densenet's checkpoints were built.
+      Set it with `slim.arg_scope([nets.root_block], padding='same')`; the
+      variables are the same either way.
+
+  Raises:
+    ValueError: If `padding` is not one of `ROOT_PADDINGS`.
+  """
+  if padding not in ROOT_PADDINGS:
+    raise ValueError('root_block padding must be one of %s, got %r.' %
+                     (ROOT_PADDINGS, padding))
+  same = padding == 'same'
+
+  def pad(net, amount):
+    return net if same else _pad(net, amount)
+
   conv_stride = 1 if initial_output_stride == 1 else 2
+  conv_padding = 'SAME' if same else 'VALID'
   if root == 'cifar':
-    net = _pad(inputs, 1)
-    net = slim.conv2d(net, num_filters, [3, 3], stride=conv_stride,
-                      padding='VALID', normalizer_fn=None, activation_fn=None,
-                      biases_initializer=None, scope='conv1')
+    net = slim.conv2d(pad(inputs, 1), num_filters, [3, 3], stride=conv_stride,
+                      padding=conv_padding, normalizer_fn=None,
+                      activation_fn=None, biases_initializer=None,
+                      scope='conv1')
   else:
-    net = _pad(inputs, 3)
-    net = slim.conv2d(net, num_filters, [7, 7], stride=conv_stride,
-                      padding='VALID', scope='conv1')
+    net = slim.conv2d(pad(inputs, 3), num_filters, [7, 7], stride=conv_stride,
+                      padding=conv_padding, scope='conv1')
   if initial_output_stride == 4:
     # Zero padding is safe for the max pool: its input is post-ReLU.
-    net = slim.max_pool2d(_pad(net, 1), [3, 3], stride=2, padding='VALID',
-                          scope='pool1')
+    net = slim.max_pool2d(pad(net, 1), [3, 3], stride=2,
+                          padding=conv_padding, scope='pool1')
   return net
 
 

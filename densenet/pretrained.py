@@ -48,8 +48,9 @@ def build_classifier(model_name, metadata, images=None):
 
   Args:
     model_name: A `nets.MODELS` name.
-    metadata: Dict with 'batch_norm_epsilon', 'normalization' and
-      'num_classes' (from `convert.read_weights`).
+    metadata: Dict with 'batch_norm_epsilon', 'normalization',
+      'num_classes' and optionally 'root_padding' (from
+      `convert.read_weights`).
     images: float32 `[batch, height, width, 3]` RGB in [0, 255], or None for
       a placeholder of that shape.
 
@@ -69,7 +70,9 @@ def build_classifier(model_name, metadata, images=None):
                                       name='images')
   arg_scope = densenet_utils.densenet_arg_scope(
       batch_norm_epsilon=metadata['batch_norm_epsilon'])
-  with slim.arg_scope(arg_scope):
+  with slim.arg_scope(arg_scope), slim.arg_scope(
+      [nets.root_block],
+      padding=metadata.get('root_padding', 'symmetric')):
     logits, _ = nets.MODELS[model_name](
         preprocessing.normalize(images, metadata['normalization']),
         num_classes=metadata['num_classes'], is_training=False)

@@ -209,6 +209,7 @@ def test_pudae_checkpoint_loads_completely(tmp_path, densenet_121_graph):
   assert metadata['model'] == 'densenet_121'
   assert metadata['batch_norm_epsilon'] == 1.1e-5
   assert metadata['normalization'] == 'pudae'
+  assert metadata['root_padding'] == 'same'
   assert metadata['unmatched'] == []  # global_step is not a weight.
   with densenet_121_graph.as_default():
     variables = tf.compat.v1.global_variables('densenet_121/')

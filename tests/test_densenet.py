@@ -42,6 +42,10 @@ def trainable_parameter_count():
   return int(sum(np.prod(v.shape) for v in tf1.trainable_variables()))
 
 
+def variable_by_name(name):
+  return next(v for v in tf1.global_variables() if v.op.name == name)
+
+
 def variable_shapes():
   return {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
 
@@ -401,3 +405,30 @@ def test_cifar_bad_depth():
     images = create_test_input(1, 32, 32, 3)
     with pytest.raises(ValueError, match='depth'):
       densenet.densenet_cifar(images, depth=41, growth_rate=12, bc=True)
+
+
+def test_root_block_same_padding_equals_tf_same_ops():
+  """padding='same' (pudae's graph) is TF's SAME conv and max pool; the
+  default pads symmetrically like Keras; the variables are the same."""
+  with tf.Graph().as_default():
+    images = create_test_input(1, 64, 64, 3)
+    with slim.arg_scope(densenet_arg_scope()):
+      _, symmetric = tiny(images)
+      with slim.arg_scope([densenet.nets.root_block], padding='same'):
+        _, same = tiny(images, reuse=True)
+      with pytest.raises(ValueError, match='padding'):
+        with slim.arg_scope([densenet.nets.root_block], padding='valid'):
+          tiny(images, reuse=True)
+    weights = variable_by_name('tiny/conv1/weights')
+    # Inference batch norm with its initial statistics: x / sqrt(1 + eps).
+    expected = tf.nn.max_pool2d(
+        tf.nn.relu(tf.nn.conv2d(images, weights, 2, 'SAME') /
+                   np.sqrt(1.0 + 1.001e-5)), 3, 2, 'SAME')
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      same_pool, symmetric_pool, expected_pool = sess.run(
+          # The reused network's name scope (end-point prefix) is 'tiny_1'.
+          [same['tiny_1/pool1'], symmetric['tiny/pool1'], expected])
+  assert same_pool.shape == symmetric_pool.shape == (1, 16, 16, 8)
+  np.testing.assert_allclose(same_pool, expected_pool, rtol=1e-5, atol=1e-5)
+  assert np.abs(same_pool - symmetric_pool).max() > 1e-3
