@@ -266,9 +266,11 @@ def dense_unit(inputs,
     is the unit's end point either way.
   """
   features = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+  recorder = _VariableRecorder() if memory_efficient else None
   with tf.compat.v1.variable_scope(
       scope, 'dense_unit', features,
-      use_resource=True if memory_efficient else None) as sc:
+      use_resource=True if memory_efficient else None,
+      custom_getter=recorder.record if recorder else None) as sc:
 
     def conv2(net):
       return slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,
@@ -294,7 +296,8 @@ def dense_unit(inputs,
       return [concat_norm_convolve(*maps)] + [tf.identity(m) for m in maps]
 
     if memory_efficient:
-      outputs = _recompute_grad(concat_norm_convolve_and_pass_on)(*features)
+      outputs = _recompute_grad(concat_norm_convolve_and_pass_on,
+                               recorder)(*features)
       net, features = outputs[0], list(outputs[1:])
     else:
       net = concat_norm_convolve(*features)
@@ -336,35 +339,41 @@ def _recomputation():
     _RECOMPUTATION.active = previous
 
 
-def _recompute_grad(fn):
+class _VariableRecorder(object):
+  """Custom getters: `record` the variables a call gets, `replay` them."""
+
+  def __init__(self):
+    self.variables = {}
+
+  def record(self, getter, name, *args, **kwargs):
+    self.variables[name] = getter(name, *args, **kwargs)
+    return self.variables[name]
+
+  def replay(self, getter, name, *args, **kwargs):
+    del getter, args, kwargs
+    return self.variables[name]
+
+
+def _recompute_grad(fn, recorder):
   """`fn(*tensors)`, recomputed in the backward pass instead of stored.
 
   tf-slim's `rev_block_lib.recompute_grad` re-enters the variable and arg
   scopes of the forward call. While it recomputes, batch norm makes no
   moving-average updates and no end points are collected, so the graph keeps
   one update per batch norm and one tensor per end-point name. The recomputed
-  call reuses the variable objects of the forward call (recorded by a custom
-  getter) instead of looking them up again: in TF2 (`tf.function` under
-  `track_tf1_style_variables`, as `densenet.training` runs our nets) the
-  variable store of the forward call is gone by the time gradients are built.
+  call reuses the variable objects that `recorder.record` (the custom getter
+  of the unit's variable scope) saw in the forward call instead of looking
+  them up again: in TF2 (`tf.function` under `track_tf1_style_variables`, as
+  `densenet.training` runs our nets) the variable store of the forward call
+  is gone by the time gradients are built.
   """
-  variables = {}
-
-  def record(getter, name, *args, **kwargs):
-    variables[name] = getter(name, *args, **kwargs)
-    return variables[name]
-
-  def replay(getter, name, *args, **kwargs):
-    del getter, args, kwargs
-    return variables[name]
 
   def recomputable(*tensors, is_recomputing=False):
-    scope = tf.compat.v1.get_variable_scope()
     if not is_recomputing:
-      with tf.compat.v1.variable_scope(scope, custom_getter=record):
-        return fn(*tensors)
+      return fn(*tensors)
     with _recomputation(), \
-        tf.compat.v1.variable_scope(scope, custom_getter=replay), \
+        tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(),
+                                    custom_getter=recorder.replay), \
         slim.arg_scope([slim.conv2d, batch_norm], outputs_collections=None):
       return fn(*tensors)
 

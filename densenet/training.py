@@ -108,6 +108,7 @@ from tf_keras.src.legacy_tf_layers.variable_scope_shim import (
     track_tf1_style_variables)
 from tqdm import tqdm
 from tensorflow.core.framework import summary_pb2
+from tensorflow.python.ops import variable_scope as tf1_variable_scope  # pylint: disable=g-direct-tensorflow-import
 
 from densenet import compat
 
@@ -158,7 +159,18 @@ class SlimModel(tf_keras.Model):
     self._traced_net = tf.function(self._run_net, autograph=False)
 
   def _run_net(self, images, training):
-    outputs = self._net_fn(images, training)
+    # Default-named scopes ('dense_unit', 'BatchNorm') are numbered from the
+    # variable-scope store's counts, and a trace's FuncGraph shares the store
+    # of the process's eager graph. Counts left there by earlier work (e.g. a
+    # backward pass that re-entered scopes to recompute them) would rename
+    # this net's variables between traces. Each build starts from no counts,
+    # as in a fresh graph.
+    store = tf1_variable_scope.get_variable_scope_store()
+    counts, store.variable_scopes_count = store.variable_scopes_count, {}
+    try:
+      outputs = self._net_fn(images, training)
+    finally:
+      store.variable_scopes_count = counts
     if isinstance(outputs, (tuple, list)):
       outputs = outputs[0]
     return outputs
