@@ -307,8 +307,7 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
   written = []
   for path in tqdm(image_paths, desc='predict', unit='image',
                    disable=not progress):
-    with Image.open(path) as image:
-      pixels = np.asarray(image.convert('RGB'))
+    pixels = preprocessing.load_image(path, resize_size=None, crop_size=None)
     inputs = preprocessing.normalize(pixels[None], config.normalization)
     mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
     stem = os.path.splitext(os.path.basename(path))[0]
