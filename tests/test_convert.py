@@ -352,7 +352,8 @@ def test_convert_command(tmp_path, capsys):
   metadata = convert.read_metadata(output)
   assert metadata == {'model': 'densenet_121', 'num_classes': 1000,
                       'batch_norm_epsilon': 1.1e-5, 'normalization': 'pudae',
-                      'source': 'pudae', 'format_version': 1}
+                      'root_padding': 'same', 'source': 'pudae',
+                      'format_version': 1}
   reader = tf.train.load_checkpoint(output)
   names = set(reader.get_variable_to_shape_map()) - {convert.METADATA_KEY}
   assert len(names) == 606
