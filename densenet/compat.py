@@ -95,3 +95,36 @@ def apply():
       and _alias_needed()):
     sys.meta_path.append(_LegacyLayersAlias())
     PATCHED_NAMES.append(_ALIAS + ' -> ' + _TARGET)
+
+
+# ---------------------------------------------------------------------------
+# TensorFlow internals the trainer needs (kept here, with the rest).
+
+# pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
+import contextlib
+from tensorflow.python.ops import variable_scope as _tf1_variable_scope
+
+
+@contextlib.contextmanager
+def fresh_variable_scope_counts():
+  """Default-named variable scopes ('dense_unit', 'BatchNorm') count from
+  zero inside, as in a fresh graph; the previous counts come back after.
+
+  A `tf.function` trace's FuncGraph shares the variable-scope store of the
+  process's eager graph, so counts left there by earlier work (e.g. a
+  backward pass that re-entered scopes to recompute them) would otherwise
+  rename a network's variables between traces.
+  """
+  store = _tf1_variable_scope.get_variable_scope_store()
+  counts, store.variable_scopes_count = store.variable_scopes_count, {}
+  try:
+    yield
+  finally:
+    store.variable_scopes_count = counts
+
+
+def track_tf1_style_variables(method):
+  """tf-keras' decorator running TF1-style (`get_variable`) code inside a
+  Keras layer's `call`, its variables tracked by the layer."""
+  from tf_keras.src.legacy_tf_layers import variable_scope_shim
+  return variable_scope_shim.track_tf1_style_variables(method)
