@@ -40,22 +40,13 @@ import tf_keras
 import tf_slim as slim
 
 import densenet
+from densenet import recipe
 from densenet import training
 from densenet.datasets import pipeline
 from densenet.datasets import tfrecords
 
 # The paper's recipe (Huang et al. 2017, Section 4.2).
-DEFAULTS = {
-    'batch_size': 64,
-    'epochs': 300,
-    'learning_rate': 0.1,
-    'learning_rate_decay_fractions': (0.5, 0.75),
-    'learning_rate_decay': 0.1,
-    'momentum': 0.9,
-    'nesterov': True,
-    'weight_decay': 1e-4,
-    'dropout_rate_without_augmentation': 0.2,
-}
+DEFAULTS = recipe.PAPER_RECIPE
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
@@ -86,7 +77,7 @@ def model_fn(name):
 
 
 def make_net_fn(model, num_classes, dropout_rate=0.0,
-                weight_decay=DEFAULTS['weight_decay']):
+                weight_decay=DEFAULTS['weight_decay'], memory_efficient=False):
   """`net_fn(images, is_training) -> logits` for `densenet.training`.
 
   Args:
@@ -96,6 +87,8 @@ def make_net_fn(model, num_classes, dropout_rate=0.0,
     weight_decay: L2 weight decay of the convolution kernels (slim's
       `l2_regularizer`: `weight_decay * sum(w ** 2) / 2`, whose gradient is
       the `weight_decay * w` of SGD weight decay).
+    memory_efficient: Recompute the dense units' concatenation and first
+      batch norm in the backward pass (`densenet_arg_scope`).
 
   Returns:
     A function mapping `[batch, height, width, 3]` normalized images to
@@ -105,7 +98,7 @@ def make_net_fn(model, num_classes, dropout_rate=0.0,
 
   def net_fn(images, is_training):
     with slim.arg_scope(densenet.densenet_arg_scope(
-        weight_decay=weight_decay)):
+        weight_decay=weight_decay, memory_efficient=memory_efficient)):
       logits, _ = constructor(images, num_classes=num_classes,
                               is_training=is_training,
                               dropout_rate=dropout_rate)
@@ -171,7 +164,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           weight_decay=DEFAULTS['weight_decay'], dropout_rate=None,
           normalization=None, initial_checkpoint=None, eval_split=None,
           eval_every_epochs=10, checkpoint_every=1000, strategy=None,
-          shuffle_buffer=10000, seed=None, progress=True):
+          shuffle_buffer=10000, seed=None, progress=True,
+          memory_efficient=False):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
   Re-running with the same `train_dir` resumes from its latest checkpoint.
@@ -213,6 +207,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     shuffle_buffer: Shuffle buffer in images.
     seed: Optional seed of the shuffle and augmentation.
     progress: Whether to show progress bars.
+    memory_efficient: Recompute activations in the backward pass instead of
+      keeping them (see `make_net_fn`); recorded in config.json.
 
   Returns:
     The results dict also written to `train_dir/results.json`: `config`,
@@ -253,11 +249,12 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
                        DEFAULTS['dropout_rate_without_augmentation']),
       'normalization': normalization or metadata['normalization'],
       'initial_checkpoint': initial_checkpoint,
+      'memory_efficient': bool(memory_efficient),
   }
   config = _save_or_check_config(train_dir, config)
   trainer = training.Trainer(
       make_net_fn(model, config['num_classes'], config['dropout_rate'],
-                  weight_decay),
+                  weight_decay, config['memory_efficient']),
       _cross_entropy, train_dir, batch_size, strategy=strategy,
       optimizer_fn=lambda: tf_keras.optimizers.SGD(
           learning_rate, momentum=momentum, nesterov=nesterov),

@@ -172,7 +172,8 @@ def build_model(images,
                 is_training=False,
                 depth=256,
                 dropout_rate=0.1,
-                weight_decay=1e-4):
+                weight_decay=1e-4,
+                memory_efficient=False):
   """A semantic segmentation network on a DenseNet backbone.
 
   Args:
@@ -186,6 +187,8 @@ def build_model(images,
     depth: Channels of the ASPP and decoder.
     dropout_rate: ASPP dropout.
     weight_decay: L2 weight decay of every convolution.
+    memory_efficient: Recompute the backbone's dense-unit activations in the
+      backward pass (`densenet_arg_scope`).
 
   Returns:
     logits: `[batch, height, width, num_classes]` at the input resolution.
@@ -204,7 +207,8 @@ def build_model(images,
     raise ValueError('num_classes must be an int >= 2, got %r.' %
                      (num_classes,))
   network, scope = backbone_fn(backbone)
-  with slim.arg_scope(densenet.densenet_arg_scope(weight_decay=weight_decay)), \
+  with slim.arg_scope(densenet.densenet_arg_scope(
+      weight_decay=weight_decay, memory_efficient=memory_efficient)), \
       slim.arg_scope([densenet_utils.batch_norm, slim.dropout],
                      is_training=is_training):
     features, end_points = network(images, is_training, output_stride)

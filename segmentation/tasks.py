@@ -52,6 +52,8 @@ class ModelConfig(object):
     weight_decay: L2 weight decay.
     normalization: The `densenet.preprocessing` mode of the inputs.
     class_names: Optional names, one per class.
+    memory_efficient: Recompute the backbone's activations in the backward
+      pass instead of keeping them (same numbers, less memory).
   """
   num_classes: int
   backbone: object = 'densenet_121'
@@ -62,6 +64,7 @@ class ModelConfig(object):
   weight_decay: float = 1e-4
   normalization: str = preprocessing.DEFAULT_MODE
   class_names: list = None
+  memory_efficient: bool = False
 
   def names(self):
     return list(self.class_names or ['class_%d' % i
@@ -91,7 +94,8 @@ def net_fn(config):
         images, config.num_classes, backbone=config.backbone,
         output_stride=config.output_stride, head=config.head,
         is_training=is_training, depth=config.depth,
-        dropout_rate=config.dropout_rate, weight_decay=config.weight_decay)
+        dropout_rate=config.dropout_rate, weight_decay=config.weight_decay,
+        memory_efficient=config.memory_efficient)
     return logits
 
   return network
