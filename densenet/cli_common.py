@@ -76,20 +76,19 @@ def exit_status(error):
 
 
 def error_message(error):
-  """One line saying what went wrong."""
+  """One line saying what went wrong (the first line of a longer message)."""
   if isinstance(error, KeyboardInterrupt):
     return 'interrupted.'
   # TensorFlow's OpError: `message` without the op's creation traceback.
   message = getattr(error, 'message', None)
   if not isinstance(message, str):
     message = str(error)
-  message = message.strip() or type(error).__name__
+  lines = message.strip().splitlines() or ['']
+  message = lines[0] + (' (more with --verbose)' if len(lines) > 1 else '')
   if exit_status(error) == EXIT_FAILURE and not isinstance(error, OSError):
-    lines = message.splitlines()
-    message = '%s: %s' % (type(error).__name__, lines[0])
-    if len(lines) > 1:
-      message += ' (more with --verbose)'
-  return message
+    # Not a user's mistake, nor a file system failure: say what it is.
+    message = type(error).__name__ + (': ' + message if lines[0] else '')
+  return message or type(error).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -142,7 +141,10 @@ def main(parser, argv=None):
   Quiets TensorFlow (unless --verbose) before the command loads it, and
   prints any error as one line `<prog> <command>: error: <message>`.
   """
-  args = parser.parse_args(argv)
+  args, unknown = parser.parse_known_args(argv)
+  if unknown:  # Reported with the usage of the command, not of the program.
+    _command_parser(parser, args.command).error(
+        'unrecognized arguments: %s' % ' '.join(unknown))
   runtime.configure(verbose=args.verbose)
   try:
     status = args.func(args)
@@ -153,6 +155,13 @@ def main(parser, argv=None):
                                 error_message(error)), file=sys.stderr)
     return exit_status(error)
   return EXIT_SUCCESS if status is None else status
+
+
+def _command_parser(parser, command):
+  for action in parser._actions:  # pylint: disable=protected-access
+    if isinstance(action, argparse._SubParsersAction):  # pylint: disable=protected-access
+      return action.choices[command]
+  return parser
 
 
 # ---------------------------------------------------------------------------

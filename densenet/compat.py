@@ -28,12 +28,15 @@ tf-slim 1.1.0 predates TF 2.14 and breaks in two independent ways:
 installation, for tests and bug reports.
 """
 
+import contextlib
 import functools
 import importlib
 import importlib.abc
 import importlib.util
 import os
 import sys
+
+from densenet import runtime
 
 _ALIAS = 'tf_keras.legacy_tf_layers'
 _TARGET = 'tf_keras.src.legacy_tf_layers'
@@ -75,27 +78,6 @@ class _LegacyLayersAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     sys.modules[module.__name__] = real
 
 
-class _ApplyAfterTensorFlowLoads(importlib.abc.MetaPathFinder):
-  """Calls `apply()` right after `import tensorflow` has run, once."""
-
-  def find_spec(self, fullname, path=None, target=None):
-    del path, target
-    if fullname != 'tensorflow':
-      return None
-    sys.meta_path.remove(self)  # One-shot, and find_spec below skips us.
-    spec = importlib.util.find_spec(fullname)
-    if spec is not None and spec.loader is not None:
-      exec_module = spec.loader.exec_module
-
-      def exec_module_then_apply(module):
-        exec_module(module)
-        apply()
-
-      # This loader object serves this one import of this one module.
-      spec.loader.exec_module = exec_module_then_apply
-    return spec
-
-
 def _alias_needed():
   """True when tf-keras is installed without `legacy_tf_layers` at the top."""
   spec = importlib.util.find_spec('tf_keras')  # Locates, does not import.
@@ -111,11 +93,14 @@ def install():
 
   Imports nothing heavy: `import densenet` calls it.
   """
-  if 'tensorflow' in sys.modules:
+  if not runtime.around_import('tensorflow', _apply_after):
     apply()
-  elif not any(isinstance(f, _ApplyAfterTensorFlowLoads)
-               for f in sys.meta_path):
-    sys.meta_path.insert(0, _ApplyAfterTensorFlowLoads())
+
+
+@contextlib.contextmanager
+def _apply_after():
+  yield
+  apply()
 
 
 def apply():
