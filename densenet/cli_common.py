@@ -20,6 +20,7 @@ status, by one table:
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -56,13 +57,11 @@ def _error_classes(kinds):
   """The classes of `kinds`; TensorFlow's only when it is loaded."""
   classes = []
   for kind in kinds:
-    if isinstance(kind, str):
-      module_name, name = kind.rsplit('.', 1)
+    if isinstance(kind, str):  # 'tensorflow.errors.NotFoundError'
       if 'tensorflow' not in sys.modules:
         continue
-      kind = sys.modules['tensorflow']
-      for attribute in module_name.split('.')[1:] + [name]:
-        kind = getattr(kind, attribute)
+      kind = functools.reduce(getattr, kind.split('.')[1:],
+                              sys.modules['tensorflow'])
     classes.append(kind)
   return tuple(classes)
 
