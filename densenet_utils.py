@@ -28,6 +28,10 @@ from tf_slim.layers import rev_block_lib
 from tf_slim.layers import utils as slim_utils
 from tf_slim.ops import variables as slim_variables
 
+from densenet import compat
+
+compat.apply()  # tf-slim 1.1.0 on the installed TensorFlow.
+
 
 class Block(collections.namedtuple('Block', ['scope', 'unit_fn', 'args'])):
   """A named tuple describing a DenseNet block (dense block or transition).
@@ -559,12 +563,3 @@ def densenet_arg_scope(weight_decay=1e-4,
                        memory_efficient=memory_efficient) as arg_sc:
       return arg_sc
 
-
-# tf-slim needs `densenet.compat` before its layers are called (importing it is
-# fine). Imported last on purpose: `densenet/__init__.py` imports this module,
-# so when a user imports `densenet_utils` first, everything above is already
-# defined when the package initializes.
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from densenet import compat  # noqa: E402
-
-compat.apply()

@@ -36,6 +36,7 @@ import tensorflow as tf
 import tf_keras
 
 from densenet import nets
+from densenet import recipe
 from densenet import rundir
 from densenet import schedules
 from densenet import spec as spec_lib
@@ -44,17 +45,7 @@ from densenet.datasets import pipeline
 from densenet.datasets import tfrecords
 
 # The paper's recipe (Huang et al. 2017, Section 4.2).
-DEFAULTS = {
-    'batch_size': 64,
-    'epochs': 300,
-    'learning_rate': 0.1,
-    'learning_rate_decay_fractions': (0.5, 0.75),
-    'learning_rate_decay': 0.1,
-    'momentum': 0.9,
-    'nesterov': True,
-    'weight_decay': 1e-4,
-    'dropout_rate_without_augmentation': 0.2,
-}
+DEFAULTS = recipe.PAPER_RECIPE
 
 CONFIG_FILE = rundir.CONFIG_FILE
 RESULTS_FILE = 'results.json'

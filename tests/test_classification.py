@@ -109,8 +109,9 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
       'train', '--dataset', 'C10', '--source', source, '--data-dir',
       data_dir, '--train-dir', train_dir, '--model', 'densenet_bc_10_k4',
       '--batch-size', '20', '--num-steps', '3', '--eval-every-epochs', '0',
-      '--no-progress', '--json']) == 0
+      '--no-progress', '--json', '--memory-efficient']) == 0
   trained = json.loads(capsys.readouterr().out)
+  assert trained['config']['memory_efficient'] is True
   assert trained['config']['augment'] is False  # C10 (no "+").
   assert trained['config']['dropout_rate'] == 0.2
   assert trained['config']['steps_per_epoch'] == 10
