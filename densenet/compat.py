@@ -124,9 +124,6 @@ def apply():
 # ---------------------------------------------------------------------------
 # TensorFlow internals the trainer needs (kept here, with the rest).
 
-# pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
-import contextlib
-from tensorflow.python.ops import variable_scope as _tf1_variable_scope
 
 
 @contextlib.contextmanager
@@ -139,7 +136,8 @@ def fresh_variable_scope_counts():
   backward pass that re-entered scopes to recompute them) would otherwise
   rename a network's variables between traces.
   """
-  store = _tf1_variable_scope.get_variable_scope_store()
+  from tensorflow.python.ops import variable_scope  # pylint: disable=g-import-not-at-top
+  store = variable_scope.get_variable_scope_store()
   counts, store.variable_scopes_count = store.variable_scopes_count, {}
   try:
     yield
