@@ -29,6 +29,7 @@ import traceback
 import densenet
 from densenet import architectures
 from densenet import runtime
+from densenet import spec
 
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1
@@ -36,7 +37,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # tf.distribute strategies of `densenet.training.get_strategy`.
-STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker')
+STRATEGIES = spec.STRATEGIES
 
 
 class UsageError(Exception):

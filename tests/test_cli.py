@@ -260,7 +260,7 @@ def test_segmentation_choices_match_the_library():
   assert segmentation_cli.HEADS == model.HEADS
   assert segmentation_cli.OUTPUT_STRIDES == model.OUTPUT_STRIDES
   assert segmentation_cli.OPTIMIZERS == tasks.OPTIMIZERS
-  assert cli_common.STRATEGIES == training._STRATEGIES  # pylint: disable=protected-access
+  assert cli_common.STRATEGIES == training.STRATEGIES
 
 
 def _raising(error):
