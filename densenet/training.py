@@ -56,10 +56,14 @@ Public API (stable; the classification and segmentation commands use it):
       .save(step) -> path, .restore(path=None) -> path or None,
       .latest_checkpoint
   checkpoint_variables(model, optimizer, global_step) -> {name: variable}
-  restore_by_name(variables, checkpoint_path, exclude_scopes=())
-      -> RestoreReport(restored, missing, mismatched, unused)
+  restore_by_name(variables, checkpoint, exclude_scopes=())
+      -> RestoreReport(restored, missing, mismatched, unused, shapes);
+      `report.check(context)` raises `WeightMismatchError`
+      (both from `densenet.weights`, the one restorer)
   poly_learning_rate(base_learning_rate, num_steps, power=0.9,
                      warmup_steps=0) -> fn(step) -> learning rate
+      (`densenet.schedules.poly`)
+  STRATEGIES: the kinds `get_strategy` takes (`densenet.spec.STRATEGIES`)
   write_scalar(tag, value, step)   TensorBoard scalar (no tensorboard import)
   per_example_mean(losses) -> [batch] mean over all but the first axis
   NaNLossError (a FloatingPointError subclass)
@@ -71,7 +75,7 @@ Decisions worth knowing:
   `tf.train.Checkpoint` would key them by object path instead, and its
   `Saver`-based alternative cannot save distributed variables eagerly, so
   `NameBasedCheckpointManager` writes TF's V2 checkpoint format with
-  `SaveV2`. The files are read by `tf.train.load_checkpoint`, restore into
+  `SaveV2` (`densenet.weights.save`). The files are read by `tf.train.load_checkpoint`, restore into
   a plain slim graph with `slim.assign_from_checkpoint_fn` or a TF1
   `Saver` by name, and a TF1 classification checkpoint initialises
   `SlimModel` with `restore_by_name`. Each save goes to a temporary prefix
