@@ -95,3 +95,14 @@ def apply():
       and _alias_needed()):
     sys.meta_path.append(_LegacyLayersAlias())
     PATCHED_NAMES.append(_ALIAS + ' -> ' + _TARGET)
+
+
+def has_tf1_variable_store():
+  """Whether `tf.compat.v1.get_variable` has a store that keeps variables
+  outside TF1 graphs: tf_keras' `track_tf1_style_variables` (what
+  `training.SlimModel` uses) or a `tf.compat.v1.keras.utils`-style eager
+  variable store. A plain `tf.function` has none."""
+  # pylint: disable=protected-access
+  stores = tf.compat.v1.get_collection(variable_scope._VARSTORE_KEY)
+  return bool(stores) and bool(getattr(stores[0], '_store_eager_variables',
+                                       False))
