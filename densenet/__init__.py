@@ -7,6 +7,11 @@
       logits, end_points = densenet_121(images, num_classes=1000,
                                         is_training=False)
 
+TensorFlow 2 (eager, tf.function, Keras fit, SavedModel):
+
+    model = densenet.keras_model('densenet_121', num_classes=1000)
+    logits = model(images, training=False)
+
 Importing this package first makes tf-slim 1.1.0 work on the installed
 TensorFlow (see `densenet.compat`).
 """
@@ -34,5 +39,6 @@ from densenet.nets import densenet_bc_100_k12
 from densenet.nets import densenet_bc_250_k24
 from densenet.nets import densenet_bc_190_k40
 from densenet.pretrained import load_pretrained
+from densenet.tf2 import keras_model
 
 __version__ = '0.1.0'

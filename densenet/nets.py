@@ -404,7 +404,7 @@ def _theta(theta, compression):
     ValueError: If both are given with different values.
   """
   if compression is None:
-    return float(theta)
+    return float(theta) if isinstance(theta, _Default) else theta
   if not isinstance(theta, _Default) and theta != compression:
     raise ValueError('theta and compression are the same setting (the '
                      'paper\'s compression); got theta=%r and compression=%r. '
