@@ -30,6 +30,10 @@ DEFAULT_CONTRACT = {'batch_norm_epsilon': 1.001e-5,
                     'root_padding': 'symmetric',
                     'normalization': None}
 
+# Constructor arguments keras_model sets itself: what to do instead.
+_RESERVED = {'inputs': 'call the model on the images',
+             'is_training': 'call the model with training=True or False'}
+
 
 def keras_model(model, num_classes=None, checkpoint=None,
                 **constructor_kwargs):
@@ -74,12 +78,10 @@ def keras_model(model, num_classes=None, checkpoint=None,
       sets itself, or weights that do not fit the network (missing or
       misshaped variables; `convert.WeightMismatchError`).
   """
-  for reserved in ('inputs', 'is_training', 'num_classes'):
+  for reserved, instead in _RESERVED.items():
     if reserved in constructor_kwargs:
-      raise ValueError('%s is not a keras_model argument: %s.' % (
-          reserved, 'use model(images, training=...)'
-          if reserved == 'is_training' else 'the model is called on the '
-          'images' if reserved == 'inputs' else 'pass it once'))
+      raise ValueError('%s is not a keras_model argument: %s.' %
+                       (reserved, instead))
   weights, contract = None, dict(DEFAULT_CONTRACT)
   if checkpoint is not None:
     weights, contract, recorded_model = checkpoint_contract(
@@ -132,7 +134,7 @@ def _constructor(model, constructor_kwargs):
   """`(constructor, scope)` of a model name or densenet_X dict."""
   if isinstance(model, dict):
     config = dict(model)
-    for key in ('inputs', 'num_classes', 'is_training'):
+    for key in ('num_classes', *_RESERVED):
       config.pop(key, None)
     clashes = sorted(set(config) & set(constructor_kwargs))
     if clashes:
