@@ -7,6 +7,11 @@
       logits, end_points = densenet_121(images, num_classes=1000,
                                         is_training=False)
 
+TensorFlow 2 (eager, tf.function, Keras fit, SavedModel):
+
+    model = densenet.keras_model('densenet_121', num_classes=1000)
+    logits = model(images, training=False)
+
 Importing this package makes tf-slim 1.1.0 work on the installed TensorFlow
 (see `densenet.compat`), and loads nothing else: the public names below are
 imported from their modules on first use (PEP 562), so `import densenet` and
@@ -27,7 +32,8 @@ _PUBLIC = dict(
                                         'densenet_blocks', 'densenet_cifar')
      + architectures.NAMES},
     densenet_arg_scope='densenet_utils',
-    load_pretrained='densenet.pretrained')
+    load_pretrained='densenet.pretrained',
+    keras_model='densenet.tf2')
 
 __all__ = sorted(_PUBLIC) + ['__version__']
 

@@ -125,7 +125,6 @@ def apply():
 # TensorFlow internals the trainer needs (kept here, with the rest).
 
 
-
 @contextlib.contextmanager
 def fresh_variable_scope_counts():
   """Default-named variable scopes ('dense_unit', 'BatchNorm') count from
@@ -150,3 +149,16 @@ def track_tf1_style_variables(method):
   Keras layer's `call`, its variables tracked by the layer."""
   from tf_keras.src.legacy_tf_layers import variable_scope_shim
   return variable_scope_shim.track_tf1_style_variables(method)
+
+
+def has_tf1_variable_store():
+  """Whether `tf.compat.v1.get_variable` has a store that keeps variables
+  outside TF1 graphs: tf_keras' `track_tf1_style_variables` (what
+  `training.SlimModel` uses) or a `tf.compat.v1.keras.utils`-style eager
+  variable store. A plain `tf.function` has none."""
+  # pylint: disable=g-import-not-at-top,protected-access
+  import tensorflow as tf
+  from tensorflow.python.ops import variable_scope
+  stores = tf.compat.v1.get_collection(variable_scope._VARSTORE_KEY)
+  return bool(stores) and bool(getattr(stores[0], '_store_eager_variables',
+                                       False))

@@ -40,7 +40,9 @@ Public API (stable; the classification and segmentation commands use it):
       under `track_tf1_style_variables`: eagerly, in `tf.function`, in
       `Model.fit` and in a `tf.distribute` replica. The variables keep their
       slim names; regularization losses of the arg_scope are `model.losses`.
-      `model.variables_by_name()` -> {slim name: variable}.
+      `model.variables_by_name()` -> {slim name: variable}. `compile`
+      refuses Keras 3 (`keras`, `tf.keras`) optimizers, losses and metrics
+      with a message pointing to tf_keras.
   get_strategy(kind='auto') -> tf.distribute.Strategy
       'auto' = 'multi_worker' when TF_CONFIG names several workers, else
       'mirrored' with several GPUs, else 'default'.
@@ -99,10 +101,12 @@ Decisions worth knowing:
 """
 
 import collections
+import inspect
 import math
 import os
 import sys
 import time
+import types
 
 import tensorflow as tf
 import tf_keras
@@ -161,8 +165,11 @@ class SlimModel(tf_keras.Model):
     self._net_fn = net_fn
     # tf-slim's pooling layers need a graph name scope; eager calls trace.
     # No autograph: slim code has no tensor-dependent Python control flow,
-    # and converting it would only slow the trace down.
-    self._traced_net = tf.function(self._run_net, autograph=False)
+    # and converting it would only slow the trace down. Held in a plain
+    # namespace, not as a tf.function attribute, which SavedModel would
+    # export and re-trace outside the variable store (it saves `call`).
+    self._eager = types.SimpleNamespace(
+        net=tf.function(self._run_net, autograph=False))
 
   def _run_net(self, images, training):
     # Each build numbers default-named scopes as a fresh graph would.
@@ -176,12 +183,44 @@ class SlimModel(tf_keras.Model):
   def call(self, inputs, training=False):  # pylint: disable=arguments-differ
     """`[batch, height, width, 3]` images -> the logits of `net_fn`."""
     if tf.executing_eagerly():
-      return self._traced_net(inputs, bool(training))
+      return self._eager.net(inputs, bool(training))
     return self._run_net(inputs, training)
+
+  def compile(self, optimizer='rmsprop', loss=None, metrics=None, **kwargs):
+    """tf_keras' `Model.compile`, refusing Keras 3 objects with a clear error.
+
+    Raises:
+      ValueError: If `optimizer`, `loss` or a metric is a Keras 3 object
+        (`keras.*`, which `tf.keras` is in TensorFlow >= 2.16).
+    """
+    for argument, value in (('optimizer', optimizer), ('loss', loss),
+                            ('metrics', metrics),
+                            ('weighted_metrics',
+                             kwargs.get('weighted_metrics'))):
+      for item in tf.nest.flatten(value):
+        origin = _keras3_origin(item)
+        if origin:
+          raise ValueError(
+              '%s is a Keras 3 object (%s; tf.keras is Keras 3 in TensorFlow '
+              '>= 2.16), but this model is a tf_keras model: `import tf_keras` '
+              'and pass tf_keras objects, e.g. tf_keras.optimizers.SGD(0.01), '
+              'tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)'
+              ', or their string names.' % (argument, origin))
+    super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
   def variables_by_name(self):
     """{slim variable name: variable} of every variable of the network."""
     return {_variable_name(v): v for v in self.variables}
+
+
+def _keras3_origin(item):
+  """'module.Name' of a Keras 3 object, function or class, else None."""
+  kind = item if inspect.isfunction(item) or isinstance(item, type) else (
+      type(item))
+  module = getattr(kind, '__module__', None) or ''
+  if module.split('.')[0] != 'keras':
+    return None
+  return '%s.%s' % (module, kind.__qualname__)
 
 
 def get_strategy(kind='auto'):

@@ -21,7 +21,8 @@ def tiny(images, memory_efficient, output_stride=None, is_training=True,
          reuse=None):
   """ImageNet root, dense blocks of 2 and 3 units, growth rate 4."""
   return densenet.densenet_X(
-      images, [2, 3], growth_rate=4, num_initial_filters=8, num_classes=5,
+      images, num_units_per_block=[2, 3], growth_rate=4,
+      num_initial_filters=8, num_classes=5,
       is_training=is_training, output_stride=output_stride, scope='tiny',
       reuse=reuse, memory_efficient=memory_efficient)
 
@@ -204,7 +205,8 @@ def test_memory_efficient_in_tf2_trainer_model():
     def net_fn(inputs, is_training, memory_efficient=memory_efficient):
       with slim.arg_scope(densenet_arg_scope()):
         logits, _ = densenet.densenet_X(
-            inputs, [2, 2], growth_rate=4, num_initial_filters=8,
+            inputs, num_units_per_block=[2, 2], growth_rate=4,
+            num_initial_filters=8,
             num_classes=3, is_training=is_training,
             memory_efficient=memory_efficient, scope='tiny')
       return logits
