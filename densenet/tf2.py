@@ -27,7 +27,8 @@ from densenet import training
 
 # What the network needs when no checkpoint says otherwise: the defaults of
 # `densenet_arg_scope` and `nets.root_block`, inputs used as given.
-DEFAULT_CONTRACT = dict(spec_lib.DEFAULTS, normalization=None)
+DEFAULT_CONTRACT = {name: spec_lib.DEFAULTS[name] for name in spec_lib.CONTRACT}
+DEFAULT_CONTRACT['normalization'] = None  # Inputs used as given.
 
 # Constructor arguments keras_model sets itself: what to do instead.
 _RESERVED = {'inputs': 'call the model on the images',
