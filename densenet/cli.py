@@ -39,7 +39,8 @@ def add_convert_parser(subparsers):
       'of densenet_121/169/201/161 that records the BN epsilon and the input '
       'normalization of its source.')
   parser.add_argument(
-      'source', type=cli_common.checkpoint_path, help='Keras .h5/.keras file, pudae checkpoint prefix '
+      'source', type=cli_common.checkpoint_path,
+      help='Keras .h5/.keras file, pudae checkpoint prefix '
       '(tf-densenet121.ckpt), or torchvision state dict as .npz.')
   parser.add_argument('output', help='Output checkpoint prefix, e.g. '
                       '/tmp/densenet_121/model.ckpt.')
