@@ -112,7 +112,8 @@ def test_arg_scope_sets_the_default():
       tiny(images, memory_efficient=None)
     recomputed = [op for op in tf1.get_default_graph().get_operations()
                   if op.type == 'IdentityN']
-    assert len(recomputed) == 5  # One custom-gradient identity per unit.
+    # One recomputation per unit (5) and transition (1).
+    assert len(recomputed) == 6
   with tf.Graph().as_default():
     images = tf.zeros([1, 32, 32, 3])
     with slim.arg_scope(densenet_arg_scope(memory_efficient=True)):
@@ -124,23 +125,65 @@ def test_arg_scope_sets_the_default():
 def test_units_keep_only_their_new_maps():
   # The block state is the list of feature maps: unit i's recomputed part
   # takes the block input and the i - 1 earlier k-channel maps, not their
-  # concatenation (the memory grows linearly with depth).
+  # concatenation, and hands on its k = 4 new maps and those maps.
   with tf.Graph().as_default():
     images = tf.zeros([1, 32, 32, 3])
     with slim.arg_scope(densenet_arg_scope()):
       tiny(images, memory_efficient=True)
-    identities = [[t.shape[-1] for t in op.inputs
-                   if t.op.type != 'ReadVariableOp']
-                  for op in tf1.get_default_graph().get_operations()
+    recomputed = [op for op in tf1.get_default_graph().get_operations()
                   if op.type == 'IdentityN']
-    # IdentityN inputs (variables left out): the outputs, i.e. the 4k = 16
-    # new channels and the unit's input maps passed on, then the input maps.
-    inputs = [channels[(len(channels) + 1) // 2:] for channels in identities]
-    outputs = [channels[:(len(channels) + 1) // 2] for channels in identities]
-    # Block 1 input: 8 root filters; block 2 input: the transition's
-    # (8 + 2 * 4) / 2 = 8.
-    assert inputs == [[8], [8, 4], [8], [8, 4], [8, 4, 4]]
-    assert outputs == [[16] + maps for maps in inputs]
+    # IdentityN inputs: the output, the input maps, the variables' values.
+    inputs = [[t.shape[-1] for t in op.inputs[1:]
+               if t.op.type != 'ReadVariableOp'] for op in recomputed]
+    # Block 1 input: 8 root filters; the transition takes block 1's maps;
+    # block 2 input: the transition's (8 + 2 * 4) / 2 = 8.
+    assert inputs == [[8], [8, 4], [8, 4, 4], [8], [8, 4], [8, 4, 4]]
+    assert [op.outputs[0].shape[-1] for op in recomputed] == [4, 4, 8, 4, 4, 4]
+
+
+def _backward_reads(memory_efficient):
+  """Types of the tensors of units that the backward pass reads."""
+  with tf.Graph().as_default() as graph:
+    images = tf.zeros([2, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope()):
+      logits, _ = tiny(images, memory_efficient)
+    forward = set(graph.get_operations())
+    tf.gradients(tf.reduce_sum(logits), tf1.trainable_variables())
+    return {t.op.type for op in graph.get_operations() if op not in forward
+            for t in op.inputs
+            if t.op in forward and '/unit_' in t.op.name}
+
+
+def test_backward_pass_reads_no_recomputed_tensor():
+  # Inside units and transitions the backward pass reads only the handed-on
+  # maps (IdentityN outputs) and the variables: the concatenations, BN-ReLUs
+  # and convolutions are not kept, they are recomputed.
+  assert _backward_reads(True) <= {'IdentityN', 'ReadVariableOp',
+                                   'VarHandleOp'}
+  assert {'ConcatV2', 'Relu', 'Conv2D'} <= _backward_reads(False)
+
+
+def _update_op_edges(memory_efficient):
+  """Control edges to the update ops of a train op built under them."""
+  with tf.Graph().as_default() as graph:
+    images = tf.zeros([2, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope()):
+      logits, _ = tiny(images, memory_efficient)
+    loss = tf.reduce_sum(logits)
+    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    with tf.control_dependencies(update_ops):
+      tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+    updates = {op if isinstance(op, tf.Operation) else op.op
+               for op in update_ops}
+    return sum(1 for op in graph.get_operations()
+               for control in op.control_inputs if control in updates)
+
+
+def test_recomputation_inherits_no_update_dependencies():
+  # Built under tf.control_dependencies(UPDATE_OPS), the recomputation and
+  # its gradients get no edges to the update ops (they would grow with
+  # units^2 x depth); the plain network's gradient graph has its own.
+  assert _update_op_edges(True) <= _update_op_edges(False)
 
 
 def test_dense_unit_list_and_tensor_inputs_agree():
