@@ -142,8 +142,9 @@ def densenet(inputs,
          densenet_utils.transition],
         outputs_collections=end_points_collection), \
         _training_scope(is_training), \
-        _arg_scope_unless_none([densenet_utils.dense_unit],
-                               memory_efficient=memory_efficient):
+        _arg_scope_unless_none(
+            [densenet_utils.dense_unit, densenet_utils.transition],
+            memory_efficient=memory_efficient):
       net = root_block(inputs, root, num_initial_filters,
                        initial_output_stride)
       net = densenet_utils.stack_blocks_dense(
