@@ -22,6 +22,7 @@ import densenet_utils
 from densenet import densenet_arg_scope
 
 tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny(images, memory_efficient, output_stride=None, is_training=True,
@@ -330,8 +331,6 @@ def test_mirrored_strategy_same_training_as_plain(tmp_path):
   assert results['min_change'] > 0
   assert results['max_difference'] < 1e-5
 
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_mirrored(directory):
