@@ -105,7 +105,20 @@ def ours_step(args, images, labels):
       train_op = tf1.train.GradientDescentOptimizer(0.01).minimize(loss)
     session = tf1.Session(graph=graph)
     session.run(tf1.global_variables_initializer())
-  return lambda: session.run([train_op, loss])[1]
+  step = lambda: session.run([train_op, loss])[1]
+
+  def graph_size():
+    """Ops, GraphDef size and control edges (after the timed steps)."""
+    graph_def = graph.as_graph_def()
+    return {
+        'ops': len(graph_def.node),
+        'graph_def_mb': round(graph_def.ByteSize() / 1e6, 1),
+        'control_edges': sum(name.startswith('^') for node in graph_def.node
+                             for name in node.input),
+    }
+
+  step.graph_size = graph_size
+  return step
 
 
 def keras_step(args, images, labels):
@@ -204,6 +217,8 @@ def worker(args):
     start = time.perf_counter()
     loss = step()
     times.append(time.perf_counter() - start)
+  peak_rss = common.peak_rss_gb()
+  graph_size = getattr(step, 'graph_size', lambda: None)()
   model = ('densenet_bc_%d_k%d' % (args.cifar_depth, args.growth_rate)
            if args.cifar_depth else 'densenet_121')
   return common.emit({
@@ -215,11 +230,13 @@ def worker(args):
       'seconds_per_step': round(float(np.median(times)), 4),
       'step_seconds': [round(t, 4) for t in times],
       'setup_seconds': round(setup_seconds, 2),
-      'peak_rss_gb': round(common.peak_rss_gb(), 3),
+      'peak_rss_gb': round(peak_rss, 3),
       'rss_before_model_gb': round(rss_before, 3),
       # Model, optimizer and runtime, before any activation is computed.
       'rss_before_first_step_gb': round(rss_before_first_step, 3),
       'loss': round(float(loss), 4),
+      # Our TF1 training graph: ops, GraphDef size, control edges.
+      'graph': graph_size,
   })
 
 

@@ -22,6 +22,7 @@ import densenet_utils
 from densenet import densenet_arg_scope
 
 tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny(images, memory_efficient, output_stride=None, is_training=True,
@@ -110,6 +111,35 @@ def test_same_numbers_as_plain(output_stride):
            not np.allclose(plain['after'][name],
                            random_value(name, plain['after'][name].shape))]
   assert len(moved) == 2 * 13
+
+
+def test_dropout_units_same_gradients_as_plain():
+  # With dropout the recomputed part ends before the first dropout (the
+  # bottleneck maps are kept). In inference mode dropout is the identity and
+  # batch norm reads its moving statistics: both modes give the same numbers.
+  results = []
+  for memory_efficient in (False, True):
+    with tf.Graph().as_default():
+      images = tf.constant(np.random.RandomState(3).uniform(
+          -1, 1, (2, 32, 32, 3)), tf.float32)
+      with slim.arg_scope(densenet_arg_scope()):
+        logits, _ = densenet.densenet_X(
+            images, [2, 2], growth_rate=4, num_initial_filters=8,
+            num_classes=5, dropout_rate=0.2, is_training=False, scope='tiny',
+            memory_efficient=memory_efficient)
+      trainable = tf1.trainable_variables()
+      gradients = tf.gradients(tf.reduce_sum(tf.square(logits)), trainable)
+      with tf1.Session() as sess:
+        sess.run(tf1.global_variables_initializer())
+        for v in tf1.global_variables():
+          v.load(random_value(v.op.name, v.shape.as_list()), sess)
+        results.append(sess.run([logits, gradients]))
+  (plain_logits, plain_grads), (me_logits, me_grads) = results
+  np.testing.assert_allclose(me_logits, plain_logits, atol=1e-5)
+  assert len(plain_grads) == 3 + 4 * 6 + 3 + 2 + 2
+  for plain, efficient in zip(plain_grads, me_grads):
+    assert np.abs(plain).max() > 0
+    np.testing.assert_allclose(efficient, plain, atol=1e-5)
 
 
 def test_arg_scope_sets_the_default():
@@ -303,8 +333,6 @@ def test_mirrored_strategy_same_training_as_plain(tmp_path):
   assert results['min_change'] > 0
   assert results['max_difference'] < 1e-5
 
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _train_mirrored(directory):
