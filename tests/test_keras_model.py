@@ -91,6 +91,8 @@ def test_bad_arguments():
     densenet.keras_model(TINY, is_training=True)
   with pytest.raises(ValueError, match='growth_rate'):
     densenet.keras_model(TINY, growth_rate=8)
+  with pytest.raises(ValueError, match='num_classes'):
+    densenet.keras_model(dict(TINY, num_classes=3))
 
 
 LOAD_SAVED_MODEL = """
