@@ -72,6 +72,29 @@ def test_eager_training_flag_tf_function_and_fit():
   assert np.isfinite(model.evaluate(images, labels, verbose=0))
 
 
+def test_memory_efficient_fit_step_equals_plain():
+  images, labels = toy_batch()
+  weights, initial = [], None
+  for memory_efficient in (False, True):
+    model = densenet.keras_model(TINY, num_classes=3,
+                                 memory_efficient=memory_efficient)
+    if initial is None:
+      initial = {k: v.numpy() for k, v in model.variables_by_name().items()}
+    else:
+      for key, variable in model.variables_by_name().items():
+        variable.assign(initial[key])
+    model.compile(tf_keras.optimizers.SGD(0.5),
+                  tf_keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    model.fit(images, labels, batch_size=4, epochs=1, verbose=0)
+    weights.append({k: v.numpy()
+                    for k, v in model.variables_by_name().items()})
+  assert sorted(weights[0]) == sorted(weights[1]) == sorted(initial)
+  assert max(np.abs(weights[0][k] - initial[k]).max() for k in initial) > 1e-3
+  for key in initial:
+    np.testing.assert_allclose(weights[1][key], weights[0][key], atol=1e-5)
+
+
 def test_compile_refuses_keras_3():
   model = densenet.keras_model(TINY, num_classes=3)
   with pytest.raises(ValueError, match=r'optimizer .*Keras 3.*import tf_keras'):
