@@ -222,7 +222,8 @@ def converted(tmp_path_factory):
   [0, 255] images, and its conversion to our checkpoint."""
   directory = tmp_path_factory.mktemp('keras_121')
   rng = np.random.RandomState(121)
-  _, keras_model, path = test_convert._keras_model(  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  _, keras_model, path = test_convert._keras_model(
       121, 'tf_keras save_weights .h5', directory / 'keras', rng)
   images = rng.uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
   keras_logits = np.asarray(keras_model(
