@@ -134,12 +134,12 @@ def _constructor(model, constructor_kwargs):
   """`(constructor, scope)` of a model name or densenet_X dict."""
   if isinstance(model, dict):
     config = dict(model)
-    for key in ('num_classes', *_RESERVED):
-      config.pop(key, None)
-    clashes = sorted(set(config) & set(constructor_kwargs))
+    clashes = sorted(set(config) & (set(constructor_kwargs) | set(
+        _RESERVED) | {'num_classes'}))
     if clashes:
-      raise ValueError('model (a densenet_X dict) and the keyword arguments '
-                       'both give %s.' % ', '.join(clashes))
+      raise ValueError('model (a densenet_X dict) must not give %s: pass '
+                       'them once, as keras_model arguments.' %
+                       ', '.join(clashes))
     scope = constructor_kwargs.get('scope', config.get('scope', 'densenet_X'))
 
     def constructor(images, **kwargs):

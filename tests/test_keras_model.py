@@ -72,6 +72,29 @@ def test_eager_training_flag_tf_function_and_fit():
   assert np.isfinite(model.evaluate(images, labels, verbose=0))
 
 
+def test_memory_efficient_fit_step_equals_plain():
+  images, labels = toy_batch()
+  weights, initial = [], None
+  for memory_efficient in (False, True):
+    model = densenet.keras_model(TINY, num_classes=3,
+                                 memory_efficient=memory_efficient)
+    if initial is None:
+      initial = {k: v.numpy() for k, v in model.variables_by_name().items()}
+    else:
+      for key, variable in model.variables_by_name().items():
+        variable.assign(initial[key])
+    model.compile(tf_keras.optimizers.SGD(0.5),
+                  tf_keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    model.fit(images, labels, batch_size=4, epochs=1, verbose=0)
+    weights.append({k: v.numpy()
+                    for k, v in model.variables_by_name().items()})
+  assert sorted(weights[0]) == sorted(weights[1]) == sorted(initial)
+  assert max(np.abs(weights[0][k] - initial[k]).max() for k in initial) > 1e-3
+  for key in initial:
+    np.testing.assert_allclose(weights[1][key], weights[0][key], atol=1e-5)
+
+
 def test_compile_refuses_keras_3():
   model = densenet.keras_model(TINY, num_classes=3)
   with pytest.raises(ValueError, match=r'optimizer .*Keras 3.*import tf_keras'):
@@ -91,6 +114,8 @@ def test_bad_arguments():
     densenet.keras_model(TINY, is_training=True)
   with pytest.raises(ValueError, match='growth_rate'):
     densenet.keras_model(TINY, growth_rate=8)
+  with pytest.raises(ValueError, match='num_classes'):
+    densenet.keras_model(dict(TINY, num_classes=3))
 
 
 LOAD_SAVED_MODEL = """
@@ -197,7 +222,8 @@ def converted(tmp_path_factory):
   [0, 255] images, and its conversion to our checkpoint."""
   directory = tmp_path_factory.mktemp('keras_121')
   rng = np.random.RandomState(121)
-  _, keras_model, path = test_convert._keras_model(  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  _, keras_model, path = test_convert._keras_model(
       121, 'tf_keras save_weights .h5', directory / 'keras', rng)
   images = rng.uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
   keras_logits = np.asarray(keras_model(
