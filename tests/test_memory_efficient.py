@@ -124,7 +124,7 @@ def test_dropout_units_same_gradients_as_plain():
           -1, 1, (2, 32, 32, 3)), tf.float32)
       with slim.arg_scope(densenet_arg_scope()):
         logits, _ = densenet.densenet_X(
-            images, [2, 2], growth_rate=4, num_initial_filters=8,
+            images, num_units_per_block=[2, 2], growth_rate=4, num_initial_filters=8,
             num_classes=5, dropout_rate=0.2, is_training=False, scope='tiny',
             memory_efficient=memory_efficient)
       trainable = tf1.trainable_variables()
@@ -353,7 +353,7 @@ def _train_mirrored(directory):
     def net_fn(inputs, is_training, memory_efficient=memory_efficient):
       with slim.arg_scope(densenet_arg_scope()):
         logits, _ = densenet.densenet_X(
-            inputs, [1, 2], growth_rate=4, num_initial_filters=8,
+            inputs, num_units_per_block=[1, 2], growth_rate=4, num_initial_filters=8,
             num_classes=3, is_training=is_training, scope='tiny',
             memory_efficient=memory_efficient)
       return logits
