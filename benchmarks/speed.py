@@ -392,7 +392,7 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
       'rounds': args.rounds,
       'forward_gflop_per_image': round(flops / 1e9, 6),
       'sgemm_gflops': round(ceiling, 1),
-      'fraction_of_sgemm': {n: round(work / m / 1e9 / ceiling, 3)
+      'fraction_of_sgemm': {n: round(work / m / 1e9 / ceiling, 4)
                             for n, m in median.items()},
   }
   if mode == 'infer':

@@ -11,11 +11,16 @@ Importing this package first makes tf-slim 1.1.0 work on the installed
 TensorFlow (see `densenet.compat`).
 """
 
+# Before anything imports TensorFlow: oneDNN on by default (or a warning).
+from densenet import runtime
+
+runtime.enable_onednn()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from densenet import compat
 
 compat.apply()
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from densenet_utils import densenet_arg_scope
 from densenet.nets import MODELS
 from densenet.nets import densenet

@@ -8,7 +8,8 @@
 converted checkpoint (its metadata gives the model, BN epsilon and input
 normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
 a torchvision state dict. The network runs in its own `tf.Graph` and
-`tf.compat.v1.Session` (inference mode).
+`tf.compat.v1.Session`, as `densenet.inference.optimize` rewrites it (batch
+norm folded, weights constant).
 """
 
 import importlib.resources
@@ -19,6 +20,7 @@ import tf_slim as slim
 
 import densenet_utils
 from densenet import convert
+from densenet import inference
 from densenet import nets
 from densenet import preprocessing
 
@@ -106,6 +108,9 @@ class Classifier(object):
       self.graph.finalize()
     self.session = tf.compat.v1.Session(graph=self.graph)
     init_fn(self.session)
+    self.session, (self._images, self._logits, self._probabilities) = (
+        inference.optimize(self.session, (self._images, self._logits,
+                                          self._probabilities)))
     self.class_names = class_names(metadata['num_classes'])
 
   def close(self):
