@@ -69,7 +69,9 @@ def assert_rewritten(graph_def, num_unfoldable_norms):
   next block both normalizes and concatenates: that norm cannot fold.)
   """
   nodes, producer = op_inputs(graph_def)
-  norms = [n for n in nodes.values() if n.op.startswith('FusedBatchNorm')]
+  # Inference batch norm is a multiply-add (densenet_utils.batch_norm).
+  norms = [n for n in nodes.values()
+           if n.op == 'Mul' or n.op.startswith('FusedBatchNorm')]
   assert len(norms) == num_unfoldable_norms
   readers = collections.Counter(
       i.split(':')[0] for n in nodes.values() for i in n.input)
