@@ -110,7 +110,9 @@ def optimize_graph_def(graph_def, keep):
   graph_def_copy.CopyFrom(graph_def)
   rewriter = _Rewriter(graph_def_copy, set(keep))
   rewriter.fold_constants()
+  rewriter.index_consumers()
   rewriter.pool_before_pointwise_convolution()
+  rewriter.index_consumers()
   rewriter.fold_multiply_adds()
   return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
                                                    sorted(keep))
@@ -171,14 +173,18 @@ class _Rewriter(object):
       node.attr['dtype'].type = tf.as_dtype(value.dtype).as_datatype_enum
       node.attr['value'].tensor.CopyFrom(tf.make_tensor_proto(value))
 
-  def consumers(self, name):
-    """[(consumer node, input position, output index)] of node `name`."""
-    found = []
+  def index_consumers(self):
+    """Indexes who reads what; call again after rewiring inputs."""
+    self._consumers = {}
     for node in self.graph_def.node:
       for i, tensor in enumerate(node.input):
-        if not tensor.startswith('^') and _node_name(tensor) == name:
-          found.append((node, i, _output_index(tensor)))
-    return found
+        if not tensor.startswith('^'):
+          self._consumers.setdefault(_node_name(tensor), []).append(
+              (node, i, _output_index(tensor)))
+
+  def consumers(self, name):
+    """[(consumer node, input position, output index)] of node `name`."""
+    return self._consumers.get(name, [])
 
   def constant(self, tensor_name):
     """The value of a `Const` (through `Identity` nodes), or None."""
