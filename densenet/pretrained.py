@@ -111,6 +111,8 @@ class Classifier(object):
     self.session, (self._images, self._logits, self._probabilities) = (
         inference.optimize(self.session, (self._images, self._logits,
                                           self._probabilities)))
+    self.graph = self.session.graph
+    self.graph.finalize()
     self.class_names = class_names(metadata['num_classes'])
 
   def close(self):
