@@ -188,6 +188,14 @@ def batch_norm(inputs,
           inputs, gamma, beta, epsilon=epsilon, is_training=True)
 
     def inference():
+      if slim_utils.constant_value(is_training) is False:
+        # A multiply-add, not FusedBatchNormV3: Grappler fuses a convolution
+        # and a following FusedBatchNormV3 into one kernel, which oneDNN runs
+        # ~100x slower at batch 1 (benchmarks/README.md).
+        scale = gamma * tf.math.rsqrt(moving_variance + max(epsilon, 1.001e-5))
+        shift = beta - moving_mean * scale
+        return (inputs * tf.cast(scale, inputs.dtype) +
+                tf.cast(shift, inputs.dtype), moving_mean, moving_variance)
       return tf.compat.v1.nn.fused_batch_norm(
           inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
           epsilon=epsilon, is_training=False)

@@ -18,6 +18,12 @@ imported from their modules on first use (PEP 562), so `import densenet` and
 the `densenet --help` command line do not load TensorFlow.
 """
 
+# Before anything imports TensorFlow: oneDNN on by default (or a warning).
+from densenet import runtime  # pylint: disable=g-bad-import-order
+
+runtime.enable_onednn()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from densenet import architectures
 from densenet import compat
 from densenet import lazy

@@ -4,6 +4,8 @@
     export.export_saved_model('/tmp/densenet_121/model.ckpt', '/tmp/export/1')
 
 The SavedModel holds only core TensorFlow ops (no tf-slim, no Python code),
+and the network as `densenet.inference.optimize` rewrites it (weights
+constant, batch norm folded),
 so `tf.saved_model.load` and TF Serving run it. Its signatures:
 
   serving_default  inputs:  image_bytes  string `[batch]`, encoded JPEG / PNG
@@ -27,6 +29,7 @@ import os
 import tensorflow as tf
 
 from densenet import convert
+from densenet import inference
 from densenet import preprocessing
 from densenet import pretrained
 from densenet import spec as spec_lib
@@ -85,16 +88,20 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
     }
     init_fn = convert.assign_fn(weights,
                                 scope=spec_lib.resolve(model_name).scope)
-    signature = tf.compat.v1.saved_model.predict_signature_def
-    signatures = {
-        BYTES_SIGNATURE: signature({'image_bytes': image_bytes}, outputs),
-        IMAGES_SIGNATURE: signature({'images': images}, outputs),
-    }
     with tf.compat.v1.Session(graph=graph) as session:
       init_fn(session)
-      builder = tf.compat.v1.saved_model.Builder(export_dir)
-      builder.add_meta_graph_and_variables(
-          session, [tf.saved_model.SERVING], signature_def_map=signatures,
-          strip_default_attrs=True)
-      builder.save()
+      session, (image_bytes, images, outputs) = inference.optimize(
+          session, (image_bytes, images, outputs))
+      signature = tf.compat.v1.saved_model.predict_signature_def
+      signatures = {
+          BYTES_SIGNATURE: signature({'image_bytes': image_bytes}, outputs),
+          IMAGES_SIGNATURE: signature({'images': images}, outputs),
+      }
+      with session.graph.as_default():
+        builder = tf.compat.v1.saved_model.Builder(export_dir)
+        builder.add_meta_graph_and_variables(
+            session, [tf.saved_model.SERVING], signature_def_map=signatures,
+            strip_default_attrs=True)
+        builder.save()
+      session.close()
   return export_dir

@@ -8,7 +8,8 @@
 converted checkpoint (its metadata gives the model, BN epsilon and input
 normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
 a torchvision state dict. The network runs in its own `tf.Graph` and
-`tf.compat.v1.Session` (inference mode).
+`tf.compat.v1.Session`, as `densenet.inference.optimize` rewrites it (batch
+norm folded, weights constant).
 """
 
 import importlib.resources
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from densenet import convert
+from densenet import inference
 from densenet import preprocessing
 from densenet import spec as spec_lib
 
@@ -96,6 +98,11 @@ class Classifier(object):
       self.graph.finalize()
     self.session = tf.compat.v1.Session(graph=self.graph)
     init_fn(self.session)
+    self.session, (self._images, self._logits, self._probabilities) = (
+        inference.optimize(self.session, (self._images, self._logits,
+                                          self._probabilities)))
+    self.graph = self.session.graph
+    self.graph.finalize()
     self.class_names = class_names(metadata['num_classes'])
 
   def close(self):

@@ -21,6 +21,7 @@ import tf_keras
 from PIL import Image
 from tqdm import tqdm
 
+from densenet import inference
 from densenet import preprocessing
 from densenet import rundir
 from densenet import schedules
@@ -341,7 +342,8 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
     `[(mask_path, overlay_path)]`.
   """
   model, config, _, _ = load_model(model_dir, checkpoint)
-  predict_fn = _predict_fn(model)
+  predict_fn = inference.optimize_function(
+      _predict_fn(model).get_concrete_function())
   os.makedirs(output_dir, exist_ok=True)
   written = []
   for path in tqdm(image_paths, desc='predict', unit='image',
