@@ -30,7 +30,8 @@ def run(code, **env_vars):
   return proc.stdout.split(), proc.stderr
 
 
-REPORT = ('from densenet import runtime; import os; '
+# `import densenet` loads no TensorFlow (lazy names): the report loads it.
+REPORT = ('import tensorflow; from densenet import runtime; import os; '
           'print(runtime.onednn_enabled(), '
           'os.environ.get("TF_ENABLE_ONEDNN_OPTS"))')
 
