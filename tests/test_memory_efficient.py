@@ -305,10 +305,16 @@ def test_memory_efficient_in_tf2_trainer_model():
       return loss, tape.gradient(loss, model.trainable_variables)
 
     loss, gradients = step(images)
+    batch_norms = sum(op.type == 'FusedBatchNormV3' for op in
+                      step.get_concrete_function(images).graph.get_operations())
     results.append((loss.numpy(), [g.numpy() for g in gradients],
-                    [v.name for v in model.trainable_variables]))
-  (plain_loss, plain_grads, plain_names), (me_loss, me_grads, me_names) = results
+                    [v.name for v in model.trainable_variables], batch_norms))
+  ((plain_loss, plain_grads, plain_names, plain_batch_norms),
+   (me_loss, me_grads, me_names, me_batch_norms)) = results
   assert plain_names == me_names and len(plain_names) == 3 + 4 * 6 + 3 + 2 + 2
+  # The tape ran the recomputing gradient: the batch norms of the 4 units
+  # (2 each) and of the transition are built again in the backward pass.
+  assert me_batch_norms == plain_batch_norms + 4 * 2 + 1
   np.testing.assert_allclose(me_loss, plain_loss, rtol=1e-6)
   for plain, efficient in zip(plain_grads, me_grads):
     assert np.abs(plain).max() > 0
