@@ -27,9 +27,6 @@ import tensorflow as tf
 import tf_slim as slim
 from tf_slim.layers import utils as slim_utils
 from tf_slim.ops import variables as slim_variables
-# The tape recording of the recomputed units' gradient (`_recompute_grad`),
-# as `tf.custom_gradient` does it.
-from tensorflow.python.eager import record  # pylint: disable=g-direct-tensorflow-import
 
 from densenet import compat
 
@@ -474,7 +471,7 @@ def _recompute_grad(fn, recorder, pass_on=False):
     with tf.compat.v1.get_default_graph().gradient_override_map(
         {'IdentityN': name}):
       outputs = tf.identity_n(inputs)
-    record.record_operation(name, outputs, inputs, gradient)
+    compat.record_operation(name, outputs, inputs, gradient)
     if pass_on:
       return outputs[0], list(outputs[1:1 + len(tensors)])
     return outputs[0]

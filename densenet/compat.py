@@ -162,3 +162,10 @@ def has_tf1_variable_store():
   stores = tf.compat.v1.get_collection(variable_scope._VARSTORE_KEY)
   return bool(stores) and bool(getattr(stores[0], '_store_eager_variables',
                                        False))
+
+
+def record_operation(op_type, outputs, inputs, backward_function):
+  """Records an op with its own gradient on the active gradient tapes, as
+  `tf.custom_gradient` does (used by the memory-efficient dense units)."""
+  from tensorflow.python.eager import record  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  record.record_operation(op_type, outputs, inputs, backward_function)
