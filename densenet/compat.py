@@ -95,3 +95,31 @@ def apply():
       and _alias_needed()):
     sys.meta_path.append(_LegacyLayersAlias())
     PATCHED_NAMES.append(_ALIAS + ' -> ' + _TARGET)
+
+
+class own_variable_scope_state(object):  # pylint: disable=invalid-name
+  """Restores the TF1 variable-scope state when the block is left.
+
+  `MirroredStrategy` runs each replica in its own thread, and its
+  `ReplicaContext.all_reduce` hands control to the other replicas (a
+  `merge_call`) in the middle of the network; the variable-scope store
+  (current scope, scope counts) is shared by those threads through the
+  graph's collections, and so is the variable store that tf-keras'
+  `track_tf1_style_variables` installs (the first replica to finish
+  uninstalls it under the others' feet). A replica wraps such a call in this
+  block to carry on with its own scope and store.
+  """
+
+  def __enter__(self):
+    scopes = variable_scope.get_variable_scope_store()
+    self._saved = (scopes.current_scope, dict(scopes.variable_scopes_count),
+                   list(ops.get_collection_ref(
+                       variable_scope._VARSTORE_KEY)))  # pylint: disable=protected-access
+    return self
+
+  def __exit__(self, *unused_exc_info):
+    scopes = variable_scope.get_variable_scope_store()
+    scopes.current_scope, scopes.variable_scopes_count, stores = self._saved
+    ops.get_collection_ref(variable_scope._VARSTORE_KEY)[:] = stores  # pylint: disable=protected-access
+    return False
+
