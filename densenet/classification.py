@@ -171,7 +171,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           weight_decay=DEFAULTS['weight_decay'], dropout_rate=None,
           normalization=None, initial_checkpoint=None, eval_split=None,
           eval_every_epochs=10, checkpoint_every=1000, strategy=None,
-          shuffle_buffer=10000, seed=None, progress=True):
+          shuffle_buffer=10000, seed=None, progress=True,
+          sync_batch_norm=False):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
   Re-running with the same `train_dir` resumes from its latest checkpoint.
@@ -213,6 +214,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     shuffle_buffer: Shuffle buffer in images.
     seed: Optional seed of the shuffle and augmentation.
     progress: Whether to show progress bars.
+    sync_batch_norm: Whether batch norm uses the statistics of the global
+      batch across replicas (see `densenet.training.Trainer`).
 
   Returns:
     The results dict also written to `train_dir/results.json`: `config`,
@@ -222,6 +225,9 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     dict has `losses`, the data loss of every step of this call.
   """
   metadata = tfrecords.read_metadata(data_dir)
+  strategy = strategy or training.get_strategy()
+  # Multi-worker: only the chief writes to train_dir (see chief_dir).
+  train_dir = training.chief_dir(train_dir, strategy)
   num_train = tfrecords.split_info(metadata, 'train')['num_examples']
   if batch_size < 1 or batch_size > num_train:
     raise ValueError('batch_size must be in [1, %d] (the training images), '
@@ -268,7 +274,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       init_fn=(functools.partial(_restore_backbone, model=model,
                                  checkpoint=initial_checkpoint)
                if initial_checkpoint else None),
-      progress=progress)
+      progress=progress, sync_batch_norm=sync_batch_norm)
   dataset = pipeline.input_pipeline(
       tfrecords.read_split(data_dir, 'train', metadata), batch_size,
       config['normalization'], is_training=True, augment_images=augment,
@@ -284,7 +290,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   losses = []
   while step < num_steps or result is None:
     target = min(num_steps, (step // chunk + 1) * chunk)
-    result = trainer.train(dataset, target)
+    result = trainer.train(dataset, target, num_files=len(
+        tfrecords.split_info(metadata, 'train')['files']))
     step = result.global_step
     losses += result.losses
     if eval_dataset is not None and (step % chunk == 0 or step == num_steps):

@@ -111,6 +111,8 @@ def add_train_parser(subparsers):
   run.add_argument('--strategy', choices=_STRATEGIES, default='auto',
                    help='tf.distribute strategy (auto: multi-worker with '
                    'TF_CONFIG, mirrored with several GPUs, else default).')
+  run.add_argument('--sync-batch-norm', action='store_true',
+                   help='Batch norm over the global batch of all replicas.')
   run.add_argument('--seed', type=int)
   run.add_argument('--no-progress', action='store_true')
   run.add_argument('--json', action='store_true',
@@ -173,7 +175,8 @@ def run_train(args):
       initial_checkpoint=args.initial_checkpoint,
       eval_every_epochs=args.eval_every_epochs,
       checkpoint_every=args.checkpoint_every, strategy=strategy,
-      seed=args.seed, progress=not args.no_progress)
+      seed=args.seed, progress=not args.no_progress,
+      sync_batch_norm=args.sync_batch_norm)
   _print_results(results, args.json, os.path.join(
       args.train_dir, classification.RESULTS_FILE))
   return 0

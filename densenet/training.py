@@ -89,7 +89,13 @@ Decisions worth knowing:
   needed and none happens in inference (`training=False`). Under a
   `MirroredStrategy` each replica normalizes with its own batch statistics
   and keeps its own moving statistics (ON_READ variables); reading or saving
-  them gives their mean over replicas.
+  them gives their mean over replicas. With `Trainer(sync_batch_norm=True)`
+  every replica normalizes with the global batch's statistics (one
+  all-reduce per layer) and makes the same update: one device's numbers.
+* Multi-worker: see `Trainer`. Collectives must be issued in the same order
+  on every worker, so whatever reads a moving statistic in cross-replica
+  context (a save, `.numpy()`) runs on every worker, and decisions such as
+  "save now" depend only on numbers all workers share (the global step).
 * Losses: `loss_fn(labels, logits)` returns one loss per example; the
   trainer averages them over the *global* batch
   (`tf.nn.compute_average_loss`) and adds the slim weight decay scaled by

@@ -80,6 +80,8 @@ def _parser():
                      help='Comma-separated loss weight per class.')
   train.add_argument('--strategy', default='auto',
                      choices=('auto', 'default', 'mirrored', 'multi_worker'))
+  train.add_argument('--sync-batch-norm', action='store_true',
+                     help='Batch norm over the global batch of all replicas.')
   train.add_argument('--no-progress', action='store_true')
   train.add_argument('--log-every', type=int, default=0,
                      help='Print "step N loss L" lines every N steps.')
@@ -143,7 +145,8 @@ def main(argv=None):
           checkpoint_every=args.checkpoint_every,
           initial_checkpoint=args.initial_checkpoint, class_weights=weights,
           strategy=training.get_strategy(args.strategy),
-          progress=not args.no_progress, log_every=args.log_every)
+          progress=not args.no_progress, log_every=args.log_every,
+          sync_batch_norm=args.sync_batch_norm)
       print('Trained from step %d to %d; checkpoint %s' %
             (result.start_step, result.global_step, result.checkpoint))
       return 0

@@ -133,7 +133,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
-          progress=True, log_every=0, log=print):
+          progress=True, log_every=0, log=print, sync_batch_norm=False):
   """Trains (or resumes training) a segmentation model.
 
   Args:
@@ -157,6 +157,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     progress: Whether to show a progress bar.
     log_every: Steps between 'step N loss L' lines on stderr (0: none).
     log: Where messages go.
+    sync_batch_norm: Whether batch norm uses the statistics of the global
+      batch across replicas (see `densenet.training.Trainer`).
 
   Returns:
     `densenet.training.TrainResult`.
@@ -165,6 +167,9 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     ValueError: If `config` differs from the one saved in `model_dir`.
     densenet.training.NaNLossError: If the loss becomes NaN.
   """
+  strategy = strategy or training.get_strategy()
+  # Multi-worker: only the chief writes to model_dir (see chief_dir).
+  model_dir = training.chief_dir(model_dir, strategy)
   if os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
     saved = ModelConfig.load(model_dir)
     if dataclasses.asdict(saved) != dataclasses.asdict(config):
@@ -188,7 +193,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       learning_rate_fn=training.poly_learning_rate(
           learning_rate, num_steps, warmup_steps=warmup_steps),
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
-      log_every=log_every)
+      log_every=log_every, sync_batch_norm=sync_batch_norm)
   return trainer.train(dataset, num_steps)
 
 
