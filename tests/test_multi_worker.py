@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 
@@ -126,9 +127,11 @@ def run_two_workers(model_dirs, init_checkpoint, out_dir, num_steps,
                 'out': os.path.join(out_dir, 'worker%d.npz' % i),
                 'num_steps': num_steps} for i in range(2)]
   arguments[1]['die_at_step'] = die_at_step
+  started = time.time()
   processes = start_workers(free_ports(2), arguments)
-  return (finish(processes), processes[0].pid,
-          [a['out'] for a in arguments])
+  results = finish(processes)
+  print('two workers, %d steps: %.1f s' % (num_steps, time.time() - started))
+  return results, processes[0].pid, [a['out'] for a in arguments]
 
 
 def test_two_workers_equal_one_worker_and_survive_a_dead_worker(tmp_path):
@@ -231,6 +234,7 @@ def compare_mirrored(directory):
   differences = {'num_replicas': runs['sync'][2]}
   for name in ('sync', 'per_replica'):
     weights = runs[name][1]
+    assert sorted(weights) == sorted(expected)  # Same checkpoint names.
     moving = [k for k in expected if '/moving_' in k]
     others = set(expected) - set(moving)
     differences[name] = {
@@ -240,6 +244,20 @@ def compare_mirrored(directory):
         'moving statistics': float(max(np.abs(weights[k] - expected[k]).max()
                                        for k in moving))}
   print(json.dumps(differences))
+
+
+def test_shard_policy_and_single_worker_defaults(tmp_path):
+  policy = tf.data.experimental.AutoShardPolicy
+  assert training.shard_policy(10, 2) == policy.FILE
+  assert training.shard_policy(2, 2) == policy.FILE
+  assert training.shard_policy(1, 2) == policy.DATA
+  assert training.shard_policy(None, 1) == policy.DATA
+  strategy = tf.distribute.get_strategy()
+  assert training.num_workers(strategy) == 1
+  assert training.is_chief(strategy)
+  assert training.chief_dir(str(tmp_path), strategy) == str(tmp_path)
+  with pytest.raises(ValueError, match='timeout_seconds'):
+    training.get_strategy('default', timeout_seconds=0)
 
 
 def worker(args):
