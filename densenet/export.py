@@ -29,6 +29,7 @@ import tensorflow as tf
 from densenet import convert
 from densenet import preprocessing
 from densenet import pretrained
+from densenet import spec as spec_lib
 
 BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'
@@ -42,7 +43,8 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
   Args:
     checkpoint: Anything `convert.read_weights` reads.
     export_dir: Directory to create (must not exist).
-    model_name: A `nets.MODELS` name, or None to take it from the weights.
+    model_name: An architecture name or `densenet_X` config, or None to
+      take it from the weights.
     top: k of the top_k outputs.
     resize_size, crop_size: Geometry of the `image_bytes` signature.
 
@@ -81,7 +83,8 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
         'top_k_probabilities': top_probabilities,
         'top_k_names': tf.gather(names, top_indices),
     }
-    init_fn = convert.assign_fn(weights, scope=model_name)
+    init_fn = convert.assign_fn(weights,
+                                scope=spec_lib.resolve(model_name).scope)
     signature = tf.compat.v1.saved_model.predict_signature_def
     signatures = {
         BYTES_SIGNATURE: signature({'image_bytes': image_bytes}, outputs),
