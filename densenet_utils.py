@@ -104,6 +104,7 @@ def batch_norm(inputs,
                variables_collections=None,
                outputs_collections=None,
                trainable=True,
+               synchronized=False,
                scope=None):
   """Fused batch normalization with tf-slim's variables and semantics.
 
@@ -111,7 +112,10 @@ def batch_norm(inputs,
   a `tf.distribute` replica context: the moving statistics are ON_READ / MEAN
   variables updated with `assign_sub`, using slim's formula
   `moving -= (moving - batch_statistic) * (1 - decay)`, so each replica keeps
-  its own statistics and reads average them. Variables: `<scope>/beta`,
+  its own statistics and reads average them. With `synchronized`, training
+  normalizes with the statistics of the global batch instead (see
+  `_global_batch_moments`) and every replica makes the same update. Variables
+  (the same with or without `synchronized`): `<scope>/beta`,
   `<scope>/gamma` (if `scale`), `<scope>/moving_mean`,
   `<scope>/moving_variance`, scope 'BatchNorm' by default.
 
@@ -134,6 +138,14 @@ def batch_norm(inputs,
     variables_collections: Optional collections for the variables.
     outputs_collections: Collections the output is added to.
     trainable: Whether `beta` and `gamma` are trainable.
+    synchronized: Whether training uses the mean and variance of the global
+      batch: in a `tf.distribute` replica context with several replicas
+      (`MirroredStrategy`, `MultiWorkerMirroredStrategy`), the per-channel
+      sums, sums of squares and counts of every replica are all-reduced
+      (one all-reduce of `2 * channels + 1` floats per layer and step, and
+      one more for its gradient). The normalization, its gradient and the
+      moving averages are then those of one device running the whole
+      batch. Without several replicas this is plain batch norm.
     scope: Optional variable scope.
 
   Returns:
@@ -180,7 +192,18 @@ def batch_norm(inputs,
     moving_variance = variable('moving_variance',
                                tf.compat.v1.ones_initializer(), **moving)
 
+    replica_context = tf.distribute.get_replica_context()
+    global_batch = (synchronized and replica_context is not None and
+                    replica_context.num_replicas_in_sync > 1)
+
     def training():
+      if global_batch:
+        mean, variance, unbiased_variance = _global_batch_moments(
+            inputs, tf.stop_gradient(tf.convert_to_tensor(moving_mean)),
+            replica_context)
+        outputs = tf.nn.batch_normalization(inputs, mean, variance, beta,
+                                            gamma, epsilon)
+        return outputs, mean, unbiased_variance
       return tf.compat.v1.nn.fused_batch_norm(
           inputs, gamma, beta, epsilon=epsilon, is_training=True)
 
@@ -225,6 +248,39 @@ def batch_norm(inputs,
       outputs = activation_fn(outputs)
     return slim_utils.collect_named_outputs(outputs_collections, sc.name,
                                             outputs)
+
+
+def _global_batch_moments(inputs, shift, replica_context):
+  """Mean and variance per channel over the batches of all replicas.
+
+  Args:
+    inputs: This replica's `[batch, height, width, channels]` float32 Tensor.
+    shift: `[channels]`, the same on every replica (the moving mean): the
+      sums are taken of `inputs - shift`, which keeps
+      `E[x^2] - E[x]^2` accurate when the mean is large against the spread.
+    replica_context: The `tf.distribute.ReplicaContext` to all-reduce in.
+
+  Returns:
+    `(mean, variance, unbiased_variance)`, each `[channels]`: the moments of
+    the global batch of `n` positions (batch x height x width over all
+    replicas), the variance biased (divided by `n`, what normalizes) and
+    unbiased (by `n - 1`, what fused batch norm puts in the moving average).
+    Differentiable: the gradient of the all-reduce is an all-reduce.
+  """
+  channels = inputs.shape[-1]
+  centered = inputs - shift
+  count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
+  local = tf.concat([tf.reduce_sum(centered, [0, 1, 2]),
+                     tf.reduce_sum(tf.square(centered), [0, 1, 2]),
+                     count[None]], 0)
+  with compat.own_variable_scope_state():  # Other replicas run meanwhile.
+    total = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+  sums, squares, n = (total[:channels], total[channels:2 * channels],
+                      total[2 * channels])
+  shifted_mean = sums / n
+  variance = tf.maximum(squares / n - tf.square(shifted_mean), 0.0)
+  unbiased_variance = variance * n / tf.maximum(n - 1.0, 1.0)
+  return shifted_mean + shift, variance, unbiased_variance
 
 
 @slim.add_arg_scope
@@ -652,7 +708,8 @@ def densenet_arg_scope(weight_decay=1e-4,
                        batch_norm_decay=0.99,
                        batch_norm_epsilon=1.001e-5,
                        batch_norm_scale=True,
-                       memory_efficient=False):
+                       memory_efficient=False,
+                       sync_batch_norm=None):
   """Defines the default DenseNet arg scope.
 
   Convolutions get L2 weight decay and He (fan-in) initialization; those
@@ -669,6 +726,11 @@ def densenet_arg_scope(weight_decay=1e-4,
       concatenation, BN-ReLUs and convolutions in the backward pass instead
       of storing them (see `dense_unit`): training memory linear instead of
       quadratic in depth, same variables and numbers.
+    sync_batch_norm: Whether batch norm uses the statistics of the global
+      batch across `tf.distribute` replicas (`batch_norm`'s `synchronized`);
+      None leaves it to an enclosing `arg_scope` of `batch_norm` (default:
+      off), which is how `densenet.training.Trainer(sync_batch_norm=True)`
+      turns it on for any network.
 
   Returns:
     An `arg_scope` for the DenseNet models.
@@ -679,6 +741,8 @@ def densenet_arg_scope(weight_decay=1e-4,
       'scale': batch_norm_scale,
       'updates_collections': tf.compat.v1.GraphKeys.UPDATE_OPS,
   }
+  if sync_batch_norm is not None:
+    batch_norm_params['synchronized'] = bool(sync_batch_norm)
   with slim.arg_scope(
       [slim.conv2d],
       weights_regularizer=slim.l2_regularizer(weight_decay),

@@ -126,7 +126,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           normalization=None, initial_checkpoint=None, eval_split=None,
           eval_every_epochs=10, checkpoint_every=1000, strategy=None,
           shuffle_buffer=10000, seed=None, progress=True,
-          memory_efficient=None):
+          memory_efficient=None, sync_batch_norm=False):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
   Re-running with the same `train_dir` resumes from its latest checkpoint.
@@ -180,6 +180,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     memory_efficient: Whether dense units recompute in the backward pass
       (same numbers, less memory); None keeps a resumed run's setting (else
       False). Recorded in the config.
+    sync_batch_norm: Whether batch norm uses the statistics of the global
+      batch across replicas (see `densenet.training.Trainer`).
 
   Returns:
     The results dict also written to `train_dir/results.json`: `config`,
@@ -189,6 +191,11 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     dict has `losses`, the data loss of every step of this call.
   """
   metadata = tfrecords.read_metadata(data_dir)
+  strategy = strategy or training.get_strategy()
+  # Every worker resolves the settings from the run's saved config; only the
+  # chief writes to train_dir (the others to a temporary one: chief_dir).
+  saved = rundir.read_config(train_dir)
+  train_dir = training.chief_dir(train_dir, strategy)
   num_train = tfrecords.split_info(metadata, 'train')['num_examples']
   if batch_size < 1 or batch_size > num_train:
     raise ValueError('batch_size must be in [1, %d] (the training images), '
@@ -199,7 +206,6 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   if eval_split is None:
     eval_split = next((s for s in ('test', 'validation')
                        if s in metadata['splits']), None)
-  saved = rundir.read_config(train_dir)
   settings = spec_lib.merge_settings(
       {'normalization': normalization, 'batch_norm_epsilon': None,
        'root_padding': None, 'memory_efficient': memory_efficient},
@@ -242,7 +248,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       init_fn=(functools.partial(_restore_backbone, spec=spec,
                                  checkpoint=initial_checkpoint)
                if initial_checkpoint else None),
-      progress=progress)
+      progress=progress, sync_batch_norm=sync_batch_norm)
   dataset = pipeline.input_pipeline(
       tfrecords.read_split(data_dir, 'train', metadata), batch_size,
       spec.normalization, is_training=True, augment_images=augment,
@@ -259,7 +265,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   losses = []
   while step < num_steps or result is None:
     target = min(num_steps, (step // chunk + 1) * chunk)
-    result = trainer.train(dataset, target)
+    result = trainer.train(dataset, target, num_files=len(
+        tfrecords.split_info(metadata, 'train')['files']))
     step = result.global_step
     losses += result.losses
     if eval_dataset is not None and (step % chunk == 0 or step == num_steps):

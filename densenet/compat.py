@@ -169,3 +169,29 @@ def record_operation(op_type, outputs, inputs, backward_function):
   `tf.custom_gradient` does (used by the memory-efficient dense units)."""
   from tensorflow.python.eager import record  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
   record.record_operation(op_type, outputs, inputs, backward_function)
+
+
+@contextlib.contextmanager
+def own_variable_scope_state():
+  """Restores the TF1 variable-scope state when the block is left.
+
+  `MirroredStrategy` runs each replica in its own thread, and its
+  `ReplicaContext.all_reduce` hands control to the other replicas (a
+  `merge_call`) in the middle of the network; the variable-scope store
+  (current scope, scope counts) is shared by those threads through the
+  graph's collections, and so is the variable store that tf-keras'
+  `track_tf1_style_variables` installs (the first replica to finish
+  uninstalls it under the others' feet). A replica wraps such a call in this
+  block to carry on with its own scope and store.
+  """
+  # pylint: disable=g-import-not-at-top,protected-access
+  from tensorflow.python.framework import ops
+  from tensorflow.python.ops import variable_scope
+  scopes = variable_scope.get_variable_scope_store()
+  saved = (scopes.current_scope, dict(scopes.variable_scopes_count),
+           list(ops.get_collection_ref(variable_scope._VARSTORE_KEY)))
+  try:
+    yield
+  finally:
+    scopes.current_scope, scopes.variable_scopes_count, stores = saved
+    ops.get_collection_ref(variable_scope._VARSTORE_KEY)[:] = stores

@@ -121,6 +121,8 @@ def add_train_parser(subparsers):
                    default='auto',
                    help='tf.distribute strategy (auto: multi-worker with '
                    'TF_CONFIG, mirrored with several GPUs, else default).')
+  run.add_argument('--sync-batch-norm', action='store_true',
+                   help='Batch norm over the global batch of all replicas.')
   run.add_argument('--seed', type=int,
                    help='Seed of the shuffle and augmentation.')
   run.add_argument('--no-progress', action='store_true',
@@ -198,7 +200,8 @@ def run_train(args):
       eval_every_epochs=args.eval_every_epochs,
       checkpoint_every=args.checkpoint_every, strategy=strategy,
       seed=args.seed, progress=not args.no_progress,
-      memory_efficient=args.memory_efficient)
+      memory_efficient=args.memory_efficient,
+      sync_batch_norm=args.sync_batch_norm)
   _print_results(results, args.json, os.path.join(
       args.train_dir, classification.RESULTS_FILE))
   return 0

@@ -43,16 +43,20 @@ Public API (stable; the classification and segmentation commands use it):
       `model.variables_by_name()` -> {slim name: variable}. `compile`
       refuses Keras 3 (`keras`, `tf.keras`) optimizers, losses and metrics
       with a message pointing to tf_keras.
-  get_strategy(kind='auto') -> tf.distribute.Strategy
+  get_strategy(kind='auto', timeout_seconds=600) -> tf.distribute.Strategy
       'auto' = 'multi_worker' when TF_CONFIG names several workers, else
       'mirrored' with several GPUs, else 'default'.
-  is_chief(strategy) -> bool
+  is_chief(strategy) -> bool, num_workers(strategy) -> int
+  chief_dir(model_dir, strategy) -> model_dir on the chief, else a
+      temporary directory removed at exit (for run files such as configs)
+  shard_policy(num_files, workers) -> tf.data AutoShardPolicy
   Trainer(net_fn, loss_fn, model_dir, global_batch_size, strategy=None,
           optimizer_fn=None, learning_rate_fn=None, checkpoint_every=100,
-          summary_every=10, max_to_keep=3, init_fn=None, progress=True)
+          summary_every=10, max_to_keep=3, init_fn=None, progress=True,
+          log_every=0, sync_batch_norm=False)
       .model, .optimizer, .global_step, .strategy, .checkpoints
-      .train(dataset, num_steps) -> TrainResult(global_step, losses,
-                                               checkpoint, start_step)
+      .train(dataset, num_steps, num_files=None) -> TrainResult(
+          global_step, losses, checkpoint, start_step)
   NameBasedCheckpointManager(variables, directory, max_to_keep=3,
                              prefix='model.ckpt')
       .save(step) -> path, .restore(path=None) -> path or None,
@@ -69,6 +73,7 @@ Public API (stable; the classification and segmentation commands use it):
   write_scalar(tag, value, step)   TensorBoard scalar (no tensorboard import)
   per_example_mean(losses) -> [batch] mean over all but the first axis
   NaNLossError (a FloatingPointError subclass)
+  WorkerLostError (a RuntimeError subclass): a peer worker is gone
 
 Decisions worth knowing:
 
@@ -90,7 +95,13 @@ Decisions worth knowing:
   needed and none happens in inference (`training=False`). Under a
   `MirroredStrategy` each replica normalizes with its own batch statistics
   and keeps its own moving statistics (ON_READ variables); reading or saving
-  them gives their mean over replicas.
+  them gives their mean over replicas. With `Trainer(sync_batch_norm=True)`
+  every replica normalizes with the global batch's statistics (one
+  all-reduce per layer) and makes the same update: one device's numbers.
+* Multi-worker: see `Trainer`. Collectives must be issued in the same order
+  on every worker, so whatever reads a moving statistic in cross-replica
+  context (a save, `.numpy()`) runs on every worker, and decisions such as
+  "save now" depend only on numbers all workers share (the global step).
 * Losses: `loss_fn(labels, logits)` returns one loss per example; the
   trainer averages them over the *global* batch
   (`tf.nn.compute_average_loss`) and adds the slim weight decay scaled by
@@ -100,19 +111,24 @@ Decisions worth knowing:
   pooling layers need graph name scopes); the numbers are the same.
 """
 
+import atexit
 import collections
 import inspect
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 
 import tensorflow as tf
 import tf_keras
+import tf_slim as slim
 from tqdm import tqdm
 from tensorflow.core.framework import summary_pb2
 
+import densenet_utils
 from densenet import compat
 from densenet import schedules
 from densenet import spec as spec_lib
@@ -127,6 +143,8 @@ STRATEGIES = spec_lib.STRATEGIES
 restore_by_name = weights.restore_by_name
 RestoreReport = weights.RestoreReport
 poly_learning_rate = schedules.poly
+# Default limit of one multi-worker collective (see `get_strategy`).
+COLLECTIVE_TIMEOUT_SECONDS = 600
 
 
 # What TensorBoard's `tf.summary.scalar` writes, without needing the
@@ -223,7 +241,7 @@ def _keras3_origin(item):
   return '%s.%s' % (module, kind.__qualname__)
 
 
-def get_strategy(kind='auto'):
+def get_strategy(kind='auto', timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS):
   """The `tf.distribute.Strategy` for this process.
 
   Args:
@@ -231,13 +249,22 @@ def get_strategy(kind='auto'):
       variable names several workers, MirroredStrategy with several GPUs,
       else the default strategy), 'default', 'mirrored' (all local GPUs, or
       all logical CPU devices when there is no GPU) or 'multi_worker'.
+    timeout_seconds: Multi-worker only: a collective (an all-reduce of a
+      step) that has not completed after this many seconds fails instead of
+      waiting forever for a worker that is gone (None: no limit). It must
+      exceed the longest time one worker may wait for the slowest one,
+      start-up and checkpoint writes included. TF's coordination service
+      usually notices a dead worker sooner, from its missed heartbeats.
 
   Raises:
-    ValueError: If `kind` is unknown.
+    ValueError: If `kind` or `timeout_seconds` is bad.
   """
   if kind not in STRATEGIES:
     raise ValueError('strategy must be one of %s, got %r.' %
                      (', '.join(STRATEGIES), kind))
+  if timeout_seconds is not None and not timeout_seconds > 0:
+    raise ValueError('timeout_seconds must be > 0 or None, got %r.' %
+                     (timeout_seconds,))
   if kind == 'auto':
     cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     spec = cluster.cluster_spec().as_dict()
@@ -249,7 +276,9 @@ def get_strategy(kind='auto'):
     else:
       kind = 'default'
   if kind == 'multi_worker':
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=timeout_seconds))
   if kind == 'mirrored':
     devices = tf.config.list_logical_devices('GPU') or (
         tf.config.list_logical_devices('CPU'))
@@ -267,6 +296,64 @@ def is_chief(strategy):
   has_chief = 'chief' in resolver.cluster_spec().as_dict()
   return resolver.task_type == 'worker' and resolver.task_id == 0 and (
       not has_chief)
+
+
+def num_workers(strategy):
+  """Worker processes training together (1 unless multi-worker)."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None:
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return max(1, len(spec.get('worker', [])) + len(spec.get('chief', [])))
+
+
+def chief_dir(model_dir, strategy):
+  """Where this worker writes files meant for `model_dir`.
+
+  `model_dir` on the chief; on every other worker a new temporary directory,
+  removed when the process exits, so that code writing run files (configs,
+  results, summaries) runs unchanged on every worker while only the chief's
+  files reach `model_dir`.
+  """
+  if is_chief(strategy):
+    return model_dir
+  resolver = strategy.cluster_resolver
+  path = tempfile.mkdtemp(prefix='densenet-%s%d-' % (resolver.task_type,
+                                                     resolver.task_id))
+  atexit.register(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+def shard_policy(num_files, workers):
+  """How `Trainer.train` splits the input between workers.
+
+  FILE (each worker reads its own files: no wasted reads) when there are at
+  least as many input files as workers, else DATA (every worker reads all
+  the data and keeps its part of each global batch).
+
+  Args:
+    num_files: Input files of the dataset (e.g. TFRecord shards), or None
+      if unknown (then DATA).
+    workers: Worker processes.
+
+  Returns:
+    A `tf.data.experimental.AutoShardPolicy`.
+  """
+  policy = tf.data.experimental.AutoShardPolicy
+  if num_files is not None and num_files >= workers:
+    return policy.FILE
+  return policy.DATA
+
+
+class WorkerLostError(RuntimeError):
+  """Raised when a peer worker of a multi-worker run stops answering."""
+
+
+# What collectives raise when a peer is gone: the coordination service's
+# heartbeat or the collective timeout aborted them.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError, tf.errors.CancelledError,
+                tf.errors.FailedPreconditionError, tf.errors.InternalError)
 
 
 def checkpoint_variables(model, optimizer=None, global_step=None):
@@ -311,6 +398,11 @@ class NameBasedCheckpointManager(object):
   @property
   def directory(self):
     return self._directory
+
+  @property
+  def variables(self):
+    """{checkpoint key: variable} (a copy)."""
+    return dict(self._variables)
 
   @property
   def latest_checkpoint(self):
@@ -388,12 +480,26 @@ class Trainer(object):
     progress: Whether to show a tqdm progress bar.
     log_every: If > 0, also print `step N loss L steps/s S` lines to stderr
       every `log_every` steps (for logs without a terminal).
+    sync_batch_norm: Whether batch norm (`densenet_utils.batch_norm`)
+      normalizes with, and averages, the statistics of the global batch
+      across replicas instead of each replica's own batch. Same variables.
+
+  Multi-worker training (`MultiWorkerMirroredStrategy`, see README): every
+  worker runs the same program with its own TF_CONFIG. Only the chief
+  reads `model_dir`'s checkpoint (or calls `init_fn`) and writes
+  checkpoints and TensorBoard events; it then broadcasts every variable
+  (weights, moving statistics, optimizer slots, global step) to the other
+  workers, which therefore need no access to `model_dir`. Each worker reads
+  its own shard of the input (see `train`). A worker that dies makes the
+  others raise `WorkerLostError`; restarting all of them resumes from the
+  chief's latest checkpoint.
   """
 
   def __init__(self, net_fn, loss_fn, model_dir, global_batch_size,
                strategy=None, optimizer_fn=None, learning_rate_fn=None,
                checkpoint_every=100, summary_every=10, max_to_keep=3,
-               init_fn=None, progress=True, log_every=0):
+               init_fn=None, progress=True, log_every=0,
+               sync_batch_norm=False):
     if global_batch_size < 1:
       raise ValueError('global_batch_size must be >= 1, got %r.' %
                        (global_batch_size,))
@@ -412,6 +518,9 @@ class Trainer(object):
     self._progress = progress
     self._log_every = log_every
     self._chief = is_chief(self.strategy)
+    self._num_workers = num_workers(self.strategy)
+    if sync_batch_norm:
+      net_fn = _with_sync_batch_norm(net_fn)
     with self.strategy.scope():
       self.model = SlimModel(net_fn)
       self.optimizer = (optimizer_fn() if optimizer_fn else
@@ -420,6 +529,7 @@ class Trainer(object):
                                      name=GLOBAL_STEP)
     self.checkpoints = None
     self._train_step = None
+    self._completed_step = 0
 
   def build(self, images):
     """Creates the variables from one batch of `[batch, h, w, 3]` images and
@@ -438,10 +548,53 @@ class Trainer(object):
     self.checkpoints = NameBasedCheckpointManager(
         checkpoint_variables(self.model, self.optimizer, self.global_step),
         self.model_dir, max_to_keep=self._max_to_keep, write=self._chief)
-    restored = self.checkpoints.restore()
-    if restored is None and self._init_fn is not None:
-      self._init_fn(self.model)
+    restored = None
+    if self._chief:  # Other workers get the chief's values just below.
+      restored = self.checkpoints.restore()
+      if restored is None and self._init_fn is not None:
+        self._init_fn(self.model)
+    if self._num_workers > 1:
+      self._broadcast_from_chief()
     return restored
+
+  def _broadcast_from_chief(self):
+    """Gives every variable of every worker the chief's value.
+
+    One SUM all-reduce to which only replica 0 (on the chief) contributes,
+    in float64 (exact for float32 values and integers below 2**53).
+    """
+    by_key = self.checkpoints.variables
+    variables = [by_key[k] for k in sorted(by_key)]
+
+    def replica_fn():
+      context = tf.distribute.get_replica_context()
+      first = tf.equal(context.replica_id_in_sync_group, 0)
+      values = []
+      for variable in variables:
+        value = tf.cast(variable, tf.float64)
+        values.append(tf.where(first, value, tf.zeros_like(value)))
+      return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+    try:
+      results = tf.function(lambda: self.strategy.run(replica_fn),
+                            autograph=False)()
+    except _PEER_ERRORS as e:
+      raise self._worker_lost(e, 'before training started') from e
+    for variable, result in zip(variables, results):
+      value = self.strategy.experimental_local_results(result)[0]
+      variable.assign(tf.cast(value, variable.dtype), read_value=False)
+
+  def _worker_lost(self, error, when):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if 'aborted by' in line or
+              'unhealthy' in line or 'timed out' in line.lower()]
+    cause = (causes or lines or [''])[0][:300]
+    return WorkerLostError(
+        'Training stopped %s: a worker of the %d-worker cluster stopped '
+        'answering (%s: %s). Restart every worker with the same TF_CONFIG '
+        'to resume from the latest checkpoint of %s.' % (
+            when, self._num_workers, type(error).__name__, cause,
+            self.model_dir))
 
   def _make_train_step(self):
     model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -474,13 +627,20 @@ class Trainer(object):
 
     return train_step
 
-  def train(self, dataset, num_steps):
+  def train(self, dataset, num_steps, num_files=None):
     """Trains until the global step reaches `num_steps`.
 
     Args:
       dataset: A `tf.data.Dataset` of `(images, labels)` batches of
         `global_batch_size` (repeat it; training stops at `num_steps`).
+        With several replicas each step splits every batch between them;
+        with several workers each worker reads its own shard of `dataset`:
+        by FILE when `num_files >= workers`, else by DATA (see
+        `shard_policy`), unless the dataset's options already set an
+        `auto_shard_policy`.
       num_steps: The global step to reach (resumed runs do the rest).
+      num_files: Input files `dataset` reads (e.g. TFRecord shards), if
+        known.
 
     Returns:
       A `TrainResult`.
@@ -488,7 +648,24 @@ class Trainer(object):
     Raises:
       NaNLossError: If the loss is NaN or infinite; the checkpoint of that
         step is not written, the latest good one stays the latest.
+      WorkerLostError: If a peer worker died or stopped answering.
     """
+    automatic = tf.data.experimental.AutoShardPolicy.AUTO
+    if dataset.options().experimental_distribute.auto_shard_policy == (
+        automatic):
+      options = tf.data.Options()
+      options.experimental_distribute.auto_shard_policy = shard_policy(
+          num_files, self._num_workers)
+      dataset = dataset.with_options(options)
+    try:
+      return self._train(dataset, num_steps)
+    except _PEER_ERRORS as e:
+      if self._num_workers == 1:
+        raise
+      raise self._worker_lost(
+          e, 'after global step %d' % self._completed_step) from e
+
+  def _train(self, dataset, num_steps):
     distributed = self.strategy.experimental_distribute_dataset(dataset)
     iterator = iter(distributed)
     first = next(iterator)
@@ -504,7 +681,7 @@ class Trainer(object):
                disable=not self._progress or not self._chief,
                dynamic_ncols=True)
     losses = []
-    step = start_step
+    step = self._completed_step = start_step
     last_saved = start_step
     started = time.time()
     batch = first
@@ -516,6 +693,7 @@ class Trainer(object):
         batch = None
         data_loss = float(data_loss.numpy())
         step = int(self.global_step.numpy())
+        self._completed_step = step
         if not math.isfinite(data_loss) or not math.isfinite(
             float(total_loss.numpy())):
           raise NaNLossError(
@@ -541,16 +719,29 @@ class Trainer(object):
           self.checkpoints.save(step)
           last_saved = step
     except KeyboardInterrupt:
-      if step != last_saved:
+      # Saving reads the moving statistics with collectives, which would
+      # wait forever for workers that were not interrupted.
+      if step != last_saved and self._num_workers == 1:
         self.checkpoints.save(step)
       raise
     finally:
       bar.close()
       writer.flush()
+    # Decided from numbers every worker shares: a save is a collective.
     checkpoint = self.checkpoints.latest_checkpoint
-    if step != last_saved or checkpoint is None:
+    if step != last_saved or step == 0:
       checkpoint = self.checkpoints.save(step)
     return TrainResult(step, losses, checkpoint, start_step)
+
+
+def _with_sync_batch_norm(net_fn):
+  """`net_fn` with `densenet_utils.batch_norm(synchronized=True)`."""
+
+  def synchronized_net_fn(images, is_training):
+    with slim.arg_scope([densenet_utils.batch_norm], synchronized=True):
+      return net_fn(images, is_training)
+
+  return synchronized_net_fn
 
 
 def per_example_mean(losses):
@@ -563,4 +754,6 @@ __all__ = [
     'SlimModel', 'get_strategy', 'is_chief', 'Trainer', 'TrainResult',
     'NameBasedCheckpointManager', 'checkpoint_variables', 'restore_by_name',
     'RestoreReport', 'poly_learning_rate', 'write_scalar', 'NaNLossError', 'per_example_mean',
+    'num_workers', 'chief_dir', 'shard_policy', 'WorkerLostError',
+    'COLLECTIVE_TIMEOUT_SECONDS',
 ]

@@ -154,7 +154,9 @@ def restore_by_name(variables, checkpoint, exclude_scopes=()):
       mismatched.append(name)
       mismatched_shapes[name] = (variable.shape.as_list(), list(shapes[name]))
     else:
-      variable.assign(checkpoint_reader.get_tensor(name))
+      # No read back: reading a moving statistic under a multi-worker
+      # strategy is a collective, which only the chief would join.
+      variable.assign(checkpoint_reader.get_tensor(name), read_value=False)
       restored.append(name)
   unused = sorted(set(shapes) - set(restored) - set(mismatched))
   return RestoreReport(restored, missing, mismatched, unused,

@@ -137,6 +137,9 @@ def add_train_parser(subparsers):
                       choices=cli_common.STRATEGIES,
                       help='tf.distribute strategy (auto: multi-worker with '
                       'TF_CONFIG, mirrored with several GPUs, else default).')
+  parser.add_argument('--sync-batch-norm', action='store_true',
+                      help='Batch norm over the global batch of all '
+                      'replicas.')
   parser.add_argument('--no-progress', action='store_true',
                       help='Show no progress bar.')
   parser.add_argument('--log-every', type=cli_common.non_negative_int,
@@ -162,7 +165,8 @@ def run_train(args):
       initial_checkpoint=args.initial_checkpoint,
       class_weights=args.class_weights,
       strategy=training.get_strategy(args.strategy),
-      progress=not args.no_progress, log_every=args.log_every)
+      progress=not args.no_progress, log_every=args.log_every,
+      sync_batch_norm=args.sync_batch_norm)
   print('Trained from step %d to %d; checkpoint %s' %
         (result.start_step, result.global_step, result.checkpoint))
 

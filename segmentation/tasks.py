@@ -164,7 +164,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
-          progress=True, log_every=0, log=print, memory_efficient=None):
+          progress=True, log_every=0, log=print, memory_efficient=None,
+          sync_batch_norm=False):
   """Trains (or resumes training) a segmentation model.
 
   The config is written to `model_dir` once the model has been built (and
@@ -196,6 +197,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     log: Where messages go.
     memory_efficient: Overrides `config.memory_efficient` (None: the
       config's, else the resumed run's, else False).
+    sync_batch_norm: Whether batch norm uses the statistics of the global
+      batch across replicas (see `densenet.training.Trainer`).
 
   Returns:
     `densenet.training.TrainResult`.
@@ -204,6 +207,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     ValueError: If `config` differs from the one saved in `model_dir`.
     densenet.training.NaNLossError: If the loss becomes NaN.
   """
+  strategy = strategy or training.get_strategy()
   saved = rundir.read_config(model_dir)
   if memory_efficient is not None:
     config = dataclasses.replace(config, memory_efficient=memory_efficient)
@@ -212,6 +216,9 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   rundir.check_config(model_dir, saved, dataclasses.asdict(config),
                       [f.name for f in dataclasses.fields(config)
                        if f.name not in _RESUMABLE])
+  # Every worker resolved the config from the run's saved one; only the
+  # chief writes to model_dir (the others to a temporary one: chief_dir).
+  model_dir = training.chief_dir(model_dir, strategy)
   dataset = data.make_dataset(train_pattern, True, batch_size, crop_size,
                               min_scale, max_scale, config.normalization)
 
@@ -229,7 +236,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       learning_rate_fn=schedules.poly(
           learning_rate, num_steps, warmup_steps=warmup_steps),
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
-      log_every=log_every)
+      log_every=log_every, sync_batch_norm=sync_batch_norm)
   trainer.build(next(iter(dataset))[0])  # Restores or initialises.
   config.save(model_dir)  # It builds: recorded.
   return trainer.train(dataset, num_steps)
