@@ -41,7 +41,9 @@ def test_keras_train_step_worker_smoke():
                          '--steps', '1')
   assert record['implementation'] == 'keras'
   assert record['model'] == 'densenet_121'
-  assert record['peak_rss_gb'] > record['rss_before_model_gb'] > 0
+  # The peak is the process's high-water mark: a tiny step may stay under
+  # what importing TensorFlow already reached.
+  assert record['peak_rss_gb'] >= record['rss_before_model_gb'] > 0
   assert record['seconds_per_step'] > 0 and len(record['step_seconds']) == 1
   # Random weights, 1000 classes: the loss starts near ln(1000) = 6.9.
   assert 3.0 < record['loss'] < 15.0
