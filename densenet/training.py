@@ -47,7 +47,8 @@ Public API (stable; the classification and segmentation commands use it):
   is_chief(strategy) -> bool
   Trainer(net_fn, loss_fn, model_dir, global_batch_size, strategy=None,
           optimizer_fn=None, learning_rate_fn=None, checkpoint_every=100,
-          summary_every=10, max_to_keep=3, init_fn=None, progress=True)
+          summary_every=10, max_to_keep=3, init_fn=None, progress=True,
+          log_every=0, callbacks=())
       .model, .optimizer, .global_step, .strategy, .checkpoints
       .train(dataset, num_steps) -> TrainResult(global_step, losses,
                                                checkpoint, start_step)
@@ -443,12 +444,15 @@ class Trainer(object):
     progress: Whether to show a tqdm progress bar.
     log_every: If > 0, also print `step N loss L steps/s S` lines to stderr
       every `log_every` steps (for logs without a terminal).
+    callbacks: Callables `callback(trainer, step)` run on every worker after
+      each step (and after that step's checkpoint), e.g. a periodic
+      evaluation (`segmentation.evaluation.EvalCallback`).
   """
 
   def __init__(self, net_fn, loss_fn, model_dir, global_batch_size,
                strategy=None, optimizer_fn=None, learning_rate_fn=None,
                checkpoint_every=100, summary_every=10, max_to_keep=3,
-               init_fn=None, progress=True, log_every=0):
+               init_fn=None, progress=True, log_every=0, callbacks=()):
     if global_batch_size < 1:
       raise ValueError('global_batch_size must be >= 1, got %r.' %
                        (global_batch_size,))
@@ -466,6 +470,7 @@ class Trainer(object):
     self._init_fn = init_fn
     self._progress = progress
     self._log_every = log_every
+    self._callbacks = list(callbacks)
     self._chief = is_chief(self.strategy)
     with self.strategy.scope():
       self.model = SlimModel(net_fn)
@@ -595,6 +600,8 @@ class Trainer(object):
         if step % self._checkpoint_every == 0:
           self.checkpoints.save(step)
           last_saved = step
+        for callback in self._callbacks:
+          callback(self, step)
     except KeyboardInterrupt:
       if step != last_saved:
         self.checkpoints.save(step)

@@ -4,7 +4,8 @@
     segmentation build-data --voc-root VOC --output-dir records
     segmentation train --model-dir runs/seg --train 'records/train-*' \
         --num-classes 21 --backbone densenet_121 --steps 20000
-    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json
+    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \
+        --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
 """
 
@@ -12,6 +13,8 @@ import argparse
 import json
 import os
 import sys
+
+from segmentation import eval_options
 
 
 def _crop(text):
@@ -83,6 +86,7 @@ def _parser():
   train.add_argument('--no-progress', action='store_true')
   train.add_argument('--log-every', type=int, default=0,
                      help='Print "step N loss L" lines every N steps.')
+  eval_options.add_train_arguments(train)
 
   evaluate = commands.add_parser('evaluate', help='mIoU on a TFRecord set.')
   evaluate.add_argument('--model-dir', required=True)
@@ -90,12 +94,17 @@ def _parser():
   evaluate.add_argument('--checkpoint')
   evaluate.add_argument('--json', action='store_true',
                         help='Print the results as JSON.')
+  eval_options.add_arguments(evaluate)
 
   predict = commands.add_parser('predict', help='Masks and overlays.')
   predict.add_argument('images', nargs='+')
   predict.add_argument('--model-dir', required=True)
   predict.add_argument('--output-dir', required=True)
   predict.add_argument('--checkpoint')
+  predict.add_argument('--label-dir',
+                       help='Ground-truth <image stem>.png labels to show '
+                       'next to the predictions.')
+  eval_options.add_arguments(predict)
 
   demo = commands.add_parser(
       'demo', help='Synthetic dataset -> train DenseNet+ASPP -> mIoU.')
@@ -143,19 +152,31 @@ def main(argv=None):
           checkpoint_every=args.checkpoint_every,
           initial_checkpoint=args.initial_checkpoint, class_weights=weights,
           strategy=training.get_strategy(args.strategy),
-          progress=not args.no_progress, log_every=args.log_every)
+          progress=not args.no_progress, log_every=args.log_every,
+          eval_pattern=args.eval_pattern, eval_every=args.eval_every,
+          eval_scales=args.eval_scales, flip=args.flip)
       print('Trained from step %d to %d; checkpoint %s' %
             (result.start_step, result.global_step, result.checkpoint))
       return 0
     if args.command == 'evaluate':
       results = tasks.evaluate(args.model_dir, args.eval_pattern,
-                               args.checkpoint)
+                               args.checkpoint, eval_scales=args.eval_scales,
+                               flip=args.flip)
       print(json.dumps(results, indent=2) if args.json else
             tasks.format_results(results))
+      if not args.json:
+        print('Per-class IoU chart: %s' % results['chart'])
       return 0
     if args.command == 'predict':
+      labels = None
+      if args.label_dir:  # <stem>.png where it exists.
+        labels = [os.path.join(args.label_dir, os.path.splitext(
+            os.path.basename(image))[0] + '.png') for image in args.images]
+        labels = [path if os.path.isfile(path) else None for path in labels]
       for mask, overlay in tasks.predict(args.model_dir, args.images,
-                                         args.output_dir, args.checkpoint):
+                                         args.output_dir, args.checkpoint,
+                                         eval_scales=args.eval_scales,
+                                         flip=args.flip, label_paths=labels):
         print(mask, overlay)
       return 0
     results = tasks.demo(args.work_dir, num_steps=args.steps,
