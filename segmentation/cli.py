@@ -107,9 +107,10 @@ def _parser():
   eval_options.add_arguments(predict)
 
   demo = commands.add_parser(
-      'demo', help='Synthetic dataset -> train DenseNet+ASPP -> mIoU.')
+      'demo', help='Synthetic dataset -> train DenseNet + DeepLab v3+ -> '
+      'mIoU.')
   demo.add_argument('--work-dir', default=os.path.join('runs', 'demo'))
-  demo.add_argument('--steps', type=int, default=1000)
+  demo.add_argument('--steps', type=int, default=600)
   demo.add_argument('--batch-size', type=int, default=16)
   demo.add_argument('--json', action='store_true')
   return parser

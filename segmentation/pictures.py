@@ -264,12 +264,14 @@ def iou_chart(per_class_iou, title=None, mean_iou=None, bar_width=300):
                     for n in names] + [40])
   left = 10 + name_width + 8
   top = 10 + (24 if title else 0) + (18 if mean_iou is not None else 0)
-  width = left + bar_width + 60
+  title_font = font(15)
+  width = max(left + bar_width + 60, 20 + int(measure.textlength(
+      title or '', font=title_font)))
   height = top + row * len(names) + 28
   canvas = Image.new('RGB', (width, height), BACKGROUND)
   draw = ImageDraw.Draw(canvas)
   if title:
-    draw.text((10, 10), title, fill=TEXT, font=font(15))
+    draw.text((10, 10), title, fill=TEXT, font=title_font)
   if mean_iou is not None:
     draw.text((10, top - 18), 'mean IoU %.4f (dashed line)' % mean_iou,
               fill=TEXT, font=text_font)
@@ -299,8 +301,11 @@ def iou_chart(per_class_iou, title=None, mean_iou=None, bar_width=300):
     if end > left:
       draw.rectangle([left, y + 3, end, y + row - 4], fill=color,
                      outline=TEXT)
-    draw.text((end + 4, y + row // 2), '%.3f' % value, fill=TEXT,
-              font=text_font, anchor='lm')
+    position = (end + 4, y + row // 2)
+    draw.rectangle(draw.textbbox(position, '%.3f' % value, font=text_font,
+                                 anchor='lm'), fill=BACKGROUND)
+    draw.text(position, '%.3f' % value, fill=TEXT, font=text_font,
+              anchor='lm')
   return canvas
 
 

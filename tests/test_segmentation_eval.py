@@ -7,7 +7,6 @@ sizes (37x45, 67x45) so padding and cropping are exercised.
 """
 
 import glob
-import json
 import os
 
 import numpy as np

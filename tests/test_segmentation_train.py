@@ -177,6 +177,7 @@ def test_demo_runs_end_to_end_small(tmp_path):
   with Image.open(results['overlays'][0]) as image:
     assert image.size[0] == 6 + 3 * (48 + 6)  # Image | truth | prediction.
   config = tasks.ModelConfig.load(str(tmp_path / 'demo' / 'model'))
-  assert (config.head, config.output_stride) == ('aspp', 16)
+  assert (config.head, config.output_stride, config.depth) == (
+      'deeplabv3plus', 16, 64)
   assert config.backbone == tasks.DEMO_BACKBONE
   assert any('train: 4 records' in m for m in messages)
