@@ -20,13 +20,17 @@ All tensors are NHWC: `[batch, height, width, channels]`.
 
 import collections
 import contextlib
+import itertools
 import threading
 
 import tensorflow as tf
 import tf_slim as slim
-from tf_slim.layers import rev_block_lib
 from tf_slim.layers import utils as slim_utils
 from tf_slim.ops import variables as slim_variables
+
+from densenet import compat
+
+compat.apply()  # tf-slim 1.1.0 on the installed TensorFlow.
 
 
 class Block(collections.namedtuple('Block', ['scope', 'unit_fn', 'args'])):
@@ -181,6 +185,14 @@ def batch_norm(inputs,
           inputs, gamma, beta, epsilon=epsilon, is_training=True)
 
     def inference():
+      if slim_utils.constant_value(is_training) is False:
+        # A multiply-add, not FusedBatchNormV3: Grappler fuses a convolution
+        # and a following FusedBatchNormV3 into one kernel, which oneDNN runs
+        # ~100x slower at batch 1 (benchmarks/README.md).
+        scale = gamma * tf.math.rsqrt(moving_variance + max(epsilon, 1.001e-5))
+        shift = beta - moving_mean * scale
+        return (inputs * tf.cast(scale, inputs.dtype) +
+                tf.cast(shift, inputs.dtype), moving_mean, moving_variance)
       return tf.compat.v1.nn.fused_batch_norm(
           inputs, gamma, beta, mean=moving_mean, variance=moving_variance,
           epsilon=epsilon, is_training=False)
@@ -234,15 +246,15 @@ def dense_unit(inputs,
   `conv1/BatchNorm/*` (the 1x1, bottleneck only), `conv2/weights` (the 3x3).
 
   With `memory_efficient` (Pleiss et al., "Memory-Efficient Implementation of
-  DenseNets", 2017) the concatenation, the pre-activation BN-ReLU and the
-  first convolution (the 1x1 with its BN-ReLU, or the 3x3 without
-  bottleneck) are not kept for the backward pass but recomputed in it. The
+  DenseNets", 2017) nothing inside the unit is kept for the backward pass:
+  the concatenation, both BN-ReLUs and the 1x1 convolution are recomputed in
+  it from the block's feature maps, and the unit keeps only its `k` new maps
+  (with dropout, which is random, the recomputed part ends before the first
+  dropout, and the unit also keeps the `4 * k` bottleneck maps). The
   variables, the outputs and the gradients are those of the plain unit, and
   batch norm updates its moving statistics once per step. Memory grows
   linearly with the number of units when `inputs` is the list of the block's
-  feature maps (as `stack_blocks_dense` passes it): the unit then keeps only
-  its `4 * k` (or `k`) new channels instead of a copy of its whole input.
-  Dropout, which is random, stays outside the recomputed part.
+  feature maps (as `stack_blocks_dense` passes it).
 
   Args:
     inputs: A `[batch, height, width, channels]` Tensor, or a list of
@@ -252,9 +264,9 @@ def dense_unit(inputs,
     bottleneck: Whether to start with the 1x1 convolution to `4 * k` channels.
     dropout_rate: Dropout after each convolution (0 disables it).
     rate: Dilation rate of the 3x3 convolution (atrous convolution).
-    memory_efficient: Whether to recompute the first half of the unit in the
-      backward pass instead of storing it (needs resource variables, which
-      the unit's variable scope asks for).
+    memory_efficient: Whether to recompute the unit in the backward pass
+      instead of storing its intermediate maps (needs resource variables,
+      which the unit's variable scope asks for).
     outputs_collections: Collections the output is added to.
     scope: Optional variable scope, 'dense_unit' by default.
 
@@ -266,43 +278,32 @@ def dense_unit(inputs,
     is the unit's end point either way.
   """
   features = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-  recorder = _VariableRecorder() if memory_efficient else None
-  with tf.compat.v1.variable_scope(
-      scope, 'dense_unit', features,
-      use_resource=True if memory_efficient else None,
-      custom_getter=recorder.record if recorder else None) as sc:
+  # With dropout and a bottleneck the 3x3 comes after the first dropout.
+  conv2_after_dropout = bottleneck and bool(dropout_rate)
+  with _unit_scope(scope, 'dense_unit', features, memory_efficient) as (
+      sc, recorder):
 
     def conv2(net):
       return slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,
                          normalizer_fn=None, activation_fn=None,
                          biases_initializer=None, scope='conv2')
 
-    def concat_norm_convolve(*maps):
-      """Concatenation, BN-ReLU and the first convolution of the unit."""
+    def new_maps(*maps):
+      """BN-ReLU of the concatenation, the convolutions up to dropout."""
       net = batch_norm(_concat(maps), activation_fn=tf.nn.relu,
                        scope='preact')
       if bottleneck:
-        return slim.conv2d(net, 4 * growth_rate, [1, 1], stride=1,
-                           scope='conv1')
-      return conv2(net)
-
-    def concat_norm_convolve_and_pass_on(*maps):
-      """As above, and `maps` passed on (identities: no copies).
-
-      Later units take the passed-on maps, so the gradient of a feature map
-      is summed unit by unit in the backward pass instead of being held in
-      one partial gradient per later unit until the last one arrives.
-      """
-      return [concat_norm_convolve(*maps)] + [tf.identity(m) for m in maps]
+        net = slim.conv2d(net, 4 * growth_rate, [1, 1], stride=1,
+                          scope='conv1')
+      return net if conv2_after_dropout else conv2(net)
 
     if memory_efficient:
-      outputs = _recompute_grad(concat_norm_convolve_and_pass_on,
-                               recorder)(*features)
-      net, features = outputs[0], list(outputs[1:])
+      net, features = _recompute_grad(new_maps, recorder,
+                                      pass_on=True)(*features)
     else:
-      net = concat_norm_convolve(*features)
+      net = new_maps(*features)
     net = _dropout(net, dropout_rate)
-    if bottleneck:
+    if conv2_after_dropout:
       net = _dropout(conv2(net), dropout_rate)
     if memory_efficient:
       features.append(net)
@@ -313,6 +314,21 @@ def dense_unit(inputs,
     output = slim_utils.collect_named_outputs(outputs_collections, sc.name,
                                               output)
     return features if isinstance(inputs, (list, tuple)) else output
+
+
+@contextlib.contextmanager
+def _unit_scope(scope, default_name, values, memory_efficient):
+  """The variable scope of a unit; yields it and its `_VariableRecorder`.
+
+  A memory-efficient unit asks for resource variables and records the
+  variables its forward call gets (the recorder is None otherwise).
+  """
+  recorder = _VariableRecorder() if memory_efficient else None
+  with tf.compat.v1.variable_scope(
+      scope, default_name, values,
+      use_resource=True if memory_efficient else None,
+      custom_getter=recorder.record if recorder else None) as sc:
+    yield sc, recorder
 
 
 def _concat(maps):
@@ -354,30 +370,116 @@ class _VariableRecorder(object):
     return self.variables[name]
 
 
-def _recompute_grad(fn, recorder):
+@contextlib.contextmanager
+def _depending_only_on(tensor):
+  """Ops built inside depend on `tensor` and on no enclosing control scope.
+
+  A training graph is often built under
+  `tf.control_dependencies(UPDATE_OPS)`, and TensorFlow gives every op built
+  there whose inputs come from outside the block a control edge to each of
+  the ~2 x (number of batch norms) update ops. A recomputed unit takes all its
+  inputs from outside, so inherited edges would grow with (units per block)^2
+  x depth: gigabytes of graph at DenseNet-BC-250. Ordering needs one edge:
+  recompute once the unit's output gradient exists. With control flow v1 the
+  enclosing edges stay (clearing them would also clear the loop context).
+  """
+  if tf.compat.v1.control_flow_v2_enabled():
+    with tf.control_dependencies(None), tf.control_dependencies([tensor]):
+      yield
+  else:
+    with tf.control_dependencies([tensor]):
+      yield
+
+
+def _recompute_grad(fn, recorder, pass_on=False):
   """`fn(*tensors)`, recomputed in the backward pass instead of stored.
 
-  tf-slim's `rev_block_lib.recompute_grad` re-enters the variable and arg
-  scopes of the forward call. While it recomputes, batch norm makes no
-  moving-average updates and no end points are collected, so the graph keeps
-  one update per batch norm and one tensor per end-point name. The recomputed
-  call reuses the variable objects that `recorder.record` (the custom getter
-  of the unit's variable scope) saw in the forward call instead of looking
-  them up again: in TF2 (`tf.function` under `track_tf1_style_variables`, as
-  `densenet.training` runs our nets) the variable store of the forward call
-  is gone by the time gradients are built.
+  The returned function builds `fn(*tensors)` and hands its output on
+  through an `IdentityN` op whose gradient (for `tf.gradients`, and for
+  `tf.GradientTape`, on which it is recorded) rebuilds `fn` once the output's
+  gradient exists and differentiates the rebuilt ops with a tape. So no
+  intermediate tensor of `fn` outlives the forward call, and building the
+  gradient touches only the rebuilt ops: no search of the whole graph per
+  unit. The rebuild runs in the forward call's variable and arg scopes with
+  the variables `recorder.record` saw (in TF2, under
+  `track_tf1_style_variables`, the forward call's variable store is gone by
+  then); while it runs, batch norm makes no moving-average updates and no end
+  points are collected.
+
+  The `IdentityN` takes the output, `tensors` and the values of the variables
+  (through which their gradients flow back to them). With `pass_on`, the
+  outputs for `tensors` are returned too (no copies): later units take these,
+  so the gradient of a feature map is summed unit by unit in the backward pass
+  instead of held as one partial gradient per later unit until the last one
+  arrives. (`tf.custom_gradient` would add a copy of every input that no one
+  reads, and `tf.gradients` gives each unread output a zeros op that inherits
+  every enclosing control dependency: a quadratic number of them.)
+
+  Returns:
+    `(*tensors) -> output`, or `(*tensors) -> (output, list of tensors)` with
+    `pass_on`.
   """
 
-  def recomputable(*tensors, is_recomputing=False):
-    if not is_recomputing:
-      return fn(*tensors)
-    with _recomputation(), \
-        tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(),
-                                    custom_getter=recorder.replay), \
-        slim.arg_scope([slim.conv2d, batch_norm], outputs_collections=None):
-      return fn(*tensors)
+  def call(*tensors):
+    tensors = [tf.convert_to_tensor(t) for t in tensors]
+    variable_scope = tf.compat.v1.get_variable_scope()
+    arg_scope = slim.current_arg_scope()
+    output = fn(*tensors)
+    # Gradients flow to the trainable variables (and tensors standing for
+    # them, e.g. low-precision casts), not to the moving statistics.
+    variables = [recorder.variables[name] for name in sorted(recorder.variables)
+                 if getattr(recorder.variables[name], 'trainable', True)]
+    values = [tf.convert_to_tensor(v) for v in variables]
 
-  return rev_block_lib.recompute_grad(recomputable)
+    def gradient(output_gradient, *gradients):
+      passed_on = gradients[:len(tensors)] if pass_on else ()
+      if output_gradient is None:
+        input_gradients = [None] * len(tensors)
+        variable_gradients = [None] * len(variables)
+      else:
+        with _depending_only_on(output_gradient):
+          inputs = [tf.identity(t) for t in tensors]
+          with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            tape.watch(variables)
+            with _recomputation(), \
+                slim.arg_scope(arg_scope), \
+                tf.compat.v1.variable_scope(variable_scope, reuse=True,
+                                            custom_getter=recorder.replay), \
+                slim.arg_scope([slim.conv2d, batch_norm],
+                               outputs_collections=None):
+              recomputed = fn(*inputs)
+          sources = inputs + variables
+          computed = tape.gradient(recomputed, sources,
+                                   output_gradients=output_gradient)
+        # Rejoin the enclosing control scope through a data input that is
+        # already in it, so the ops built on these gradients inherit nothing.
+        present = [g for g in computed if g is not None]
+        joined = iter(tf.identity_n([output_gradient] + present)[1:])
+        computed = [None if g is None else next(joined) for g in computed]
+        input_gradients = computed[:len(tensors)]
+        variable_gradients = computed[len(tensors):]
+      for i, passed in enumerate(passed_on):
+        if passed is not None:
+          input_gradients[i] = (passed if input_gradients[i] is None else
+                                input_gradients[i] + passed)
+      return [None] + input_gradients + variable_gradients
+
+    name = 'DenseNetRecompute_%d' % next(_GRADIENT_NAMES)
+    tf.RegisterGradient(name)(lambda op, *grads: gradient(*grads))
+    inputs = [output] + tensors + values
+    with tf.compat.v1.get_default_graph().gradient_override_map(
+        {'IdentityN': name}):
+      outputs = tf.identity_n(inputs)
+    compat.record_operation(name, outputs, inputs, gradient)
+    if pass_on:
+      return outputs[0], list(outputs[1:1 + len(tensors)])
+    return outputs[0]
+
+  return call
+
+
+_GRADIENT_NAMES = itertools.count()
 
 
 def _dropout(net, dropout_rate):
@@ -393,6 +495,7 @@ def transition(inputs,
                stride=2,
                dropout_rate=0.0,
                rate=1,
+               memory_efficient=False,
                outputs_collections=None,
                scope=None):
   """A transition layer: BN-ReLU-Conv1x1(floor(compression * C))-AvgPool 2x2.
@@ -404,12 +507,21 @@ def transition(inputs,
   strided output sampled every `rate` pixels. The variables do not depend on
   `stride` or `rate`.
 
+  With `memory_efficient` the concatenation, the BN-ReLU, the convolution and
+  the pool (up to the dropout, if any) are recomputed in the backward pass
+  instead of stored, as in `dense_unit`: given the dense block's list of
+  feature maps, the transition keeps none of its full-resolution maps.
+
   Args:
-    inputs: A `[batch, height, width, channels]` Tensor.
+    inputs: A `[batch, height, width, channels]` Tensor, or a list of
+      `[batch, height, width, channels_i]` Tensors standing for their
+      concatenation (a dense block's feature maps).
     compression: Fraction of the channels kept (theta), in (0, 1].
     stride: 2 (downsample) or 1 (keep the resolution).
     dropout_rate: Dropout after the 1x1 convolution (0 disables it).
     rate: Distance between the pooling taps when `stride` is 1.
+    memory_efficient: Whether to recompute the transition in the backward
+      pass instead of storing its intermediate maps.
     outputs_collections: Collections the output is added to.
     scope: Optional variable scope, 'transition' by default.
 
@@ -417,17 +529,31 @@ def transition(inputs,
     A `[batch, height / stride, width / stride, floor(compression * channels)]`
     Tensor.
   """
-  with tf.compat.v1.variable_scope(scope, 'transition', [inputs]) as sc:
-    channels = inputs.shape[-1]
-    net = batch_norm(inputs, activation_fn=tf.nn.relu, scope='preact')
-    net = slim.conv2d(net, int(compression * channels), [1, 1], stride=1,
-                      normalizer_fn=None, activation_fn=None,
-                      biases_initializer=None, scope='conv')
-    net = _dropout(net, dropout_rate)
-    if stride == 1:
-      net = dilated_avg_pool_2x2(net, rate)
+  maps = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+  channels = sum(m.shape[-1] for m in maps)
+  with _unit_scope(scope, 'transition', maps, memory_efficient) as (
+      sc, recorder):
+
+    def pool(net):
+      if stride == 1:
+        return dilated_avg_pool_2x2(net, rate)
+      return slim.avg_pool2d(net, [2, 2], stride=stride, padding='VALID')
+
+    def compress(*maps):
+      """BN-ReLU of the concatenation, the convolution, the pool."""
+      net = batch_norm(_concat(maps), activation_fn=tf.nn.relu,
+                       scope='preact')
+      net = slim.conv2d(net, int(compression * channels), [1, 1], stride=1,
+                        normalizer_fn=None, activation_fn=None,
+                        biases_initializer=None, scope='conv')
+      return net if dropout_rate else pool(net)
+
+    if memory_efficient:
+      net = _recompute_grad(compress, recorder)(*maps)
     else:
-      net = slim.avg_pool2d(net, [2, 2], stride=stride, padding='VALID')
+      net = compress(*maps)
+    if dropout_rate:
+      net = pool(_dropout(net, dropout_rate))
     return slim_utils.collect_named_outputs(outputs_collections, sc.name, net)
 
 
@@ -493,14 +619,17 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
   current_stride = input_stride
   rate = 1
   for block in blocks:
-    with tf.compat.v1.variable_scope(block.scope, 'block', [net]) as sc:
-      # A dense block's state is the list of its feature maps, concatenated
-      # only where a unit needs them (see `dense_unit`, `memory_efficient`).
-      if block.unit_fn is dense_unit:
-        net = [net]
+    with tf.compat.v1.variable_scope(block.scope, 'block', _as_list(net)) as sc:
+      # A block's state is the list of the feature maps of the latest dense
+      # block, concatenated only where a unit needs them (see `dense_unit`,
+      # `memory_efficient`): dense units and transitions take the list.
+      if block.unit_fn in (dense_unit, transition):
+        net = _as_list(net)
+      else:
+        net = _concat(_as_list(net))
       for i, unit in enumerate(block.args):
-        values = net if isinstance(net, list) else [net]
-        with tf.compat.v1.variable_scope('unit_%d' % (i + 1), values=values):
+        with tf.compat.v1.variable_scope('unit_%d' % (i + 1),
+                                         values=_as_list(net)):
           unit_stride = unit.get('stride', 1)
           if output_stride is not None and current_stride == output_stride:
             if unit_stride != 1:
@@ -510,10 +639,13 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
           else:
             net = block.unit_fn(net, rate=1, **unit)
             current_stride *= unit_stride
-      if isinstance(net, list):
-        net = _concat(net)
-      net = slim_utils.collect_named_outputs(outputs_collections, sc.name, net)
-  return net
+      output = slim_utils.collect_named_outputs(
+          outputs_collections, sc.name, _concat(_as_list(net)))
+  return output
+
+
+def _as_list(net):
+  return list(net) if isinstance(net, (list, tuple)) else [net]
 
 
 def densenet_arg_scope(weight_decay=1e-4,
@@ -533,10 +665,10 @@ def densenet_arg_scope(weight_decay=1e-4,
     batch_norm_decay: Moving-average decay of the batch-norm statistics.
     batch_norm_epsilon: Batch-norm epsilon.
     batch_norm_scale: Whether batch norm learns a `gamma`.
-    memory_efficient: Whether dense units recompute their concatenation,
-      BN-ReLU and first convolution in the backward pass instead of storing
-      them (see `dense_unit`): training memory linear instead of quadratic in
-      depth, same variables and numbers.
+    memory_efficient: Whether dense units and transitions recompute their
+      concatenation, BN-ReLUs and convolutions in the backward pass instead
+      of storing them (see `dense_unit`): training memory linear instead of
+      quadratic in depth, same variables and numbers.
 
   Returns:
     An `arg_scope` for the DenseNet models.
@@ -555,16 +687,7 @@ def densenet_arg_scope(weight_decay=1e-4,
       normalizer_fn=batch_norm,
       normalizer_params=batch_norm_params):
     with slim.arg_scope([batch_norm], **batch_norm_params), \
-        slim.arg_scope([dense_unit],
+        slim.arg_scope([dense_unit, transition],
                        memory_efficient=memory_efficient) as arg_sc:
       return arg_sc
 
-
-# tf-slim needs `densenet.compat` before its layers are called (importing it is
-# fine). Imported last on purpose: `densenet/__init__.py` imports this module,
-# so when a user imports `densenet_utils` first, everything above is already
-# defined when the package initializes.
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from densenet import compat  # noqa: E402
-
-compat.apply()

@@ -29,14 +29,24 @@ def current_rss_gb():
 
 
 def machine():
-  """What the numbers depend on: CPU count, load average, TF version."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return {
+  """What the numbers depend on: CPU count, load average, TF version.
+
+  A PyTorch worker reports torch's version instead of TensorFlow's (it does
+  not import TensorFlow).
+  """
+  if 'torch' not in sys.modules:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+  record = {
       'cpus': os.cpu_count(),
       'loadavg_1min': round(os.getloadavg()[0], 2),
-      'tensorflow': tf.__version__,
       'python': platform.python_version(),
   }
+  if 'tensorflow' in sys.modules:
+    record['tensorflow'] = sys.modules['tensorflow'].__version__
+    record['onednn'] = os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '1'
+  if 'torch' in sys.modules:
+    record['torch'] = sys.modules['torch'].__version__
+  return record
 
 
 def emit(record):
@@ -46,16 +56,18 @@ def emit(record):
   return record
 
 
-def run_worker(script, args):
+def run_worker(script, args, env=None):
   """Runs `python script args` in a fresh process; returns its JSON records.
 
   A fresh process per configuration makes its peak RSS that configuration's.
-  The worker's JSON lines are echoed as they are parsed.
+  The worker's JSON lines are echoed as they are parsed. `env` (a dict) adds
+  environment variables, e.g. settings that must precede the TensorFlow
+  import.
 
   Raises:
     RuntimeError: If the worker fails; the message has its stderr tail.
   """
-  env = dict(os.environ)
+  env = dict(os.environ, **(env or {}))
   env['PYTHONPATH'] = os.pathsep.join(
       p for p in (ROOT, env.get('PYTHONPATH')) if p)
   env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

@@ -50,21 +50,18 @@ class Ours(object):
 
   def __init__(self, image_size, bfloat16):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tf_slim as slim  # pylint: disable=g-import-not-at-top
-    import densenet  # pylint: disable=g-import-not-at-top
+    from densenet import spec as spec_lib  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
+    spec = spec_lib.ModelSpec('densenet_121', num_classes=1000)
     self.graph = tf.Graph()
     with self.graph.as_default():
       self.images = tf1.placeholder(tf.float32,
                                     [None, image_size, image_size, 3])
-      with slim.arg_scope(densenet.densenet_arg_scope()):
-        self.logits = {'float32': densenet.densenet_121(
-            self.images, 1000, is_training=False)[0]}
-        if bfloat16:
-          logits, _ = densenet.densenet_121(
-              tf.cast(self.images, tf.bfloat16), 1000, is_training=False,
-              reuse=True)
-          self.logits['bfloat16'] = tf.cast(logits, tf.float32)
+      self.logits = {'float32': spec.build(self.images, is_training=False)[0]}
+      if bfloat16:
+        logits, _ = spec.build(tf.cast(self.images, tf.bfloat16),
+                               is_training=False, reuse=True)
+        self.logits['bfloat16'] = tf.cast(logits, tf.float32)
       self.session = tf1.Session(graph=self.graph)
       self.session.run(tf1.global_variables_initializer())
       randomize_batch_norm_statistics(self.session, tf1.global_variables())

@@ -1,8 +1,11 @@
 """One training step (SGD + softmax cross-entropy): time and peak memory.
 
 Compares Keras' DenseNet121 (`keras.applications`, weights=None, in a
-`tf.function`), our densenet_121 (a TF1 graph in a Session) and our
-densenet_121 with `memory_efficient=True`. Peak memory is the peak resident
+`tf.function`), our densenet_121 (a TF1 graph in a Session), our
+densenet_121 with `memory_efficient=True` and, when PyTorch is importable,
+torchvision's densenet121 with `memory_efficient=False` and `True` (NCHW,
+PyTorch's default threads). `--onednn` runs the TensorFlow workers with
+TF_ENABLE_ONEDNN_OPTS=1 (set before they import TensorFlow). Peak memory is the peak resident
 set size of a process, so the driver runs every (implementation, batch size)
 in its own worker process, in turn, and prints the worker's JSON line; a last
 line summarises the ratios per batch size (memory-efficient / plain, ours /
@@ -12,6 +15,7 @@ Keras). Timings on a shared machine drift: compare lines of one run.
   python benchmarks/train_step.py --batch-sizes 16 --implementations plain \\
       memory_efficient
   python benchmarks/train_step.py --smoke                # tiny, for the tests
+  python benchmarks/train_step.py --batch-sizes 32 --onednn
 
 A worker alone (what the driver runs):
 
@@ -22,25 +26,41 @@ A worker alone (what the driver runs):
 """
 
 import argparse
+import importlib.util
+import sys
 import time
 
 import numpy as np
 
 import common
 
-IMPLEMENTATIONS = ('keras', 'plain', 'memory_efficient')
+IMPLEMENTATIONS = ('keras', 'plain', 'memory_efficient', 'torch',
+                   'torch_memory_efficient')
+TORCH = ('torch', 'torch_memory_efficient')
+
+
+def torch_available():
+  return importlib.util.find_spec('torch') is not None
+
+
+def default_implementations():
+  """Ours and Keras; torchvision's too when PyTorch is importable."""
+  return [name for name in IMPLEMENTATIONS
+          if name not in TORCH or torch_available()]
 
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--implementations', nargs='+', choices=IMPLEMENTATIONS,
-                      default=list(IMPLEMENTATIONS))
+                      default=default_implementations())
   parser.add_argument('--batch-sizes', type=int, nargs='+', default=[16, 32])
   parser.add_argument('--image-size', type=int, default=224)
   parser.add_argument('--steps', type=int, default=2,
                       help='timed steps after 1 warm-up step (median time)')
   parser.add_argument('--smoke', action='store_true',
                       help='32x32, batch 2, 1 timed step (tests)')
+  parser.add_argument('--onednn', action='store_true',
+                      help='TensorFlow workers with TF_ENABLE_ONEDNN_OPTS=1')
   worker = parser.add_argument_group('worker (one configuration)')
   worker.add_argument('--worker', action='store_true')
   worker.add_argument('--implementation', choices=IMPLEMENTATIONS)
@@ -55,8 +75,8 @@ def parse_args(argv=None):
   if args.worker and (args.implementation is None or args.batch_size is None):
     parser.error('--worker needs --implementation and --batch-size')
   if args.cifar_depth and args.implementation == 'keras':
-    parser.error('--cifar-depth: Keras has no CIFAR DenseNet; use plain or '
-                 'memory_efficient')
+    parser.error('--cifar-depth: Keras has no CIFAR DenseNet; use plain, '
+                 'memory_efficient or the torch ones')
   return args
 
 
@@ -85,7 +105,20 @@ def ours_step(args, images, labels):
       train_op = tf1.train.GradientDescentOptimizer(0.01).minimize(loss)
     session = tf1.Session(graph=graph)
     session.run(tf1.global_variables_initializer())
-  return lambda: session.run([train_op, loss])[1]
+  step = lambda: session.run([train_op, loss])[1]
+
+  def graph_size():
+    """Ops, GraphDef size and control edges (after the timed steps)."""
+    graph_def = graph.as_graph_def()
+    return {
+        'ops': len(graph_def.node),
+        'graph_def_mb': round(graph_def.ByteSize() / 1e6, 1),
+        'control_edges': sum(name.startswith('^') for node in graph_def.node
+                             for name in node.input),
+    }
+
+  step.graph_size = graph_size
+  return step
 
 
 def keras_step(args, images, labels):
@@ -111,6 +144,58 @@ def keras_step(args, images, labels):
   return lambda: step().numpy()
 
 
+def import_torchvision_models():
+  """torchvision.models without its compiled operators.
+
+  The torchvision wheel next to the CPU torch here is CUDA-linked; its
+  pure-Python models work once the modules registering compiled operators
+  are stubbed.
+  """
+  import types  # pylint: disable=g-import-not-at-top
+  for name in ('torchvision._meta_registrations',
+               'torchvision._autograd_registrations'):
+    sys.modules.setdefault(name, types.ModuleType(name))
+  import torchvision.models  # pylint: disable=g-import-not-at-top
+  return torchvision.models
+
+
+def torch_step(args, images, labels):
+  """torchvision's DenseNet + SGD; returns a function running one step.
+
+  densenet121, or with `--cifar-depth` DenseNet-BC with a 3x3 stem of
+  2k filters and no stem pooling (our `densenet_cifar(bc=True)`).
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  models = import_torchvision_models()
+  torch.manual_seed(0)
+  memory_efficient = args.implementation == 'torch_memory_efficient'
+  if args.cifar_depth:
+    units = (args.cifar_depth - 4) // 6
+    model = models.DenseNet(
+        growth_rate=args.growth_rate, block_config=(units,) * 3,
+        num_init_features=2 * args.growth_rate, bn_size=4, num_classes=10,
+        memory_efficient=memory_efficient)
+    model.features.conv0 = torch.nn.Conv2d(
+        3, 2 * args.growth_rate, 3, padding=1, bias=False)
+    for name in ('norm0', 'relu0', 'pool0'):
+      setattr(model.features, name, torch.nn.Identity())
+  else:
+    model = models.densenet121(weights=None, memory_efficient=memory_efficient)
+  model.train()
+  optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+  images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+  labels = torch.from_numpy(labels.astype(np.int64))
+
+  def step():
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+  return step
+
+
 def worker(args):
   """Times one configuration in this process; prints and returns its line."""
   rss_before = common.peak_rss_gb()
@@ -120,7 +205,9 @@ def worker(args):
                                args.image_size, 3)).astype(np.float32)
   labels = rng.randint(0, classes, args.batch_size).astype(np.int32)
   start = time.perf_counter()
-  build = keras_step if args.implementation == 'keras' else ours_step
+  build = {'keras': keras_step, 'torch': torch_step,
+           'torch_memory_efficient': torch_step}.get(args.implementation,
+                                                     ours_step)
   step = build(args, images, labels)
   rss_before_first_step = common.current_rss_gb()
   step()  # Warm-up: graph optimization, memory pools.
@@ -130,6 +217,8 @@ def worker(args):
     start = time.perf_counter()
     loss = step()
     times.append(time.perf_counter() - start)
+  peak_rss = common.peak_rss_gb()
+  graph_size = getattr(step, 'graph_size', lambda: None)()
   model = ('densenet_bc_%d_k%d' % (args.cifar_depth, args.growth_rate)
            if args.cifar_depth else 'densenet_121')
   return common.emit({
@@ -141,11 +230,13 @@ def worker(args):
       'seconds_per_step': round(float(np.median(times)), 4),
       'step_seconds': [round(t, 4) for t in times],
       'setup_seconds': round(setup_seconds, 2),
-      'peak_rss_gb': round(common.peak_rss_gb(), 3),
+      'peak_rss_gb': round(peak_rss, 3),
       'rss_before_model_gb': round(rss_before, 3),
       # Model, optimizer and runtime, before any activation is computed.
       'rss_before_first_step_gb': round(rss_before_first_step, 3),
       'loss': round(float(loss), 4),
+      # Our TF1 training graph: ops, GraphDef size, control edges.
+      'graph': graph_size,
   })
 
 
@@ -160,16 +251,23 @@ def worker_args(args, implementation, batch_size, cifar_depth=None):
   return argv
 
 
+RATIOS = (('memory_efficient', 'plain'), ('plain', 'keras'),
+          ('torch_memory_efficient', 'torch'), ('plain', 'torch'),
+          ('memory_efficient', 'torch_memory_efficient'))
+
+
 def ratios(records, key):
-  """Ratios of memory_efficient / plain and plain / keras for `key`."""
+  """Ratios such as memory_efficient / plain of `key`, where both ran."""
   by_name = {r['implementation']: r[key] for r in records}
-  out = {}
-  if 'plain' in by_name and 'memory_efficient' in by_name:
-    out['memory_efficient_to_plain'] = round(
-        by_name['memory_efficient'] / by_name['plain'], 3)
-  if 'plain' in by_name and 'keras' in by_name:
-    out['plain_to_keras'] = round(by_name['plain'] / by_name['keras'], 3)
-  return out
+  return {'%s_to_%s' % (a, b): round(by_name[a] / by_name[b], 3)
+          for a, b in RATIOS if a in by_name and b in by_name}
+
+
+def worker_env(args, implementation):
+  """Environment of a worker: oneDNN for TensorFlow ones with --onednn."""
+  if implementation in TORCH:
+    return {}
+  return {'TF_ENABLE_ONEDNN_OPTS': '1' if args.onednn else '0'}
 
 
 def main(argv=None):
@@ -181,13 +279,16 @@ def main(argv=None):
     records = []
     for implementation in args.implementations:
       records += common.run_worker(
-          'train_step.py', worker_args(args, implementation, batch_size))
+          'train_step.py', worker_args(args, implementation, batch_size),
+          env=worker_env(args, implementation))
     summaries.append(common.emit({
         'benchmark': 'train_step_summary',
         'batch_size': batch_size,
         'image_size': args.image_size,
         'time_ratio': ratios(records, 'seconds_per_step'),
         'peak_rss_ratio': ratios(records, 'peak_rss_gb'),
+        'setup_ratio': ratios(records, 'setup_seconds'),
+        'onednn': args.onednn,
     }))
   return summaries
 

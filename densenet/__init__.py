@@ -7,32 +7,40 @@
       logits, end_points = densenet_121(images, num_classes=1000,
                                         is_training=False)
 
-Importing this package first makes tf-slim 1.1.0 work on the installed
-TensorFlow (see `densenet.compat`).
+TensorFlow 2 (eager, tf.function, Keras fit, SavedModel):
+
+    model = densenet.keras_model('densenet_121', num_classes=1000)
+    logits = model(images, training=False)
+
+Importing this package makes tf-slim 1.1.0 work on the installed TensorFlow
+(see `densenet.compat`), and loads nothing else: the public names below are
+imported from their modules on first use (PEP 562), so `import densenet` and
+the `densenet --help` command line do not load TensorFlow.
 """
 
-from densenet import compat
+# Before anything imports TensorFlow: oneDNN on by default (or a warning).
+from densenet import runtime  # pylint: disable=g-bad-import-order
 
-compat.apply()
+runtime.enable_onednn()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from densenet_utils import densenet_arg_scope
-from densenet.nets import MODELS
-from densenet.nets import densenet
-from densenet.nets import densenet_X
-from densenet.nets import densenet_blocks
-from densenet.nets import densenet_cifar
-from densenet.nets import densenet_121
-from densenet.nets import densenet_161
-from densenet.nets import densenet_169
-from densenet.nets import densenet_201
-from densenet.nets import densenet_264
-from densenet.nets import densenet_40_k12
-from densenet.nets import densenet_100_k12
-from densenet.nets import densenet_100_k24
-from densenet.nets import densenet_bc_100_k12
-from densenet.nets import densenet_bc_250_k24
-from densenet.nets import densenet_bc_190_k40
-from densenet.pretrained import load_pretrained
+from densenet import architectures
+from densenet import compat
+from densenet import lazy
+
+compat.install()
 
 __version__ = '0.1.0'
+
+# Public name -> the module that defines it.
+_PUBLIC = dict(
+    {name: 'densenet.nets' for name in ('MODELS', 'densenet', 'densenet_X',
+                                        'densenet_blocks', 'densenet_cifar')
+     + architectures.NAMES},
+    densenet_arg_scope='densenet_utils',
+    load_pretrained='densenet.pretrained',
+    keras_model='densenet.tf2')
+
+__all__ = sorted(_PUBLIC) + ['__version__']
+
+__getattr__, __dir__ = lazy.attributes(__name__, _PUBLIC)

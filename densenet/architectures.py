@@ -53,3 +53,13 @@ ARCHITECTURES = collections.OrderedDict([
 ])
 
 NAMES = tuple(ARCHITECTURES)
+
+
+def cifar(depth, growth_rate, bc):
+  """The settings of the paper's CIFAR DenseNet (-BC if `bc`), depth L, k."""
+  return _cifar(depth, growth_rate, bc)
+
+
+def cifar_name(depth, growth_rate, bc):
+  """'densenet_bc_100_k12' for DenseNet-BC L=100 k=12, and so on."""
+  return 'densenet_%s%d_k%d' % ('bc_' if bc else '', depth, growth_rate)

@@ -29,37 +29,26 @@ growth rate: 'densenet_<L>_k<k>' or 'densenet_bc_<L>_k<k>' (e.g.
 """
 
 import functools
-import json
 import os
-import re
 import time
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
-import tf_slim as slim
 
-import densenet
+from densenet import nets
+from densenet import recipe
+from densenet import rundir
+from densenet import schedules
+from densenet import spec as spec_lib
 from densenet import training
 from densenet.datasets import pipeline
 from densenet.datasets import tfrecords
 
 # The paper's recipe (Huang et al. 2017, Section 4.2).
-DEFAULTS = {
-    'batch_size': 64,
-    'epochs': 300,
-    'learning_rate': 0.1,
-    'learning_rate_decay_fractions': (0.5, 0.75),
-    'learning_rate_decay': 0.1,
-    'momentum': 0.9,
-    'nesterov': True,
-    'weight_decay': 1e-4,
-    'dropout_rate_without_augmentation': 0.2,
-}
+DEFAULTS = recipe.PAPER_RECIPE
 
-CONFIG_FILE = 'config.json'
+CONFIG_FILE = rundir.CONFIG_FILE
 RESULTS_FILE = 'results.json'
-_CIFAR_NAME = re.compile(r'^densenet_(bc_)?(\d+)_k(\d+)$')
 
 
 def model_fn(name):
@@ -70,19 +59,13 @@ def model_fn(name):
     end_points)`, its variables under the scope `name`.
 
   Raises:
-    ValueError: If `name` is neither in `densenet.MODELS` nor a CIFAR
-      DenseNet name.
+    ValueError: If `name` is neither an architecture name nor a CIFAR
+      DenseNet name (see `densenet.spec.resolve`).
   """
-  if name in densenet.MODELS:
-    return densenet.MODELS[name]
-  match = _CIFAR_NAME.match(name)
-  if match:
-    return functools.partial(
-        densenet.densenet_cifar, depth=int(match.group(2)),
-        growth_rate=int(match.group(3)), bc=bool(match.group(1)), scope=name)
-  raise ValueError('Unknown model %r; use one of %s, or densenet_<L>_k<k> / '
-                   'densenet_bc_<L>_k<k> for a CIFAR DenseNet.' %
-                   (name, ', '.join(sorted(densenet.MODELS))))
+  resolved = spec_lib.resolve(name)
+  constructor = getattr(nets, resolved.constructor)
+  return functools.partial(constructor, **resolved.kwargs) if (
+      resolved.kwargs) else constructor
 
 
 def make_net_fn(model, num_classes, dropout_rate=0.0,
@@ -90,7 +73,9 @@ def make_net_fn(model, num_classes, dropout_rate=0.0,
   """`net_fn(images, is_training) -> logits` for `densenet.training`.
 
   Args:
-    model: A model name (see `model_fn`).
+    model: A model name or `densenet_X` config (see `model_fn`), or a
+      `densenet.spec.ModelSpec` (its epsilon, stem padding and
+      memory_efficient are used).
     num_classes: Number of classes of the logits.
     dropout_rate: Dropout after each convolution.
     weight_decay: L2 weight decay of the convolution kernels (slim's
@@ -101,44 +86,13 @@ def make_net_fn(model, num_classes, dropout_rate=0.0,
     A function mapping `[batch, height, width, 3]` normalized images to
     `[batch, num_classes]` logits.
   """
-  constructor = model_fn(model)
-
-  def net_fn(images, is_training):
-    with slim.arg_scope(densenet.densenet_arg_scope(
-        weight_decay=weight_decay)):
-      logits, _ = constructor(images, num_classes=num_classes,
-                              is_training=is_training,
-                              dropout_rate=dropout_rate)
-    return logits
-
-  return net_fn
+  spec = model if isinstance(model, spec_lib.ModelSpec) else (
+      spec_lib.ModelSpec(model))
+  return spec.replace(num_classes=num_classes).net_fn(
+      weight_decay=weight_decay, dropout_rate=dropout_rate)
 
 
-def step_learning_rate(base_learning_rate, boundaries, decay=0.1):
-  """A step schedule: `base * decay ** (number of boundaries <= step)`.
-
-  Args:
-    base_learning_rate: The rate before the first boundary.
-    boundaries: Increasing global steps; at step `boundaries[i]` (the
-      `boundaries[i] + 1`-th update) the rate is multiplied by `decay`.
-    decay: The factor applied at each boundary.
-
-  Returns:
-    `fn(step) -> learning rate` (float32 scalar Tensor), as
-    `densenet.training.Trainer` takes it.
-  """
-  boundaries = [int(b) for b in boundaries]
-  if boundaries != sorted(boundaries):
-    raise ValueError('boundaries must be increasing, got %r.' % (boundaries,))
-
-  def learning_rate(step):
-    step = tf.cast(step, tf.int64)
-    num_decays = tf.add_n([tf.cast(step >= b, tf.float32)
-                           for b in boundaries] + [tf.constant(0.0)])
-    return base_learning_rate * tf.pow(tf.constant(decay, tf.float32),
-                                       num_decays)
-
-  return learning_rate
+step_learning_rate = schedules.step
 
 
 def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
@@ -171,21 +125,30 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           weight_decay=DEFAULTS['weight_decay'], dropout_rate=None,
           normalization=None, initial_checkpoint=None, eval_split=None,
           eval_every_epochs=10, checkpoint_every=1000, strategy=None,
-          shuffle_buffer=10000, seed=None, progress=True):
+          shuffle_buffer=10000, seed=None, progress=True,
+          memory_efficient=None):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
   Re-running with the same `train_dir` resumes from its latest checkpoint.
   The run's settings are kept in `config.json`; a resumed run may change
   the length and the schedule (e.g. train more epochs; the learning-rate
   boundaries are recomputed for the new length), but a different model,
-  dataset, batch size, augmentation, dropout, weight decay or normalization
-  raises an error instead of silently mixing two runs.
+  dataset, batch size, augmentation, dropout, weight decay or what the
+  weights expect (normalization, batch-norm epsilon, stem padding) raises an
+  error instead of silently mixing two runs. The config is written once the
+  model has been built (and restored), so a failed first start does not lock
+  `train_dir`.
+
+  Fine-tuning: the weights of `initial_checkpoint` define the contract. If
+  its `densenet_metadata` (a `densenet.convert` checkpoint) records a
+  batch-norm epsilon, stem padding and input normalization, the run builds
+  and normalizes with them and records them in its config.
 
   Args:
     data_dir: A directory written by `densenet.datasets` (CIFAR or an image
       folder): its 'train' split is trained on.
     train_dir: Where checkpoints, summaries, config.json and results.json go.
-    model: A model name (see `model_fn`).
+    model: A model name or `densenet_X` config dict (see `model_fn`).
     augment: The standard augmentation (the paper's "+" datasets).
     batch_size: Global batch size (over all replicas).
     epochs: Epochs of training; the learning rate decays at
@@ -199,11 +162,12 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     dropout_rate: Dropout after each convolution; default 0.2 without
       augmentation and 0 with it (the paper).
     normalization: Input normalization (see
-      `densenet.datasets.pipeline.normalizer`); default the dataset's
-      (CIFAR: its training-set mean/std; folders: 'torch').
+      `densenet.datasets.pipeline.normalizer`); default the initial
+      checkpoint's, else a resumed run's, else the dataset's (CIFAR: its
+      training-set mean/std; folders: 'torch').
     initial_checkpoint: Optional checkpoint (e.g. converted ImageNet weights)
       to start from on a fresh run; every variable but the logits must be in
-      it (fine-tuning).
+      it (fine-tuning), and its metadata sets the contract (see above).
     eval_split: Split evaluated during and after training; default 'test',
       or 'validation' for datasets without a test split; None if neither.
     eval_every_epochs: Evaluate (TensorBoard `eval/`) every this many
@@ -213,6 +177,9 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     shuffle_buffer: Shuffle buffer in images.
     seed: Optional seed of the shuffle and augmentation.
     progress: Whether to show progress bars.
+    memory_efficient: Whether dense units recompute in the backward pass
+      (same numbers, less memory); None keeps a resumed run's setting (else
+      False). Recorded in the config.
 
   Returns:
     The results dict also written to `train_dir/results.json`: `config`,
@@ -232,7 +199,14 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   if eval_split is None:
     eval_split = next((s for s in ('test', 'validation')
                        if s in metadata['splits']), None)
-  config = {
+  saved = rundir.read_config(train_dir)
+  settings = spec_lib.merge_settings(
+      {'normalization': normalization, 'batch_norm_epsilon': None,
+       'root_padding': None, 'memory_efficient': memory_efficient},
+      spec_lib.read_contract(initial_checkpoint) if initial_checkpoint
+      else None, saved,
+      dict(spec_lib.DEFAULTS, normalization=metadata['normalization']))
+  config = dict(settings, **{
       'data_dir': os.path.abspath(data_dir),
       'dataset': metadata['dataset'],
       'num_classes': metadata['num_classes'],
@@ -251,32 +225,33 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       'dropout_rate': (dropout_rate if dropout_rate is not None else
                        0.0 if augment else
                        DEFAULTS['dropout_rate_without_augmentation']),
-      'normalization': normalization or metadata['normalization'],
       'initial_checkpoint': initial_checkpoint,
-  }
-  config = _save_or_check_config(train_dir, config)
+  })
+  rundir.check_config(train_dir, saved, config, _FIXED_SETTINGS)
+  spec = spec_lib.ModelSpec.from_config(config)
   trainer = training.Trainer(
-      make_net_fn(model, config['num_classes'], config['dropout_rate'],
-                  weight_decay),
+      spec.net_fn(weight_decay=weight_decay,
+                  dropout_rate=config['dropout_rate']),
       _cross_entropy, train_dir, batch_size, strategy=strategy,
       optimizer_fn=lambda: tf_keras.optimizers.SGD(
           learning_rate, momentum=momentum, nesterov=nesterov),
-      learning_rate_fn=step_learning_rate(
+      learning_rate_fn=schedules.step(
           learning_rate, config['learning_rate_boundaries'],
           learning_rate_decay),
       checkpoint_every=checkpoint_every,
-      init_fn=(functools.partial(_restore_backbone, model=model,
+      init_fn=(functools.partial(_restore_backbone, spec=spec,
                                  checkpoint=initial_checkpoint)
                if initial_checkpoint else None),
       progress=progress)
   dataset = pipeline.input_pipeline(
       tfrecords.read_split(data_dir, 'train', metadata), batch_size,
-      config['normalization'], is_training=True, augment_images=augment,
+      spec.normalization, is_training=True, augment_images=augment,
       shuffle_buffer=shuffle_buffer, repeat=True, seed=seed)
   eval_dataset = eval_split and pipeline.input_pipeline(
       tfrecords.read_split(data_dir, eval_split, metadata), batch_size,
-      config['normalization'], is_training=False)
+      spec.normalization, is_training=False)
   trainer.build(next(iter(dataset))[0])  # Restores the latest checkpoint.
+  config = rundir.write_config(train_dir, config)  # It builds: recorded.
   eval_writer = tf.summary.create_file_writer(os.path.join(train_dir, 'eval'))
   chunk = steps_per_epoch * eval_every_epochs or num_steps
   started, result, metrics = time.time(), None, None
@@ -303,7 +278,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   }
   if metrics is not None:
     results[eval_split] = metrics
-  _write_json(os.path.join(train_dir, RESULTS_FILE), results)
+  rundir.write_json(os.path.join(train_dir, RESULTS_FILE), results)
   return dict(results, losses=losses)
 
 
@@ -372,7 +347,7 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
   """
   config = {}
   if train_dir is not None:
-    config = _read_json(os.path.join(train_dir, CONFIG_FILE))
+    config = rundir.read_json(os.path.join(train_dir, CONFIG_FILE))
   checkpoint = checkpoint or train_dir
   data_dir = data_dir or config.get('data_dir')
   model = model or config.get('model')
@@ -395,14 +370,14 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
   dataset = pipeline.input_pipeline(
       tfrecords.read_split(data_dir, split, metadata), batch_size,
       normalization, is_training=False)
-  net = training.SlimModel(make_net_fn(model, num_classes))
+  spec = spec_lib.ModelSpec.from_config(config, architecture=model,
+                                        num_classes=num_classes,
+                                        normalization=normalization)
+  net = training.SlimModel(spec.net_fn())
   net(next(iter(dataset))[0][:1], training=False)  # Creates the variables.
-  report = training.restore_by_name(net.variables_by_name(), checkpoint)
-  if report.missing or report.mismatched:
-    raise ValueError('Checkpoint %s does not match %s with %d classes: '
-                     'missing %s; other shape %s.' %
-                     (checkpoint, model, num_classes, report.missing[:5],
-                      report.mismatched[:5]))
+  training.restore_by_name(net.variables_by_name(), checkpoint).check(
+      'Checkpoint %s does not match %s with %d classes' %
+      (checkpoint, model, num_classes))
   results = evaluate_model(net, dataset)
   reader = tf.train.load_checkpoint(checkpoint)
   results.update(
@@ -411,7 +386,7 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
       global_step=(int(reader.get_tensor(training.GLOBAL_STEP))
                    if reader.has_tensor(training.GLOBAL_STEP) else None))
   if output:
-    _write_json(output, results)
+    rundir.write_json(output, results)
   return results
 
 
@@ -421,61 +396,17 @@ def _cross_entropy(labels, logits):
       tf.cast(labels, tf.int64), logits)
 
 
-def _restore_backbone(net, model, checkpoint):
+def _restore_backbone(net, spec, checkpoint):
   """Fine-tuning start: every variable but the logits from `checkpoint`."""
-  logits_scope = model + '/logits'  # Every model's scope is its name.
+  logits_scope = spec.scope + '/logits'
   report = training.restore_by_name(net.variables_by_name(), checkpoint,
                                     exclude_scopes=[logits_scope])
-  missing = [n for n in report.missing if not n.startswith(logits_scope)]
-  if missing or report.mismatched:
-    raise ValueError('initial_checkpoint %s does not fit %s: missing %s; '
-                     'other shape %s.' % (checkpoint, model, missing[:5],
-                                          report.mismatched[:5]))
+  report.check('initial_checkpoint %s does not fit %s' %
+               (checkpoint, spec.architecture), allow_missing=[logits_scope])
   print('Restored %d variables from %s (the logits start fresh).' %
         (len(report.restored), checkpoint))
 
 
 # Settings a resumed run must share with the checkpoints it continues.
 _FIXED_SETTINGS = ('dataset', 'num_classes', 'model', 'batch_size', 'augment',
-                   'dropout_rate', 'weight_decay', 'normalization')
-
-
-def _save_or_check_config(train_dir, config):
-  """Writes config.json; on a resumed run first checks `_FIXED_SETTINGS`."""
-  path = os.path.join(train_dir, CONFIG_FILE)
-  config = json.loads(json.dumps(config))  # Tuples -> lists, as in the file.
-  if os.path.isfile(path):
-    saved = _read_json(path)
-    different = [k for k in _FIXED_SETTINGS if saved.get(k) != config[k]]
-    if different:
-      raise ValueError(
-          '%s was trained with other settings (%s): %s; use another '
-          'train_dir or the same settings.' % (
-              train_dir, ', '.join(different),
-              '; '.join('%s=%r (now %r)' % (k, saved.get(k), config[k])
-                        for k in different)))
-  _write_json(path, config)
-  return config
-
-
-def _read_json(path):
-  if not os.path.isfile(path):
-    raise FileNotFoundError('%s does not exist.' % (path,))
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
-
-
-def _write_json(path, data):
-  """Writes `data` as JSON atomically (temporary file + os.replace)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
-    f.write('\n')
-  os.replace(path + '.tmp', path)
-
-
-def _json_default(value):
-  if isinstance(value, np.generic):
-    return value.item()
-  raise TypeError('%r is not JSON serializable' % (value,))
+                   'dropout_rate', 'weight_decay') + spec_lib.CONTRACT

@@ -6,27 +6,24 @@
     densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
 
 Each command group lives in a registrar function `add_<name>_parser(
-subparsers)` that adds its subparser(s) with `set_defaults(func=...)`; `func`
-receives the parsed `argparse.Namespace` and returns the exit status. To add
-commands, write a registrar (in any module) and append it to `REGISTRARS`.
+subparsers)` that adds its subparser(s) with `cli_common.add_command`; the
+command's function receives the parsed `argparse.Namespace` and returns the
+exit status. To add commands, write a registrar (in any module) and append it
+to `REGISTRARS`. Exit statuses and `--verbose`: see `densenet.cli_common`.
+
+This module and its registrars import no TensorFlow at load time: each
+command imports the library when it runs.
 """
 
-import argparse
 import json
 import os
 import sys
-import warnings
 
+from densenet import cli_common
 from densenet import train_cli
 
 # Registrars are appended at the end of this module (after their definitions).
 REGISTRARS = []
-
-
-def _model_names():
-  from densenet import nets  # pylint: disable=g-import-not-at-top
-  return sorted(nets.MODELS)
-
 
 # ---------------------------------------------------------------------------
 # densenet convert
@@ -34,35 +31,37 @@ def _model_names():
 
 def add_convert_parser(subparsers):
   """`densenet convert SOURCE OUTPUT`: pretrained weights -> our checkpoint."""
-  parser = subparsers.add_parser(
-      'convert',
+  parser = cli_common.add_command(
+      subparsers, 'convert', run_convert,
       help='Convert Keras / pudae / torchvision DenseNet weights into a '
       'checkpoint of this library.',
       description='Convert pretrained DenseNet weights into a TF checkpoint '
       'of densenet_121/169/201/161 that records the BN epsilon and the input '
       'normalization of its source.')
   parser.add_argument(
-      'source', help='Keras .h5/.keras file, pudae checkpoint prefix '
+      'source', type=cli_common.checkpoint_path,
+      help='Keras .h5/.keras file, pudae checkpoint prefix '
       '(tf-densenet121.ckpt), or torchvision state dict as .npz.')
   parser.add_argument('output', help='Output checkpoint prefix, e.g. '
                       '/tmp/densenet_121/model.ckpt.')
   parser.add_argument('--source-format', choices=('keras', 'pudae',
                                                   'torchvision'),
                       help='Format of SOURCE (default: detected).')
-  parser.add_argument('--model', help='Target model (default: inferred from '
-                      'the weights), e.g. densenet_121.')
-  parser.set_defaults(func=run_convert)
+  parser.add_argument('--model', type=cli_common.architecture_name,
+                      help='Target model (default: inferred from the '
+                      'weights), e.g. densenet_121.')
 
 
 def run_convert(args):
+  if (args.source_format == 'pudae'
+      and not os.path.isfile(args.source + '.index')):
+    raise cli_common.UsageError(
+        '--source-format pudae needs a TF checkpoint prefix (%s.index does '
+        'not exist).' % args.source)
   from densenet import convert  # pylint: disable=g-import-not-at-top
-  try:
-    metadata = convert.convert(args.source, args.output,
-                               source_format=args.source_format,
-                               model_name=args.model, progress=True)
-  except (ValueError, OSError) as error:
-    print('densenet convert: error: %s' % error, file=sys.stderr)
-    return 1
+  metadata = convert.convert(args.source, args.output,
+                             source_format=args.source_format,
+                             model_name=args.model, progress=True)
   print('Wrote %s: %s from %s weights (num_classes=%s, BN epsilon %g, '
         "normalization '%s')." % (args.output, metadata['model'],
                                   metadata['source'], metadata['num_classes'],
@@ -77,47 +76,44 @@ def run_convert(args):
 
 def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
-                      help='Converted or pudae checkpoint prefix (or a Keras '
+                      type=cli_common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
                       '.h5/.keras file).')
-  parser.add_argument('--model', help='Model name (default: from the '
-                      'checkpoint), e.g. densenet_121.')
-  parser.add_argument('--resize-size', type=int, default=256,
-                      help='Shorter side after resizing (default 256).')
-  parser.add_argument('--crop-size', type=int, default=224,
-                      help='Side of the central crop (default 224).')
+  parser.add_argument('--model', type=cli_common.architecture_name,
+                      help='Model name (default: from the checkpoint), e.g. '
+                      'densenet_121.')
+  parser.add_argument('--resize-size', type=cli_common.positive_int,
+                      default=256, help='Shorter side after resizing.')
+  parser.add_argument('--crop-size', type=cli_common.positive_int,
+                      default=224, help='Side of the central crop.')
 
 
 def add_classify_parser(subparsers):
   """`densenet classify IMAGE...`: top-k ImageNet classes of image files."""
-  parser = subparsers.add_parser(
-      'classify', help='Print the top-k classes of images.',
+  parser = cli_common.add_command(
+      subparsers, 'classify', run_classify,
+      help='Print the top-k classes of images.',
       description='Classify image files (JPEG, PNG, WebP...) with pretrained '
       'weights. Prints one line per class: image, rank, probability, name. '
-      'Files that cannot be read are reported on stderr and make the exit '
-      'status 1; the others are still classified.')
-  parser.add_argument('images', nargs='+', metavar='IMAGE')
+      'A path that does not exist is a usage error (exit status 2, nothing '
+      'runs); files that exist but cannot be decoded are reported on stderr '
+      'and make the exit status 1; the others are still classified.')
+  parser.add_argument('images', nargs='+', metavar='IMAGE',
+                      type=cli_common.existing_file,
+                      help='Image files to classify.')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=int, default=5,
-                      help='Classes per image (default 5).')
-  parser.add_argument('--batch-size', type=int, default=16)
+  parser.add_argument('--top', type=cli_common.positive_int, default=5,
+                      help='Classes per image.')
+  parser.add_argument('--batch-size', type=cli_common.positive_int,
+                      default=16, help='Images per network run.')
   parser.add_argument('--json', action='store_true',
                       help='Print one JSON document instead of lines.')
-  parser.set_defaults(func=run_classify)
 
 
 def run_classify(args):
   from densenet import pretrained  # pylint: disable=g-import-not-at-top
-  if args.top < 1:
-    print('densenet classify: error: --top must be >= 1, got %d.' % args.top,
-          file=sys.stderr)
-    return 2
-  try:
-    model = pretrained.load_pretrained(
-        args.model, args.checkpoint, resize_size=args.resize_size,
-        crop_size=args.crop_size, batch_size=args.batch_size)
-  except (ValueError, OSError) as error:
-    print('densenet classify: error: %s' % error, file=sys.stderr)
-    return 1
+  model = pretrained.load_pretrained(
+      args.model, args.checkpoint, resize_size=args.resize_size,
+      crop_size=args.crop_size, batch_size=args.batch_size)
   top = min(args.top, len(model.class_names))
   results, errors = classify_images(model, args.images, top, args.batch_size)
   model.close()
@@ -128,7 +124,7 @@ def run_classify(args):
   for path, message in errors.items():
     print('densenet classify: cannot read %s: %s' % (path, message),
           file=sys.stderr)
-  return 1 if errors else 0
+  return cli_common.EXIT_FAILURE if errors else cli_common.EXIT_SUCCESS
 
 
 def classify_images(model, paths, top=5, batch_size=16):
@@ -194,29 +190,24 @@ def format_json(paths, results, errors):
 
 def add_export_parser(subparsers):
   """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
-  parser = subparsers.add_parser(
-      'export', help='Write a SavedModel (serving_default: encoded image '
+  parser = cli_common.add_command(
+      subparsers, 'export', run_export, help='Write a SavedModel (serving_default: encoded image '
       'bytes; serving_images: float images).',
       description='Export a pretrained classifier as a SavedModel that runs '
       'without this library (tf.saved_model.load, TF Serving).')
   parser.add_argument('export_dir', help='Directory to create, e.g. '
                       '/tmp/export/1 (TF Serving wants a version number).')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=int, default=5,
-                      help='k of the top_k outputs (default 5).')
-  parser.set_defaults(func=run_export)
+  parser.add_argument('--top', type=cli_common.positive_int, default=5,
+                      help='k of the top_k outputs.')
 
 
 def run_export(args):
   from densenet import export  # pylint: disable=g-import-not-at-top
-  try:
-    export.export_saved_model(args.checkpoint, args.export_dir,
-                              model_name=args.model, top=args.top,
-                              resize_size=args.resize_size,
-                              crop_size=args.crop_size)
-  except (ValueError, OSError) as error:
-    print('densenet export: error: %s' % error, file=sys.stderr)
-    return 1
+  export.export_saved_model(args.checkpoint, args.export_dir,
+                            model_name=args.model, top=args.top,
+                            resize_size=args.resize_size,
+                            crop_size=args.crop_size)
   print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))
   return 0
 
@@ -234,25 +225,15 @@ REGISTRARS.extend([
 
 def build_parser(registrars=None):
   """The argument parser with one subcommand per registrar."""
-  parser = argparse.ArgumentParser(
-      prog='densenet', description='DenseNets in TF-Slim: convert pretrained '
-      'weights, classify images, export SavedModels.')
-  subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
-  subparsers.required = True
-  for registrar in REGISTRARS if registrars is None else registrars:
-    registrar(subparsers)
-  return parser
+  return cli_common.build_parser(
+      'densenet', 'DenseNets in TF-Slim: convert pretrained weights, classify '
+      'images, export SavedModels, train and evaluate classifiers.',
+      REGISTRARS if registrars is None else registrars)
 
 
 def main(argv=None):
   """Entry point of the `densenet` console script; returns the exit status."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  # tf-slim layers call tf-keras' deprecated `Layer.apply`; not the user's concern.
-  warnings.filterwarnings('ignore', message='`layer.apply` is deprecated')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.get_logger().setLevel('ERROR')
-  args = build_parser().parse_args(argv)
-  return args.func(args)
+  return cli_common.main(build_parser(), argv)
 
 
 if __name__ == '__main__':

@@ -1,10 +1,15 @@
 """Keeps tf-slim 1.1.0 working on current TensorFlow (2.14 and newer).
 
-This is the one place in the project that knows about tf-slim's breakages;
-`import densenet` (and `import densenet_utils`) call `apply()` before anything
-uses tf-slim. After it, a user's own `slim.batch_norm`,
+This is the one place in the project that knows about TensorFlow's and
+tf-slim's internals. `import densenet` (which every module of the project
+does, directly or through `densenet_utils`) calls `install()`: the fixes below
+are applied the moment TensorFlow finishes loading, or at once if it is
+already loaded. After it, a user's own `slim.batch_norm`,
 `slim.learning.create_train_op(clip_gradient_norm=...)` and tf-slim's own
-`nets.resnet_v2` work again.
+`nets.resnet_v2` work again, whatever the import order.
+
+This module imports TensorFlow only inside functions, so that `import
+densenet` (and the `densenet --help` command line) does not load it.
 
 tf-slim 1.1.0 predates TF 2.14 and breaks in two independent ways:
 
@@ -23,34 +28,32 @@ tf-slim 1.1.0 predates TF 2.14 and breaks in two independent ways:
 installation, for tests and bug reports.
 """
 
+import contextlib
+import functools
 import importlib
 import importlib.abc
 import importlib.util
 import os
 import sys
 
-import tensorflow as tf
-
-# pylint: disable=g-direct-tensorflow-import
-from tensorflow.python.framework import ops
-from tensorflow.python.ops import array_ops
-from tensorflow.python.ops import control_flow_ops
-from tensorflow.python.ops import variable_scope
+from densenet import runtime
 
 _ALIAS = 'tf_keras.legacy_tf_layers'
 _TARGET = 'tf_keras.src.legacy_tf_layers'
 
-# (module, attribute, replacement) for every private name tf-slim 1.1.0 calls.
+# (TF module, attribute, public replacement under `tf`) for every private name
+# tf-slim 1.1.0 calls.
 _MISSING_NAMES = (
-    (ops, 'Tensor', tf.Tensor),
-    (ops, 'IndexedSlices', tf.IndexedSlices),
-    (array_ops, 'stack', tf.stack),
-    (array_ops, 'unstack', tf.unstack),
-    (control_flow_ops, 'cond', tf.compat.v1.cond),
-    (control_flow_ops, 'case', tf.compat.v1.case),
-    (control_flow_ops, 'while_loop', tf.compat.v1.while_loop),
-    (control_flow_ops, 'Assert', tf.compat.v1.Assert),
-    (variable_scope, 'variable', tf.compat.v1.Variable),
+    ('tensorflow.python.framework.ops', 'Tensor', 'Tensor'),
+    ('tensorflow.python.framework.ops', 'IndexedSlices', 'IndexedSlices'),
+    ('tensorflow.python.ops.array_ops', 'stack', 'stack'),
+    ('tensorflow.python.ops.array_ops', 'unstack', 'unstack'),
+    ('tensorflow.python.ops.control_flow_ops', 'cond', 'compat.v1.cond'),
+    ('tensorflow.python.ops.control_flow_ops', 'case', 'compat.v1.case'),
+    ('tensorflow.python.ops.control_flow_ops', 'while_loop',
+     'compat.v1.while_loop'),
+    ('tensorflow.python.ops.control_flow_ops', 'Assert', 'compat.v1.Assert'),
+    ('tensorflow.python.ops.variable_scope', 'variable', 'compat.v1.Variable'),
 )
 
 PATCHED_NAMES = []
@@ -85,13 +88,84 @@ def _alias_needed():
           and os.path.isdir(os.path.join(root, 'src', 'legacy_tf_layers')))
 
 
+def install():
+  """Applies the fixes now if TensorFlow is loaded, else as soon as it loads.
+
+  Imports nothing heavy: `import densenet` calls it.
+  """
+  if not runtime.around_import('tensorflow', _apply_after):
+    apply()
+
+
+@contextlib.contextmanager
+def _apply_after():
+  yield
+  apply()
+
+
 def apply():
-  """Makes tf-slim 1.1.0 usable on the installed TensorFlow. Idempotent."""
-  for module, name, replacement in _MISSING_NAMES:
+  """Makes tf-slim 1.1.0 usable on the installed TensorFlow. Idempotent.
+
+  Imports TensorFlow.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  for module_name, name, replacement in _MISSING_NAMES:
+    module = importlib.import_module(module_name)
     if not hasattr(module, name):
-      setattr(module, name, replacement)
-      PATCHED_NAMES.append('%s.%s' % (module.__name__, name))
+      setattr(module, name,
+              functools.reduce(getattr, replacement.split('.'), tf))
+      PATCHED_NAMES.append('%s.%s' % (module_name, name))
   if (not any(isinstance(f, _LegacyLayersAlias) for f in sys.meta_path)
       and _alias_needed()):
     sys.meta_path.append(_LegacyLayersAlias())
     PATCHED_NAMES.append(_ALIAS + ' -> ' + _TARGET)
+
+
+# ---------------------------------------------------------------------------
+# TensorFlow internals the trainer needs (kept here, with the rest).
+
+
+@contextlib.contextmanager
+def fresh_variable_scope_counts():
+  """Default-named variable scopes ('dense_unit', 'BatchNorm') count from
+  zero inside, as in a fresh graph; the previous counts come back after.
+
+  A `tf.function` trace's FuncGraph shares the variable-scope store of the
+  process's eager graph, so counts left there by earlier work (e.g. a
+  backward pass that re-entered scopes to recompute them) would otherwise
+  rename a network's variables between traces.
+  """
+  from tensorflow.python.ops import variable_scope  # pylint: disable=g-import-not-at-top
+  store = variable_scope.get_variable_scope_store()
+  counts, store.variable_scopes_count = store.variable_scopes_count, {}
+  try:
+    yield
+  finally:
+    store.variable_scopes_count = counts
+
+
+def track_tf1_style_variables(method):
+  """tf-keras' decorator running TF1-style (`get_variable`) code inside a
+  Keras layer's `call`, its variables tracked by the layer."""
+  from tf_keras.src.legacy_tf_layers import variable_scope_shim
+  return variable_scope_shim.track_tf1_style_variables(method)
+
+
+def has_tf1_variable_store():
+  """Whether `tf.compat.v1.get_variable` has a store that keeps variables
+  outside TF1 graphs: tf_keras' `track_tf1_style_variables` (what
+  `training.SlimModel` uses) or a `tf.compat.v1.keras.utils`-style eager
+  variable store. A plain `tf.function` has none."""
+  # pylint: disable=g-import-not-at-top,protected-access
+  import tensorflow as tf
+  from tensorflow.python.ops import variable_scope
+  stores = tf.compat.v1.get_collection(variable_scope._VARSTORE_KEY)
+  return bool(stores) and bool(getattr(stores[0], '_store_eager_variables',
+                                       False))
+
+
+def record_operation(op_type, outputs, inputs, backward_function):
+  """Records an op with its own gradient on the active gradient tapes, as
+  `tf.custom_gradient` does (used by the memory-efficient dense units)."""
+  from tensorflow.python.eager import record  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  record.record_operation(op_type, outputs, inputs, backward_function)

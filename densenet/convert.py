@@ -65,7 +65,8 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from densenet import nets
+from densenet import spec as spec_lib
+from densenet import weights as weights_lib
 
 METADATA_KEY = 'densenet_metadata'
 FORMAT_VERSION = 1
@@ -88,34 +89,9 @@ _IGNORED = (re.compile(r'global_step$'),
 _log = logging.getLogger(__name__)
 
 
-class WeightMismatchError(ValueError):
-  """Weights and network variables do not match; lists every difference."""
-
-  def __init__(self, missing=(), mismatched=(), unused=(), context=''):
-    self.missing = sorted(missing)
-    self.mismatched = sorted(mismatched)
-    self.unused = sorted(unused)
-    parts = []
-    if self.missing:
-      parts.append('%d variable(s) missing from the weights: %s' %
-                   (len(self.missing), _listing(self.missing)))
-    if self.mismatched:
-      parts.append('%d variable(s) with the wrong shape: %s' % (
-          len(self.mismatched),
-          _listing('%s (network %s, weights %s)' % m for m in self.mismatched)))
-    if self.unused:
-      parts.append('%d weight(s) not used by the network: %s' %
-                   (len(self.unused), _listing(self.unused)))
-    super().__init__('%s%s.' % (context + ': ' if context else '',
-                                '; '.join(parts)))
-
-
-def _listing(items, limit=30):
-  items = list(items)
-  text = ', '.join(items[:limit])
-  if len(items) > limit:
-    text += ', ... (%d more)' % (len(items) - limit)
-  return text
+# One error for weights that do not fit a network (see `densenet.weights`).
+WeightMismatchError = weights_lib.WeightMismatchError
+_listing = weights_lib._listing  # pylint: disable=protected-access
 
 
 # ---------------------------------------------------------------------------
@@ -406,13 +382,13 @@ def _pudae_root(names):
 
 
 def infer_model(weights):
-  """The name of the `nets.MODELS` constructor whose variables `weights` fit.
+  """The name of the named architecture whose variables `weights` fit.
 
   Counts the dense units of each block and reads the growth rate from
   `dense_block1/unit_1/dense_unit/conv2/weights`.
 
   Raises:
-    ValueError: If no ImageNet model has that structure.
+    ValueError: If no named architecture has that structure.
   """
   units = {}
   for name in weights:
@@ -422,14 +398,8 @@ def infer_model(weights):
       units[block] = max(units.get(block, 0), unit)
   key = 'dense_block1/unit_1/dense_unit/conv2/weights'
   growth_rate = int(weights[key].shape[-1]) if key in weights else None
-  structure = tuple(units[b] for b in sorted(units))
-  for name, fn in nets.MODELS.items():
-    if (getattr(fn, 'num_units_per_block', None) == structure and
-        getattr(fn, 'growth_rate', None) == growth_rate):
-      return name
-  raise ValueError('No DenseNet in densenet.nets.MODELS has %s units per block '
-                   'and growth rate %s; pass model_name.' % (structure,
-                                                             growth_rate))
+  return spec_lib.infer_architecture(tuple(units[b] for b in sorted(units)),
+                                     growth_rate)
 
 
 def _num_classes(weights):
@@ -473,7 +443,8 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
     source: A Keras model or file, a TF checkpoint prefix (ours or pudae's),
       a torchvision state dict (dict of numpy arrays) or its `.npz` file.
     source_format: One of `SOURCES`, or None to detect it (`detect_source`).
-    model_name: The `nets.MODELS` name the weights are for, or None to infer
+    model_name: The architecture the weights are for (a name or a
+      `densenet_X` config, see `densenet.spec`), or None to infer
       it from the weights (`infer_model`).
     progress: Whether to show a tqdm progress bar.
 
@@ -647,25 +618,27 @@ def session_weights(session, scope, variables=None):
 
 
 def expected_variables(model_name, num_classes):
-  """`{relative name: shape}` of a `nets.MODELS[model_name]` network."""
-  return dict(_expected_variables(model_name, num_classes))
+  """`{relative name: shape}` of a network.
+
+  Args:
+    model_name: An architecture name or `densenet_X` config (see
+      `densenet.spec.resolve`).
+    num_classes: Its logits, or None.
+  """
+  return dict(_expected_variables(json.dumps(model_name, sort_keys=True),
+                                  num_classes))
 
 
 @functools.lru_cache(maxsize=8)
-def _expected_variables(model_name, num_classes):
-  """Builds the network once per (model, classes): a few seconds."""
-  if model_name not in nets.MODELS:
-    raise ValueError('model_name must be one of %s, got %r.' %
-                     (', '.join(sorted(nets.MODELS)), model_name))
-  import tf_slim as slim  # pylint: disable=g-import-not-at-top
-  import densenet_utils  # pylint: disable=g-import-not-at-top
+def _expected_variables(architecture_json, num_classes):
+  """Builds the network once per (architecture, classes): a few seconds."""
+  spec = spec_lib.ModelSpec(json.loads(architecture_json),
+                            num_classes=num_classes)
   with tf.Graph().as_default():
     images = tf.compat.v1.placeholder(tf.float32, [1, 224, 224, 3])
-    with slim.arg_scope(densenet_utils.densenet_arg_scope()):
-      nets.MODELS[model_name](images, num_classes=num_classes,
-                              is_training=False)
-    return tuple((_relative_name(v, model_name), tuple(v.shape.as_list()))
-                 for v in tf.compat.v1.global_variables(model_name + '/'))
+    spec.build(images, is_training=False)
+    return tuple((_relative_name(v, spec.scope), tuple(v.shape.as_list()))
+                 for v in tf.compat.v1.global_variables(spec.scope + '/'))
 
 
 def check_weights(weights, model_name, num_classes):
@@ -678,7 +651,7 @@ def check_weights(weights, model_name, num_classes):
                 if name in weights and tuple(weights[name].shape) != shape]
   if missing or unused or mismatched:
     raise WeightMismatchError(missing, mismatched, unused,
-                              context='Weights do not fit %s' % model_name)
+                              context='Weights do not fit %s' % (model_name,))
 
 
 # ---------------------------------------------------------------------------
@@ -686,43 +659,31 @@ def check_weights(weights, model_name, num_classes):
 
 
 def save_checkpoint(weights, metadata, prefix, progress=False):
-  """Writes a TF (V2) checkpoint of `weights` under `metadata['model']`.
+  """Writes a TF (V2) checkpoint of `weights` under the model's scope.
 
   Args:
     weights: Dict of names relative to the model scope to arrays.
-    metadata: Dict with at least 'model', 'batch_norm_epsilon' and
-      'normalization'; stored as the `densenet_metadata` JSON string.
+    metadata: Dict with at least 'model' (an architecture name or
+      `densenet_X` config), 'batch_norm_epsilon' and 'normalization'; stored
+      as the `densenet_metadata` JSON string.
     prefix: The checkpoint prefix (`prefix.index`, `prefix.data-*` are
-      written); its directory is created.
-    progress: Whether to show a tqdm progress bar.
+      written, atomically); its directory is created.
+    progress: Unused (kept for callers); writing is one operation.
 
   Returns:
     `prefix`.
   """
-  scope = metadata['model']
+  del progress
+  scope = spec_lib.resolve(metadata['model']).scope
   stored = {key: metadata[key] for key in
             ('model', 'num_classes', 'batch_norm_epsilon', 'normalization',
              'root_padding', 'source') if key in metadata}
   stored['format_version'] = FORMAT_VERSION
-  directory = os.path.dirname(os.path.abspath(prefix))
-  os.makedirs(directory, exist_ok=True)
-  names = sorted(weights)
-  with tf.Graph().as_default():
-    feed = {}
-    tensors = []
-    for name in tqdm.tqdm(names, desc='Preparing checkpoint', unit='tensor',
-                          disable=not progress):
-      placeholder = tf.compat.v1.placeholder(tf.float32, weights[name].shape)
-      feed[placeholder] = weights[name]
-      tensors.append(placeholder)
-    tensors.append(tf.constant(json.dumps(stored, sort_keys=True)))
-    keys = ['%s/%s' % (scope, name) for name in names] + [METADATA_KEY]
-    save = tf.raw_ops.SaveV2(prefix=prefix, tensor_names=keys,
-                             shape_and_slices=[''] * len(keys),
-                             tensors=tensors)
-    with tf.compat.v1.Session() as session:
-      session.run(save, feed)
-  return prefix
+  tensors = {'%s/%s' % (scope, name): np.asarray(value, np.float32)
+             for name, value in weights.items()}
+  tensors[METADATA_KEY] = np.array(json.dumps(stored, sort_keys=True),
+                                   dtype=object)
+  return weights_lib.save(tensors, prefix)
 
 
 def convert(source, output_prefix, source_format=None, model_name=None,
@@ -733,7 +694,8 @@ def convert(source, output_prefix, source_format=None, model_name=None,
     source: See `read_weights`.
     output_prefix: Checkpoint prefix to write.
     source_format: One of `SOURCES`, or None to detect it.
-    model_name: The target `nets.MODELS` name, or None to infer it.
+    model_name: The target architecture (a name or a `densenet_X` config),
+      or None to infer it.
     check: Whether to build the network and require an exact match of names
       and shapes before writing (a few seconds).
     progress: Whether to show tqdm progress bars.

@@ -4,6 +4,8 @@
     export.export_saved_model('/tmp/densenet_121/model.ckpt', '/tmp/export/1')
 
 The SavedModel holds only core TensorFlow ops (no tf-slim, no Python code),
+and the network as `densenet.inference.optimize` rewrites it (weights
+constant, batch norm folded),
 so `tf.saved_model.load` and TF Serving run it. Its signatures:
 
   serving_default  inputs:  image_bytes  string `[batch]`, encoded JPEG / PNG
@@ -27,8 +29,10 @@ import os
 import tensorflow as tf
 
 from densenet import convert
+from densenet import inference
 from densenet import preprocessing
 from densenet import pretrained
+from densenet import spec as spec_lib
 
 BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'
@@ -42,7 +46,8 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
   Args:
     checkpoint: Anything `convert.read_weights` reads.
     export_dir: Directory to create (must not exist).
-    model_name: A `nets.MODELS` name, or None to take it from the weights.
+    model_name: An architecture name or `densenet_X` config, or None to
+      take it from the weights.
     top: k of the top_k outputs.
     resize_size, crop_size: Geometry of the `image_bytes` signature.
 
@@ -81,17 +86,22 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
         'top_k_probabilities': top_probabilities,
         'top_k_names': tf.gather(names, top_indices),
     }
-    init_fn = convert.assign_fn(weights, scope=model_name)
-    signature = tf.compat.v1.saved_model.predict_signature_def
-    signatures = {
-        BYTES_SIGNATURE: signature({'image_bytes': image_bytes}, outputs),
-        IMAGES_SIGNATURE: signature({'images': images}, outputs),
-    }
+    init_fn = convert.assign_fn(weights,
+                                scope=spec_lib.resolve(model_name).scope)
     with tf.compat.v1.Session(graph=graph) as session:
       init_fn(session)
-      builder = tf.compat.v1.saved_model.Builder(export_dir)
-      builder.add_meta_graph_and_variables(
-          session, [tf.saved_model.SERVING], signature_def_map=signatures,
-          strip_default_attrs=True)
-      builder.save()
+      session, (image_bytes, images, outputs) = inference.optimize(
+          session, (image_bytes, images, outputs))
+      signature = tf.compat.v1.saved_model.predict_signature_def
+      signatures = {
+          BYTES_SIGNATURE: signature({'image_bytes': image_bytes}, outputs),
+          IMAGES_SIGNATURE: signature({'images': images}, outputs),
+      }
+      with session.graph.as_default():
+        builder = tf.compat.v1.saved_model.Builder(export_dir)
+        builder.add_meta_graph_and_variables(
+            session, [tf.saved_model.SERVING], signature_def_map=signatures,
+            strip_default_attrs=True)
+        builder.save()
+      session.close()
   return export_dir

@@ -48,11 +48,17 @@ With initial_output_stride 4, S/dense_block1 is the stride-4 feature map and
 S/dense_block2 the stride-8 one (stride 2 and 4 with initial_output_stride 2).
 """
 
+import inspect
+import numbers
+
+import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 from tf_slim.layers import utils as slim_utils
 
 import densenet_utils
+from densenet import architectures
+from densenet import compat
 
 _ROOTS = ('imagenet', 'cifar')
 _INITIAL_OUTPUT_STRIDES = (1, 2, 4)
@@ -74,11 +80,14 @@ def densenet(inputs,
   """Generator for DenseNet models from a list of `Block`s.
 
   Args:
-    inputs: A `[batch, height, width, channels]` Tensor, channels known. The
-      network computes in its dtype: float32, or bfloat16 / float16 for
-      faster low-precision inference where the CPU supports it (oneDNN); the
-      variables stay float32 (cast on read) and batch norm keeps float32
-      statistics, so the same checkpoint serves every dtype.
+    inputs: A `[batch, height, width, channels]` Tensor, channels known, or
+      a numpy array or nested list of numbers (made a constant, as slim
+      layers do). The network computes in its dtype: float32, or bfloat16 /
+      float16 for faster low-precision inference where the CPU supports it
+      (oneDNN); any other dtype (uint8 images, float64 arrays, Python
+      lists) is cast to float32. The variables stay float32 (cast on read)
+      and batch norm keeps float32 statistics, so the same checkpoint serves
+      every dtype.
     blocks: A list of `densenet_utils.Block`s (dense blocks and transitions).
     num_classes: Number of classes of the logits, or None to return the
       features (the output of the global pool, or of the final BN-ReLU when
@@ -114,7 +123,7 @@ def densenet(inputs,
   Raises:
     ValueError: For a bad argument; the message names it.
   """
-  _check_inputs(inputs)
+  inputs = _as_inputs(inputs)
   if root not in _ROOTS:
     raise ValueError('root must be one of %s, got %r.' % (_ROOTS, root))
   if initial_output_stride not in _INITIAL_OUTPUT_STRIDES:
@@ -133,8 +142,9 @@ def densenet(inputs,
          densenet_utils.transition],
         outputs_collections=end_points_collection), \
         _training_scope(is_training), \
-        _arg_scope_unless_none([densenet_utils.dense_unit],
-                               memory_efficient=memory_efficient):
+        _arg_scope_unless_none(
+            [densenet_utils.dense_unit, densenet_utils.transition],
+            memory_efficient=memory_efficient):
       net = root_block(inputs, root, num_initial_filters,
                        initial_output_stride)
       net = densenet_utils.stack_blocks_dense(
@@ -160,6 +170,46 @@ def densenet(inputs,
 
 
 densenet.default_image_size = 224
+
+
+_COMPUTE_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
+
+
+def _as_inputs(inputs):
+  """`inputs` as a Tensor the network computes in (see `densenet`).
+
+  Raises:
+    RuntimeError: Outside a TF1 graph and outside a TF1 variable store
+      (eagerly, or in a plain `tf.function`), where tf-slim cannot keep
+      variables.
+    ValueError: If the shape is not `[batch, height, width, channels]`.
+  """
+  _check_graph_mode()
+  if not tf.is_tensor(inputs):
+    array = np.asarray(inputs)
+    inputs = tf.convert_to_tensor(
+        array, None if array.dtype == np.float32 or array.dtype == np.float16
+        else tf.float32)
+  if inputs.dtype.base_dtype not in _COMPUTE_DTYPES:
+    inputs = tf.cast(inputs, tf.float32)
+  _check_inputs(inputs)
+  return inputs
+
+
+def _check_graph_mode():
+  """Raises the two ways to run the networks when neither is in use."""
+  if not tf.compat.v1.executing_eagerly_outside_functions():
+    return  # A TF1 graph: tf.compat.v1.Graph / Session code.
+  if not tf.executing_eagerly() and compat.has_tf1_variable_store():
+    return  # Traced under track_tf1_style_variables (densenet.keras_model).
+  raise RuntimeError(
+      'The DenseNet constructors are TF1 graph-mode (tf-slim) code and cannot '
+      'run %s. Two ways: densenet.keras_model(\'densenet_121\', ...) gives '
+      'the same network as a tf_keras model (eager, tf.function, fit, '
+      'SavedModel); or build it in tf.compat.v1 graph mode: `with '
+      'tf.Graph().as_default():` ... `tf.compat.v1.Session()`.' % (
+          'eagerly' if tf.executing_eagerly() else
+          'in a tf.function without a TF1 variable store'))
 
 
 def _check_inputs(inputs):
@@ -269,38 +319,56 @@ def _pad(inputs, amount):
   return tf.pad(inputs, [[0, 0], [amount, amount], [amount, amount], [0, 0]])
 
 
+class _Default(float):
+  """A default theta: equal to the float it holds, marked as not given.
+
+  Lets `densenet_X` tell `theta` left at its default (any `compression` then
+  applies) from `theta` given (a different `compression` is a conflict), while
+  the signature still reads `theta=0.5`.
+  """
+
+
 def densenet_X(inputs,
-               num_units_per_block,
-               growth_rate=32,
-               num_initial_filters=None,
-               compression=0.5,
-               bottleneck=True,
-               dropout_rate=0.0,
                num_classes=None,
+               theta=_Default(0.5),
+               num_units_per_block=(6, 12, 24, 16),
+               growth_rate=32,
                is_training=True,
                global_pool=True,
                output_stride=None,
-               initial_output_stride=4,
-               root='imagenet',
                spatial_squeeze=True,
+               initial_output_stride=4,
                reuse=None,
                scope='densenet_X',
-               memory_efficient=None):
+               num_initial_filters=None,
+               bottleneck=True,
+               dropout_rate=0.0,
+               root='imagenet',
+               memory_efficient=None,
+               compression=None):
   """A DenseNet with any number of dense blocks.
 
+  The parameters up to `scope` are those of the original library
+  (sthalles/dense-net), in its order; the rest are keywords of this one.
+
   Args:
-    inputs: A `[batch, height, width, channels]` Tensor.
+    inputs: A `[batch, height, width, channels]` Tensor, numpy array or
+      nested list (see `densenet` for dtypes).
+    num_classes: Classes of the logits, or None for the features.
+    theta: The paper's compression: channel fraction kept by transitions, in
+      (0, 1].
     num_units_per_block: Dense units (layers) of each dense block, e.g.
       (6, 12, 24, 16) for DenseNet-121; a transition follows every block but
       the last.
     growth_rate: Feature maps each unit adds (k), >= 1.
+    is_training, global_pool, output_stride, spatial_squeeze,
+    initial_output_stride, reuse, scope: see `densenet`.
     num_initial_filters: Filters of the root convolution; default 2k.
-    compression: Channel fraction kept by transitions (theta), in (0, 1].
     bottleneck: Whether units start with a 1x1 conv to 4k channels (-B).
     dropout_rate: Dropout after every convolution, in [0, 1).
-    num_classes, is_training, global_pool, output_stride,
-    initial_output_stride, root, spatial_squeeze, reuse, scope,
-    memory_efficient: see `densenet`.
+    root, memory_efficient: see `densenet`.
+    compression: Another name for `theta` (this library's earlier one);
+      giving both with different values is an error.
 
   Returns:
     (net, end_points) as `densenet`.
@@ -308,8 +376,14 @@ def densenet_X(inputs,
   Raises:
     ValueError: For a bad argument; the message names it.
   """
-  blocks = densenet_blocks(num_units_per_block, growth_rate, compression,
-                           bottleneck, dropout_rate)
+  if isinstance(num_classes, (list, tuple)):
+    raise ValueError(
+        'num_classes must be a positive int or None, got %r; '
+        'num_units_per_block is densenet_X\'s fourth parameter (the original '
+        'library\'s order), pass it by keyword.' % (num_classes,))
+  blocks = densenet_blocks(num_units_per_block, growth_rate,
+                           _theta(theta, compression), bottleneck,
+                           dropout_rate)
   if num_initial_filters is None:
     num_initial_filters = 2 * growth_rate
   return densenet(inputs, blocks, num_classes=num_classes,
@@ -322,6 +396,21 @@ def densenet_X(inputs,
 
 
 densenet_X.default_image_size = 224
+
+
+def _theta(theta, compression):
+  """The compression of `theta` and its alias `compression`.
+
+  Raises:
+    ValueError: If both are given with different values.
+  """
+  if compression is None:
+    return float(theta) if isinstance(theta, _Default) else theta
+  if not isinstance(theta, _Default) and theta != compression:
+    raise ValueError('theta and compression are the same setting (the '
+                     'paper\'s compression); got theta=%r and compression=%r. '
+                     'Give one of them.' % (theta, compression))
+  return compression
 
 
 def densenet_blocks(num_units_per_block, growth_rate, compression=0.5,
@@ -338,7 +427,8 @@ def densenet_blocks(num_units_per_block, growth_rate, compression=0.5,
   if not isinstance(growth_rate, int) or growth_rate < 1:
     raise ValueError('growth_rate must be an int >= 1, got %r.' %
                      (growth_rate,))
-  if not 0.0 < compression <= 1.0:
+  if (not isinstance(compression, numbers.Real) or
+      isinstance(compression, bool) or not 0.0 < compression <= 1.0):
     raise ValueError('compression (theta) must be in (0, 1], got %r.' %
                      (compression,))
   if not 0.0 <= dropout_rate < 1.0:
@@ -359,79 +449,121 @@ def densenet_blocks(num_units_per_block, growth_rate, compression=0.5,
 def _imagenet_model(name, num_units_per_block, growth_rate):
   """Makes a `densenet_<name>` constructor for an ImageNet architecture."""
 
-  def constructor(inputs,
-                  num_classes=None,
-                  is_training=True,
-                  global_pool=True,
-                  output_stride=None,
-                  initial_output_stride=4,
-                  spatial_squeeze=True,
-                  dropout_rate=0.0,
-                  reuse=None,
-                  scope='densenet_' + name,
-                  memory_efficient=None):
-    return densenet_X(inputs, num_units_per_block, growth_rate=growth_rate,
-                      compression=0.5, bottleneck=True,
-                      dropout_rate=dropout_rate, num_classes=num_classes,
-                      is_training=is_training, global_pool=global_pool,
-                      output_stride=output_stride,
-                      initial_output_stride=initial_output_stride,
-                      root='imagenet', spatial_squeeze=spatial_squeeze,
-                      reuse=reuse, scope=scope,
-                      memory_efficient=memory_efficient)
 
-  constructor.__name__ = 'densenet_' + name
-  constructor.__qualname__ = constructor.__name__
-  constructor.__doc__ = (
-      """DenseNet-%s (k=%d, units per block %s, theta 0.5), ImageNet root.
 
-  Args: see `densenet`; `dropout_rate` as `densenet_X`.
+# densenet_X's parameters that define an architecture: fixed by a named
+# constructor (from `architectures.ARCHITECTURES`), not among its arguments.
+_ARCHITECTURE_PARAMETERS = ('num_units_per_block', 'growth_rate',
+                            'num_initial_filters', 'bottleneck', 'root')
+
+
+def _signature(leading, defaults):
+  """densenet_X's signature for a constructor built on it.
+
+  Args:
+    leading: Parameter names of the constructor placed after `inputs` (they
+      must not be densenet_X's; no default), followed by densenet_X's own
+      parameters minus `_ARCHITECTURE_PARAMETERS`, in densenet_X's order.
+    defaults: {densenet_X parameter: this constructor's default}.
+  """
+  own = inspect.signature(densenet_X).parameters
+  parameters = [own['inputs']]
+  parameters += [
+      inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+      for name in leading]
+  for name, parameter in own.items():
+    if name != 'inputs' and name not in _ARCHITECTURE_PARAMETERS:
+      parameters.append(parameter.replace(
+          default=defaults.get(name, parameter.default)))
+  return inspect.Signature(parameters)
+
+
+def _bind(signature, args, kwargs):
+  bound = signature.bind(*args, **kwargs)
+  bound.apply_defaults()
+  return bound.arguments
+
+
+def _named_constructor(name, architecture):
+  """The constructor `name` of `architectures.ARCHITECTURES`.
+
+  It takes densenet_X's arguments but the architecture's own
+  (`_ARCHITECTURE_PARAMETERS`), in densenet_X's order (for the ImageNet
+  models the original library's: inputs, num_classes, theta, is_training,
+  global_pool, output_stride, spatial_squeeze, initial_output_stride, reuse,
+  scope), with the architecture's defaults for num_classes, theta,
+  initial_output_stride and scope (its name).
+  """
+  fixed = {key: architecture[key] for key in _ARCHITECTURE_PARAMETERS}
+  signature = _signature((), {
+      'num_classes': architecture['num_classes'],
+      'theta': _Default(architecture['compression']),
+      'initial_output_stride': architecture['initial_output_stride'],
+      'scope': name})
+
+  def constructor(*args, **kwargs):
+    return densenet_X(**fixed, **_bind(signature, args, kwargs))
+
+  constructor.__signature__ = signature
+  constructor.__name__ = constructor.__qualname__ = name
+  if architecture['root'] == 'cifar':
+    title = '%s L=%d, k=%d, on 32x32 images (%d classes by default)' % (
+        'DenseNet-BC' if architecture['bottleneck'] else 'DenseNet',
+        architecture['depth'], architecture['growth_rate'],
+        architecture['num_classes'])
+  else:
+    title = 'DenseNet-%s (k=%d, units per block %s), ImageNet root' % (
+        name.split('_')[-1], architecture['growth_rate'],
+        architecture['num_units_per_block'])
+  constructor.__doc__ = """%s.
+
+  Args: see `densenet_X`; %s are fixed by the
+    architecture; theta defaults to %s.
 
   Returns:
-    (net, end_points); net is `[batch, num_classes]` for 224x224 inputs, or
-    `[batch, 224 / output_stride, 224 / output_stride, channels]` with
-    `num_classes=None, global_pool=False`.
-  """ % (name, growth_rate, tuple(num_units_per_block)))
-  constructor.default_image_size = 224
-  constructor.num_units_per_block = tuple(num_units_per_block)
-  constructor.growth_rate = growth_rate
+    (net, end_points); net is `[batch, num_classes]` for
+    %dx%d inputs, or `[batch, size / output_stride, size / output_stride,
+    channels]` with `num_classes=None, global_pool=False`.
+  """ % (title, ', '.join(_ARCHITECTURE_PARAMETERS),
+         architecture['compression'],
+         architecture['default_image_size'],
+         architecture['default_image_size'])
+  constructor.default_image_size = architecture['default_image_size']
+  constructor.architecture = dict(architecture)
+  if architecture['root'] == 'imagenet':
+    constructor.num_units_per_block = architecture['num_units_per_block']
+    constructor.growth_rate = architecture['growth_rate']
   return constructor
 
 
-densenet_121 = _imagenet_model('121', (6, 12, 24, 16), 32)
-densenet_169 = _imagenet_model('169', (6, 12, 32, 32), 32)
-densenet_201 = _imagenet_model('201', (6, 12, 48, 32), 32)
-densenet_161 = _imagenet_model('161', (6, 12, 36, 24), 48)
-densenet_264 = _imagenet_model('264', (6, 12, 64, 48), 32)
+_CIFAR_SIGNATURE = _signature(
+    ('depth', 'growth_rate', 'bc'),
+    {'num_classes': 10, 'theta': None, 'initial_output_stride': 1,
+     'scope': None})
+_CIFAR_SIGNATURE = _CIFAR_SIGNATURE.replace(parameters=[
+    p.replace(default=True) if p.name == 'bc' else p
+    for p in _CIFAR_SIGNATURE.parameters.values()])
 
 
-def densenet_cifar(inputs,
-                   depth,
-                   growth_rate,
-                   bc=True,
-                   num_classes=10,
-                   is_training=True,
-                   global_pool=True,
-                   output_stride=None,
-                   initial_output_stride=1,
-                   spatial_squeeze=True,
-                   dropout_rate=0.0,
-                   reuse=None,
-                   scope=None,
-                   memory_efficient=None):
+def densenet_cifar(*args, **kwargs):
   """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
 
+  `densenet_cifar(inputs, depth, growth_rate, bc=True, num_classes=10,
+  theta=None, ...)`, then densenet_X's other arguments.
+
   DenseNet (`bc=False`): (depth - 4) / 3 units per block without bottleneck,
-  16 root filters, no compression. DenseNet-BC (`bc=True`): (depth - 4) / 6
-  bottleneck units per block, 2k root filters, compression 0.5.
+  16 root filters, no compression (theta 1). DenseNet-BC (`bc=True`):
+  (depth - 4) / 6 bottleneck units per block, 2k root filters, theta 0.5.
 
   Args:
     inputs: A `[batch, 32, 32, 3]` Tensor (other sizes work too).
     depth: L, the number of layers with weights.
     growth_rate: k.
     bc: DenseNet-BC (bottleneck and compression) or plain DenseNet.
+    theta: The compression, None for the paper's (above).
     dropout_rate: The paper uses 0.2 when training without augmentation.
-    Other args: see `densenet`.
+    Other args: see `densenet_X`; the scope defaults to e.g.
+      'densenet_bc_100_k12', initial_output_stride to 1.
 
   Returns:
     (net, end_points); net is `[batch, num_classes]`.
@@ -439,65 +571,39 @@ def densenet_cifar(inputs,
   Raises:
     ValueError: If `depth` does not give a whole number of units per block.
   """
+  arguments = _bind(_CIFAR_SIGNATURE, args, kwargs)
+  depth, growth_rate, bc = (arguments.pop(name)
+                            for name in ('depth', 'growth_rate', 'bc'))
   layers_per_unit = 6 if bc else 3
   if not isinstance(depth, int) or depth < 4 + layers_per_unit or (
       depth - 4) % layers_per_unit:
     raise ValueError('depth must be 4 + a positive multiple of %d for %s, '
                      'got %r.' % (layers_per_unit,
                                   'DenseNet-BC' if bc else 'DenseNet', depth))
-  num_units = (depth - 4) // layers_per_unit
-  if scope is None:
-    scope = 'densenet_%s%d_k%d' % ('bc_' if bc else '', depth, growth_rate)
-  return densenet_X(inputs, [num_units] * 3, growth_rate=growth_rate,
-                    num_initial_filters=2 * growth_rate if bc else 16,
-                    compression=0.5 if bc else 1.0, bottleneck=bc,
-                    dropout_rate=dropout_rate, num_classes=num_classes,
-                    is_training=is_training, global_pool=global_pool,
-                    output_stride=output_stride,
-                    initial_output_stride=initial_output_stride, root='cifar',
-                    spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope,
-                    memory_efficient=memory_efficient)
+  architecture = architectures.cifar(depth, growth_rate, bc)
+  if arguments['scope'] is None:
+    arguments['scope'] = architectures.cifar_name(depth, growth_rate, bc)
+  if arguments['theta'] is None:
+    arguments['theta'] = _Default(architecture['compression'])
+  return densenet_X(**{key: architecture[key]
+                       for key in _ARCHITECTURE_PARAMETERS}, **arguments)
 
 
+densenet_cifar.__signature__ = _CIFAR_SIGNATURE
 densenet_cifar.default_image_size = 32
 
+# Every named constructor, by name, from the one table of architectures.
+MODELS = {name: _named_constructor(name, architecture)
+          for name, architecture in architectures.ARCHITECTURES.items()}
 
-def _cifar_model(depth, growth_rate, bc):
-  """Makes a constructor for one of the paper's CIFAR configurations."""
-  name = 'densenet_%s%d_k%d' % ('bc_' if bc else '', depth, growth_rate)
-
-  def constructor(inputs, num_classes=10, is_training=True, global_pool=True,
-                  output_stride=None, initial_output_stride=1,
-                  spatial_squeeze=True, dropout_rate=0.0, reuse=None,
-                  scope=name, memory_efficient=None):
-    return densenet_cifar(inputs, depth, growth_rate, bc=bc,
-                          num_classes=num_classes, is_training=is_training,
-                          global_pool=global_pool, output_stride=output_stride,
-                          initial_output_stride=initial_output_stride,
-                          spatial_squeeze=spatial_squeeze,
-                          dropout_rate=dropout_rate, reuse=reuse, scope=scope,
-                          memory_efficient=memory_efficient)
-
-  constructor.__name__ = name
-  constructor.__qualname__ = name
-  constructor.__doc__ = (
-      """%s with L=%d, k=%d on 32x32 images; see `densenet_cifar`.""" %
-      ('DenseNet-BC' if bc else 'DenseNet', depth, growth_rate))
-  constructor.default_image_size = 32
-  return constructor
-
-
-densenet_40_k12 = _cifar_model(40, 12, bc=False)
-densenet_100_k12 = _cifar_model(100, 12, bc=False)
-densenet_100_k24 = _cifar_model(100, 24, bc=False)
-densenet_bc_100_k12 = _cifar_model(100, 12, bc=True)
-densenet_bc_250_k24 = _cifar_model(250, 24, bc=True)
-densenet_bc_190_k40 = _cifar_model(190, 40, bc=True)
-
-# Every named constructor, by name (used by the command-line tools).
-MODELS = {
-    fn.__name__: fn for fn in (
-        densenet_121, densenet_169, densenet_201, densenet_161, densenet_264,
-        densenet_40_k12, densenet_100_k12, densenet_100_k24,
-        densenet_bc_100_k12, densenet_bc_250_k24, densenet_bc_190_k40)
-}
+densenet_121 = MODELS['densenet_121']
+densenet_169 = MODELS['densenet_169']
+densenet_201 = MODELS['densenet_201']
+densenet_161 = MODELS['densenet_161']
+densenet_264 = MODELS['densenet_264']
+densenet_40_k12 = MODELS['densenet_40_k12']
+densenet_100_k12 = MODELS['densenet_100_k12']
+densenet_100_k24 = MODELS['densenet_100_k24']
+densenet_bc_100_k12 = MODELS['densenet_bc_100_k12']
+densenet_bc_250_k24 = MODELS['densenet_bc_250_k24']
+densenet_bc_190_k40 = MODELS['densenet_bc_190_k40']

@@ -8,19 +8,19 @@
 converted checkpoint (its metadata gives the model, BN epsilon and input
 normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
 a torchvision state dict. The network runs in its own `tf.Graph` and
-`tf.compat.v1.Session` (inference mode).
+`tf.compat.v1.Session`, as `densenet.inference.optimize` rewrites it (batch
+norm folded, weights constant).
 """
 
 import importlib.resources
 
 import numpy as np
 import tensorflow as tf
-import tf_slim as slim
 
-import densenet_utils
 from densenet import convert
-from densenet import nets
+from densenet import inference
 from densenet import preprocessing
+from densenet import spec as spec_lib
 
 IMAGENET_CLASSES_FILE = 'data/imagenet_classes.txt'
 
@@ -47,10 +47,11 @@ def build_classifier(model_name, metadata, images=None):
   """Builds the inference network in the current graph.
 
   Args:
-    model_name: A `nets.MODELS` name.
+    model_name: An architecture name or `densenet_X` config, or None for
+      the metadata's 'model'.
     metadata: Dict with 'batch_norm_epsilon', 'normalization',
       'num_classes' and optionally 'root_padding' (from
-      `convert.read_weights`).
+      `convert.read_weights`); see `densenet.spec.ModelSpec.from_metadata`.
     images: float32 `[batch, height, width, 3]` RGB in [0, 255], or None for
       a placeholder of that shape.
 
@@ -58,24 +59,14 @@ def build_classifier(model_name, metadata, images=None):
     `(images, logits)`: the input Tensor and the `[batch, num_classes]`
     logits.
   """
-  if model_name not in nets.MODELS:
-    raise ValueError('model_name must be one of %s, got %r.' %
-                     (', '.join(sorted(nets.MODELS)), model_name))
-  if not metadata.get('num_classes'):
+  spec = spec_lib.ModelSpec.from_metadata(metadata, architecture=model_name)
+  if not spec.num_classes:
     raise ValueError('The weights of %s have no logits (num_classes is %r); '
-                     'they cannot classify.' % (model_name,
-                                                metadata.get('num_classes')))
+                     'they cannot classify.' % (spec.scope, spec.num_classes))
   if images is None:
     images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3],
                                       name='images')
-  arg_scope = densenet_utils.densenet_arg_scope(
-      batch_norm_epsilon=metadata['batch_norm_epsilon'])
-  with slim.arg_scope(arg_scope), slim.arg_scope(
-      [nets.root_block],
-      padding=metadata.get('root_padding', 'symmetric')):
-    logits, _ = nets.MODELS[model_name](
-        preprocessing.normalize(images, metadata['normalization']),
-        num_classes=metadata['num_classes'], is_training=False)
+  logits, _ = spec.build(spec.normalize(images), is_training=False)
   return images, logits
 
 
@@ -102,10 +93,16 @@ class Classifier(object):
     with self.graph.as_default():
       self._images, self._logits = build_classifier(self.model_name, metadata)
       self._probabilities = tf.nn.softmax(self._logits)
-      init_fn = convert.assign_fn(weights, scope=self.model_name)
+      init_fn = convert.assign_fn(weights, scope=spec_lib.resolve(
+          self.model_name).scope)
       self.graph.finalize()
     self.session = tf.compat.v1.Session(graph=self.graph)
     init_fn(self.session)
+    self.session, (self._images, self._logits, self._probabilities) = (
+        inference.optimize(self.session, (self._images, self._logits,
+                                          self._probabilities)))
+    self.graph = self.session.graph
+    self.graph.finalize()
     self.class_names = class_names(metadata['num_classes'])
 
   def close(self):
@@ -169,8 +166,8 @@ def load_pretrained(model_name, checkpoint, **kwargs):
   """A `Classifier` for pretrained weights.
 
   Args:
-    model_name: A `densenet.nets.MODELS` name ('densenet_121'...), or None to
-      take it from the weights.
+    model_name: An architecture name ('densenet_121'...) or `densenet_X`
+      config, or None to take it from the weights.
     checkpoint: Anything `convert.read_weights` reads (converted or pudae
       checkpoint prefix, Keras file or model, torchvision state dict).
     **kwargs: `resize_size`, `crop_size`, `batch_size` of `Classifier`.

@@ -16,39 +16,36 @@ class):
         --learning-rate 0.01 --batch-size 32
 
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
-registrars of `densenet/cli.py`: each adds one sub-command whose parsed
-arguments carry `func`, called as `args.func(args)` (returns the exit status).
+registrars of `densenet/cli.py` (see there). This module imports no
+TensorFlow at load time: the library is imported when a command runs.
 """
 
 import argparse
 import json
 import os
 
-from densenet import classification
-from densenet import datasets
-from densenet import training
-from densenet.datasets import tfrecords
+from densenet import cli_common
+from densenet import recipe
 
-# The paper's dataset names: "+" is standard augmentation.
-PAPER_DATASETS = {
-    'C10': ('CIFAR10', False), 'C10+': ('CIFAR10', True),
-    'C100': ('CIFAR100', False), 'C100+': ('CIFAR100', True),
-}
-_STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker')
+PAPER_DATASETS = recipe.PAPER_DATASETS
+# densenet.datasets.tfrecords.METADATA_FILE, checked before loading TensorFlow.
+_METADATA_FILE = 'metadata.json'
 
 
 def add_train_parser(subparsers):
   """Adds the `train` sub-command to an argparse `subparsers` object."""
-  defaults = classification.DEFAULTS
-  parser = subparsers.add_parser(
-      'train', help='Train a DenseNet classifier (the paper\'s CIFAR recipe '
-      'by default).',
+  defaults = recipe.PAPER_RECIPE
+  positive_int = cli_common.positive_int
+  parser = cli_common.add_command(
+      subparsers, 'train', run_train,
+      help='Train a DenseNet classifier (the paper\'s CIFAR recipe by '
+      'default).',
       description='Train a DenseNet classifier on a densenet.datasets '
       'TFRecord directory, building it first from a CIFAR archive or an '
       'image folder when it does not exist yet. Resumes from the latest '
       'checkpoint of --train-dir. Defaults: the DenseNet paper\'s recipe '
       '(SGD, Nesterov momentum 0.9, batch 64, learning rate 0.1 divided by '
-      '10 at 50%% and 75%% of 300 epochs, weight decay 1e-4, dropout 0.2 '
+      '10 at 50% and 75% of 300 epochs, weight decay 1e-4, dropout 0.2 '
       'without augmentation).')
   data = parser.add_argument_group('data')
   data.add_argument('--data-dir', required=True,
@@ -57,12 +54,12 @@ def add_train_parser(subparsers):
   data.add_argument('--dataset', choices=sorted(PAPER_DATASETS),
                     help='The paper\'s CIFAR datasets; "+" means standard '
                     'augmentation (sets --augment).')
-  data.add_argument('--source',
+  data.add_argument('--source', type=cli_common.existing_path,
                     help='cifar-10-python.tar.gz / cifar-100-python.tar.gz '
                     'or its extracted folder (with --dataset).')
-  data.add_argument('--image-folder',
+  data.add_argument('--image-folder', type=cli_common.existing_dir,
                     help='A folder with one sub-folder of images per class.')
-  data.add_argument('--image-size', type=int, default=224,
+  data.add_argument('--image-size', type=positive_int, default=224,
                     help='Side of the images stored from --image-folder.')
   data.add_argument('--validation-fraction', type=float, default=0.1,
                     help='Share of each class of --image-folder held out.')
@@ -78,66 +75,89 @@ def add_train_parser(subparsers):
                      help='Checkpoints, TensorBoard events, config.json, '
                      'results.json.')
   model.add_argument('--model', default='densenet_bc_100_k12',
-                     help='A densenet.MODELS name or densenet[_bc]_<L>_k<k> '
-                     '(default: %(default)s).')
-  model.add_argument('--initial-checkpoint',
+                     help='A densenet.MODELS name or densenet[_bc]_<L>_k<k>.')
+  model.add_argument('--initial-checkpoint', type=cli_common.checkpoint_path,
                      help='Start from these weights (all but the logits).')
-  model.add_argument('--batch-size', type=int,
-                     default=defaults['batch_size'])
-  model.add_argument('--epochs', type=int, default=defaults['epochs'])
-  model.add_argument('--num-steps', type=int,
+  model.add_argument('--memory-efficient', action='store_true',
+                     help='Recompute activations in the backward pass '
+                     'instead of keeping them: same numbers, less memory, '
+                     'slower steps.')
+  model.add_argument('--batch-size', type=positive_int,
+                     default=defaults['batch_size'],
+                     help='Global batch size (over all replicas).')
+  model.add_argument('--epochs', type=positive_int,
+                     default=defaults['epochs'], help='Epochs of training.')
+  model.add_argument('--num-steps', type=positive_int,
                      help='Total steps, overriding --epochs.')
-  model.add_argument('--learning-rate', type=float,
-                     default=defaults['learning_rate'])
+  model.add_argument('--learning-rate', type=cli_common.non_negative_float,
+                     default=defaults['learning_rate'],
+                     help='Learning rate before the first decay.')
   model.add_argument('--learning-rate-decay-fractions', type=float,
                      nargs='+',
                      default=list(defaults['learning_rate_decay_fractions']),
                      help='Fractions of training at which the learning rate '
                      'is multiplied by --learning-rate-decay.')
   model.add_argument('--learning-rate-decay', type=float,
-                     default=defaults['learning_rate_decay'])
-  model.add_argument('--momentum', type=float, default=defaults['momentum'])
+                     default=defaults['learning_rate_decay'],
+                     help='Factor applied at each decay.')
+  model.add_argument('--momentum', type=float, default=defaults['momentum'],
+                     help='SGD momentum.')
   model.add_argument('--nesterov', action=argparse.BooleanOptionalAction,
-                     default=defaults['nesterov'])
-  model.add_argument('--weight-decay', type=float,
-                     default=defaults['weight_decay'])
-  model.add_argument('--dropout-rate', type=float,
-                     help='Default: 0.2 without augmentation, 0 with it.')
+                     default=defaults['nesterov'],
+                     help='Nesterov momentum.')
+  model.add_argument('--weight-decay', type=cli_common.non_negative_float,
+                     default=defaults['weight_decay'],
+                     help='L2 weight decay of the convolution kernels.')
+  model.add_argument('--dropout-rate', type=cli_common.non_negative_float,
+                     help='Dropout after each convolution (default: 0.2 '
+                     'without augmentation, 0 with it).')
   run = parser.add_argument_group('run')
-  run.add_argument('--eval-every-epochs', type=int, default=10,
+  run.add_argument('--eval-every-epochs', type=cli_common.non_negative_int,
+                   default=10,
                    help='Evaluate every N epochs (0: only at the end).')
-  run.add_argument('--checkpoint-every', type=int, default=1000,
+  run.add_argument('--checkpoint-every', type=positive_int, default=1000,
                    help='Steps between checkpoints.')
-  run.add_argument('--strategy', choices=_STRATEGIES, default='auto',
+  run.add_argument('--strategy', choices=cli_common.STRATEGIES,
+                   default='auto',
                    help='tf.distribute strategy (auto: multi-worker with '
                    'TF_CONFIG, mirrored with several GPUs, else default).')
-  run.add_argument('--seed', type=int)
-  run.add_argument('--no-progress', action='store_true')
+  run.add_argument('--seed', type=int,
+                   help='Seed of the shuffle and augmentation.')
+  run.add_argument('--no-progress', action='store_true',
+                   help='Show no progress bars.')
   run.add_argument('--json', action='store_true',
                    help='Print the results as JSON.')
-  parser.set_defaults(func=run_train)
   return parser
 
 
 def add_evaluate_parser(subparsers):
   """Adds the `evaluate` sub-command to an argparse `subparsers` object."""
-  parser = subparsers.add_parser(
-      'evaluate', help='Top-1 error of a classifier checkpoint.',
+  parser = cli_common.add_command(
+      subparsers, 'evaluate', run_evaluate,
+      help='Top-1 error of a classifier checkpoint.',
       description='Evaluate a checkpoint on a densenet.datasets split. '
       'Settings not given come from --train-dir\'s config.json.')
-  parser.add_argument('--train-dir', help='A directory of `densenet train`.')
-  parser.add_argument('--checkpoint',
+  parser.add_argument('--train-dir', type=cli_common.existing_dir,
+                      help='A directory of `densenet train`.')
+  parser.add_argument('--checkpoint', type=cli_common.checkpoint_path,
                       help='Checkpoint prefix or directory (default: the '
                       'latest in --train-dir).')
-  parser.add_argument('--data-dir')
-  parser.add_argument('--split', help='Default: test (or validation).')
-  parser.add_argument('--model')
-  parser.add_argument('--normalization')
-  parser.add_argument('--batch-size', type=int, default=100)
+  parser.add_argument('--data-dir', type=cli_common.existing_dir,
+                      help='TFRecord dataset directory (default: the one '
+                      'of --train-dir).')
+  parser.add_argument('--split',
+                      help='Split to evaluate (default: test, or '
+                      'validation).')
+  parser.add_argument('--model', help='Model name (default: the one of '
+                      '--train-dir).')
+  parser.add_argument('--normalization',
+                      help='A densenet.preprocessing mode (default: the one '
+                      'of --train-dir, or the dataset\'s).')
+  parser.add_argument('--batch-size', type=cli_common.positive_int,
+                      default=100, help='Images per evaluation step.')
   parser.add_argument('--output', help='Also write the results JSON here.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')
-  parser.set_defaults(func=run_evaluate)
   return parser
 
 
@@ -148,17 +168,21 @@ def run_train(args):
     cifar_name, paper_augment = PAPER_DATASETS[args.dataset]
     augment = paper_augment if augment is None else augment
   augment = True if augment is None else augment
-  if not os.path.isfile(os.path.join(args.data_dir, tfrecords.METADATA_FILE)):
-    if args.dataset and args.source:
-      datasets.create_tfrecords(cifar_name, args.source, args.data_dir)
-    elif args.image_folder:
-      datasets.create_image_folder_tfrecords(
-          args.image_folder, args.data_dir, image_size=args.image_size,
-          validation_fraction=args.validation_fraction)
-    else:
-      raise SystemExit(
-          'densenet train: %s holds no dataset; give --dataset and --source '
-          '(a CIFAR archive) or --image-folder to build it.' % args.data_dir)
+  has_data = os.path.isfile(os.path.join(args.data_dir, _METADATA_FILE))
+  if not (has_data or (args.dataset and args.source) or args.image_folder):
+    raise cli_common.UsageError(
+        '%s holds no dataset; give --dataset and --source (a CIFAR archive) '
+        'or --image-folder to build it.' % args.data_dir)
+  # pylint: disable=g-import-not-at-top
+  from densenet import classification
+  from densenet import datasets
+  from densenet import training
+  if not has_data and args.dataset and args.source:
+    datasets.create_tfrecords(cifar_name, args.source, args.data_dir)
+  elif not has_data:
+    datasets.create_image_folder_tfrecords(
+        args.image_folder, args.data_dir, image_size=args.image_size,
+        validation_fraction=args.validation_fraction)
   strategy = None
   if args.strategy != 'auto':
     strategy = training.get_strategy(args.strategy)
@@ -173,7 +197,8 @@ def run_train(args):
       initial_checkpoint=args.initial_checkpoint,
       eval_every_epochs=args.eval_every_epochs,
       checkpoint_every=args.checkpoint_every, strategy=strategy,
-      seed=args.seed, progress=not args.no_progress)
+      seed=args.seed, progress=not args.no_progress,
+      memory_efficient=args.memory_efficient)
   _print_results(results, args.json, os.path.join(
       args.train_dir, classification.RESULTS_FILE))
   return 0
@@ -181,6 +206,7 @@ def run_train(args):
 
 def run_evaluate(args):
   """Runs `densenet evaluate` from parsed arguments; returns exit status."""
+  from densenet import classification  # pylint: disable=g-import-not-at-top
   results = classification.evaluate(
       train_dir=args.train_dir, checkpoint=args.checkpoint,
       data_dir=args.data_dir, split=args.split, model=args.model,

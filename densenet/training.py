@@ -40,7 +40,9 @@ Public API (stable; the classification and segmentation commands use it):
       under `track_tf1_style_variables`: eagerly, in `tf.function`, in
       `Model.fit` and in a `tf.distribute` replica. The variables keep their
       slim names; regularization losses of the arg_scope are `model.losses`.
-      `model.variables_by_name()` -> {slim name: variable}.
+      `model.variables_by_name()` -> {slim name: variable}. `compile`
+      refuses Keras 3 (`keras`, `tf.keras`) optimizers, losses and metrics
+      with a message pointing to tf_keras.
   get_strategy(kind='auto') -> tf.distribute.Strategy
       'auto' = 'multi_worker' when TF_CONFIG names several workers, else
       'mirrored' with several GPUs, else 'default'.
@@ -57,10 +59,14 @@ Public API (stable; the classification and segmentation commands use it):
       .save(step) -> path, .restore(path=None) -> path or None,
       .latest_checkpoint
   checkpoint_variables(model, optimizer, global_step) -> {name: variable}
-  restore_by_name(variables, checkpoint_path, exclude_scopes=())
-      -> RestoreReport(restored, missing, mismatched, unused)
+  restore_by_name(variables, checkpoint, exclude_scopes=())
+      -> RestoreReport(restored, missing, mismatched, unused, shapes);
+      `report.check(context)` raises `WeightMismatchError`
+      (both from `densenet.weights`, the one restorer)
   poly_learning_rate(base_learning_rate, num_steps, power=0.9,
                      warmup_steps=0) -> fn(step) -> learning rate
+      (`densenet.schedules.poly`)
+  STRATEGIES: the kinds `get_strategy` takes (`densenet.spec.STRATEGIES`)
   write_scalar(tag, value, step)   TensorBoard scalar (no tensorboard import)
   per_example_mean(losses) -> [batch] mean over all but the first axis
   NaNLossError (a FloatingPointError subclass)
@@ -72,7 +78,7 @@ Decisions worth knowing:
   `tf.train.Checkpoint` would key them by object path instead, and its
   `Saver`-based alternative cannot save distributed variables eagerly, so
   `NameBasedCheckpointManager` writes TF's V2 checkpoint format with
-  `SaveV2`. The files are read by `tf.train.load_checkpoint`, restore into
+  `SaveV2` (`densenet.weights.save`). The files are read by `tf.train.load_checkpoint`, restore into
   a plain slim graph with `slim.assign_from_checkpoint_fn` or a TF1
   `Saver` by name, and a TF1 classification checkpoint initialises
   `SlimModel` with `restore_by_name`. Each save goes to a temporary prefix
@@ -96,28 +102,32 @@ Decisions worth knowing:
 """
 
 import collections
+import inspect
 import math
 import os
 import sys
 import time
-import uuid
+import types
 
 import tensorflow as tf
 import tf_keras
-# pylint: disable=g-direct-tensorflow-import
-from tf_keras.src.legacy_tf_layers.variable_scope_shim import (
-    track_tf1_style_variables)
 from tqdm import tqdm
 from tensorflow.core.framework import summary_pb2
-from tensorflow.python.ops import variable_scope as tf1_variable_scope  # pylint: disable=g-direct-tensorflow-import
 
 from densenet import compat
+from densenet import schedules
+from densenet import spec as spec_lib
+from densenet import weights
 
 compat.apply()
 
 GLOBAL_STEP = 'global_step'
 OPTIMIZER_PREFIX = 'optimizer/'
-_STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker')
+STRATEGIES = spec_lib.STRATEGIES
+# The one checkpoint restorer and its report (see `densenet.weights`).
+restore_by_name = weights.restore_by_name
+RestoreReport = weights.RestoreReport
+poly_learning_rate = schedules.poly
 
 
 # What TensorBoard's `tf.summary.scalar` writes, without needing the
@@ -156,36 +166,62 @@ class SlimModel(tf_keras.Model):
     self._net_fn = net_fn
     # tf-slim's pooling layers need a graph name scope; eager calls trace.
     # No autograph: slim code has no tensor-dependent Python control flow,
-    # and converting it would only slow the trace down.
-    self._traced_net = tf.function(self._run_net, autograph=False)
+    # and converting it would only slow the trace down. Held in a plain
+    # namespace, not as a tf.function attribute, which SavedModel would
+    # export and re-trace outside the variable store (it saves `call`).
+    self._eager = types.SimpleNamespace(
+        net=tf.function(self._run_net, autograph=False))
 
   def _run_net(self, images, training):
-    # Default-named scopes ('dense_unit', 'BatchNorm') are numbered from the
-    # variable-scope store's counts, and a trace's FuncGraph shares the store
-    # of the process's eager graph. Counts left there by earlier work (e.g. a
-    # backward pass that re-entered scopes to recompute them) would rename
-    # this net's variables between traces. Each build starts from no counts,
-    # as in a fresh graph.
-    store = tf1_variable_scope.get_variable_scope_store()
-    counts, store.variable_scopes_count = store.variable_scopes_count, {}
-    try:
+    # Each build numbers default-named scopes as a fresh graph would.
+    with compat.fresh_variable_scope_counts():
       outputs = self._net_fn(images, training)
-    finally:
-      store.variable_scopes_count = counts
     if isinstance(outputs, (tuple, list)):
       outputs = outputs[0]
     return outputs
 
-  @track_tf1_style_variables
+  @compat.track_tf1_style_variables
   def call(self, inputs, training=False):  # pylint: disable=arguments-differ
     """`[batch, height, width, 3]` images -> the logits of `net_fn`."""
     if tf.executing_eagerly():
-      return self._traced_net(inputs, bool(training))
+      return self._eager.net(inputs, bool(training))
     return self._run_net(inputs, training)
+
+  def compile(self, optimizer='rmsprop', loss=None, metrics=None, **kwargs):
+    """tf_keras' `Model.compile`, refusing Keras 3 objects with a clear error.
+
+    Raises:
+      ValueError: If `optimizer`, `loss` or a metric is a Keras 3 object
+        (`keras.*`, which `tf.keras` is in TensorFlow >= 2.16).
+    """
+    for argument, value in (('optimizer', optimizer), ('loss', loss),
+                            ('metrics', metrics),
+                            ('weighted_metrics',
+                             kwargs.get('weighted_metrics'))):
+      for item in tf.nest.flatten(value):
+        origin = _keras3_origin(item)
+        if origin:
+          raise ValueError(
+              '%s is a Keras 3 object (%s; tf.keras is Keras 3 in TensorFlow '
+              '>= 2.16), but this model is a tf_keras model: `import tf_keras` '
+              'and pass tf_keras objects, e.g. tf_keras.optimizers.SGD(0.01), '
+              'tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)'
+              ', or their string names.' % (argument, origin))
+    super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
   def variables_by_name(self):
     """{slim variable name: variable} of every variable of the network."""
     return {_variable_name(v): v for v in self.variables}
+
+
+def _keras3_origin(item):
+  """'module.Name' of a Keras 3 object, function or class, else None."""
+  kind = item if inspect.isfunction(item) or isinstance(item, type) else (
+      type(item))
+  module = getattr(kind, '__module__', None) or ''
+  if module.split('.')[0] != 'keras':
+    return None
+  return '%s.%s' % (module, kind.__qualname__)
 
 
 def get_strategy(kind='auto'):
@@ -200,9 +236,9 @@ def get_strategy(kind='auto'):
   Raises:
     ValueError: If `kind` is unknown.
   """
-  if kind not in _STRATEGIES:
+  if kind not in STRATEGIES:
     raise ValueError('strategy must be one of %s, got %r.' %
-                     (', '.join(_STRATEGIES), kind))
+                     (', '.join(STRATEGIES), kind))
   if kind == 'auto':
     cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     spec = cluster.cluster_spec().as_dict()
@@ -243,64 +279,6 @@ def checkpoint_variables(model, optimizer=None, global_step=None):
     for variable in optimizer.variables:
       variables[OPTIMIZER_PREFIX + _variable_name(variable)] = variable
   return variables
-
-
-RestoreReport = collections.namedtuple(
-    'RestoreReport', ['restored', 'missing', 'mismatched', 'unused'])
-RestoreReport.__doc__ = """What `restore_by_name` did, as sorted name lists.
-
-  restored: variables assigned from the checkpoint.
-  missing: variables with no tensor of that name in the checkpoint (left as
-    initialized), excluded ones included.
-  mismatched: variables whose checkpoint tensor has another shape (left).
-  unused: checkpoint tensors no variable asked for.
-"""
-
-
-def restore_by_name(variables, checkpoint_path, exclude_scopes=()):
-  """Assigns checkpoint tensors to the variables of the same name.
-
-  Works for any V1/V2 checkpoint with slim names (a TF1 slim `Saver`
-  checkpoint, a converted ImageNet checkpoint, a `NameBasedCheckpointManager`
-  checkpoint), eagerly and for distributed variables.
-
-  Args:
-    variables: {name: variable}, e.g. `SlimModel.variables_by_name()`.
-    checkpoint_path: A checkpoint prefix or a directory (its latest one).
-    exclude_scopes: Name prefixes not to restore (e.g. the logits scope).
-
-  Returns:
-    A `RestoreReport`.
-
-  Raises:
-    ValueError: If no checkpoint is found at `checkpoint_path`.
-  """
-  if tf.io.gfile.isdir(checkpoint_path):
-    latest = tf.train.latest_checkpoint(checkpoint_path)
-    if latest is None:
-      raise ValueError('checkpoint_path %r holds no checkpoint.' %
-                       checkpoint_path)
-    checkpoint_path = latest
-  try:
-    reader = tf.train.load_checkpoint(checkpoint_path)
-  except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-    raise ValueError('checkpoint_path %r is not a readable checkpoint: %s' %
-                     (checkpoint_path, e)) from e
-  shapes = reader.get_variable_to_shape_map()
-  restored, missing, mismatched = [], [], []
-  for name in sorted(variables):
-    variable = variables[name]
-    if any(name.startswith(scope) for scope in exclude_scopes):
-      missing.append(name)
-    elif name not in shapes:
-      missing.append(name)
-    elif list(shapes[name]) != variable.shape.as_list():
-      mismatched.append(name)
-    else:
-      variable.assign(reader.get_tensor(name))
-      restored.append(name)
-  unused = sorted(set(shapes) - set(restored) - set(mismatched))
-  return RestoreReport(restored, missing, mismatched, unused)
 
 
 class NameBasedCheckpointManager(object):
@@ -351,18 +329,7 @@ class NameBasedCheckpointManager(object):
     path = os.path.join(self._directory, '%s-%d' % (self._prefix, step))
     if not self._write:
       return path
-    tf.io.gfile.makedirs(self._directory)
-    # Leftovers of a save that was killed midway (never renamed into place).
-    for stale in tf.io.gfile.glob(os.path.join(
-        self._directory, '.tmp-*-%s.*' % self._prefix)):
-      tf.io.gfile.remove(stale)
-    temporary = os.path.join(self._directory,
-                             '.tmp-%s-%s' % (uuid.uuid4().hex, self._prefix))
-    tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,
-                      shape_and_slices=[''] * len(keys), tensors=tensors)
-    data = tf.io.gfile.glob(temporary + '.data-*')
-    for name in data + [temporary + '.index']:  # The index last.
-      os.replace(name, path + name[len(temporary):])
+    weights.save(dict(zip(keys, tensors)), path)
     kept = [p for p in self._all_checkpoints() if p != path] + [path]
     for old in kept[:-self._max_to_keep]:
       for name in tf.io.gfile.glob(old + '.*'):
@@ -376,37 +343,15 @@ class NameBasedCheckpointManager(object):
     """Restores `path` (default: the latest); returns it, or None if none.
 
     Raises:
-      ValueError: If the checkpoint lacks a variable or has another shape.
+      densenet.weights.WeightMismatchError: If the checkpoint lacks a
+        variable or has another shape.
     """
     path = path or self.latest_checkpoint
     if path is None:
       return None
-    report = restore_by_name(self._variables, path)
-    if report.missing or report.mismatched:
-      raise ValueError('checkpoint %s does not match the model: missing %s, '
-                       'other shape %s.' % (path, report.missing[:5],
-                                            report.mismatched[:5]))
+    restore_by_name(self._variables, path).check(
+        'checkpoint %s does not match the model' % path)
     return path
-
-
-def poly_learning_rate(base_learning_rate, num_steps, power=0.9,
-                       warmup_steps=0, end_learning_rate=0.0):
-  """DeepLab's 'poly' schedule, with an optional linear warm-up.
-
-  Returns:
-    `fn(step) -> learning rate` (float32 scalar Tensor) for `Trainer`.
-  """
-
-  def learning_rate(step):
-    step = tf.cast(step, tf.float32)
-    fraction = tf.minimum(step / float(max(num_steps, 1)), 1.0)
-    rate = (base_learning_rate - end_learning_rate) * (
-        1.0 - fraction) ** power + end_learning_rate
-    if warmup_steps:
-      rate *= tf.minimum(1.0, (step + 1.0) / float(warmup_steps))
-    return rate
-
-  return learning_rate
 
 
 TrainResult = collections.namedtuple(

@@ -7,19 +7,32 @@
 
 Modules: `model` (heads), `losses`, `metrics` (confusion matrix, mIoU),
 `data` (VOC folders -> TFRecords -> tf.data), `synthetic` (the embedded
-default dataset), `tasks` (train / evaluate / predict / demo, the library
-behind the `segmentation` command), `cli`.
+default dataset), `multiscale` (multi-scale + flip prediction at any size),
+`evaluation` (whole-image evaluation, eval during training, TensorBoard
+scalars), `pictures`, `eval_options` (no TensorFlow), `tasks` (train /
+evaluate / predict / demo, the library behind the `segmentation` command),
+`cli`.
+
+The public names below are imported from their modules on first use
+(PEP 562): `import segmentation` loads neither TensorFlow nor the
+application modules.
 """
 
-import densenet  # noqa: F401  (applies densenet.compat before tf-slim runs)
+from densenet import lazy
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from segmentation.losses import IGNORE_LABEL
-from segmentation.losses import softmax_cross_entropy
-from segmentation.metrics import ConfusionMatrix
-from segmentation.model import BACKBONE_EXCLUDES
-from segmentation.model import HEADS
-from segmentation.model import aspp
-from segmentation.model import aspp_rates
-from segmentation.model import build_model
-from segmentation.model import decoder
+# Public name -> the module that defines it.
+_PUBLIC = {
+    'IGNORE_LABEL': 'segmentation.losses',
+    'softmax_cross_entropy': 'segmentation.losses',
+    'ConfusionMatrix': 'segmentation.metrics',
+    'BACKBONE_EXCLUDES': 'segmentation.model',
+    'HEADS': 'segmentation.model',
+    'aspp': 'segmentation.model',
+    'aspp_rates': 'segmentation.model',
+    'build_model': 'segmentation.model',
+    'decoder': 'segmentation.model',
+}
+
+__all__ = sorted(_PUBLIC)
+
+__getattr__, __dir__ = lazy.attributes(__name__, _PUBLIC)

@@ -2,201 +2,288 @@
 
     segmentation demo                              # the whole main job
     segmentation build-data --voc-root VOC --output-dir records
-    segmentation train --model-dir runs/seg --train 'records/train-*' \
+    segmentation train --model-dir runs/seg --train 'records/train-*' \\
         --num-classes 21 --backbone densenet_121 --steps 20000
-    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \
+    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \\
         --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
+
+Built like `densenet/cli.py`: one registrar per sub-command, and
+`densenet.cli_common` for argument types, `--verbose`, `--version` and the
+table from error kind to exit status (0 success, 1 runtime failure, 2 bad
+usage, 130 interrupted). Imports no TensorFlow until a command runs.
 """
 
 import argparse
+import glob
 import json
 import os
 import sys
 
+from densenet import cli_common
 from segmentation import eval_options
 
-
-def _crop(text):
-  parts = [int(p) for p in text.lower().split('x')]
-  if len(parts) == 1:
-    parts *= 2
-  if len(parts) != 2 or min(parts) < 1:
-    raise argparse.ArgumentTypeError('crop size must be N or HxW, got %r.' %
-                                     text)
-  return tuple(parts)
+# Choices of `segmentation.model` and `segmentation.tasks`, here without
+# loading TensorFlow (tests/test_cli.py checks they match).
+HEADS = ('fcn', 'aspp', 'deeplabv3plus')
+OUTPUT_STRIDES = (8, 16, 32)
+OPTIMIZERS = ('momentum', 'adam')
 
 
-def _backbone(text):
-  """A MODELS name, or a densenet_X JSON dict."""
-  text = text.strip()
-  return json.loads(text) if text.startswith('{') else text
+def _records(pattern):
+  """A glob that matches at least one file."""
+  if not glob.glob(pattern):
+    raise argparse.ArgumentTypeError('no file matches %r' % pattern)
+  return pattern
 
 
-def _parser():
-  from segmentation import model as model_lib  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog='segmentation',
-      description='Semantic segmentation with DenseNet backbones.')
-  commands = parser.add_subparsers(dest='command', required=True)
-
-  build = commands.add_parser(
-      'build-data', help='VOC layout or folder pair -> sharded TFRecords.')
-  build.add_argument('--voc-root', help='A Pascal VOC layout root.')
-  build.add_argument('--image-dir', help='Images (with --label-dir).')
-  build.add_argument('--label-dir', help='Label PNGs named <image stem>.png.')
-  build.add_argument('--splits', default='train,val',
-                     help='VOC splits (or the one split name of a folder '
-                     'pair).')
-  build.add_argument('--output-dir', required=True)
-  build.add_argument('--num-shards', type=int, default=4)
-  build.add_argument('--strict', action='store_true',
-                     help='Exit with an error if any pair is bad.')
-
-  train = commands.add_parser('train', help='Train or resume training.')
-  train.add_argument('--model-dir', required=True)
-  train.add_argument('--train', required=True, dest='train_pattern',
-                     help='Glob of the training TFRecords.')
-  train.add_argument('--num-classes', type=int, required=True)
-  train.add_argument('--class-names', help='Comma-separated class names.')
-  train.add_argument('--backbone', type=_backbone, default='densenet_121',
-                     help='A densenet.MODELS name or a densenet_X JSON '
-                     'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
-                     '"growth_rate": 12}\'.')
-  train.add_argument('--output-stride', type=int, default=16,
-                     choices=model_lib.OUTPUT_STRIDES)
-  train.add_argument('--head', default='aspp', choices=model_lib.HEADS)
-  train.add_argument('--depth', type=int, default=256)
-  train.add_argument('--steps', type=int, required=True,
-                     help='Global step to reach.')
-  train.add_argument('--batch-size', type=int, default=8)
-  train.add_argument('--crop-size', type=_crop, default=(321, 321))
-  train.add_argument('--learning-rate', type=float, default=0.01)
-  train.add_argument('--optimizer', default='momentum',
-                     choices=('momentum', 'adam'))
-  train.add_argument('--warmup-steps', type=int, default=0)
-  train.add_argument('--weight-decay', type=float, default=1e-4)
-  train.add_argument('--checkpoint-every', type=int, default=100)
-  train.add_argument('--initial-checkpoint',
-                     help='Classification checkpoint for the backbone.')
-  train.add_argument('--class-weights',
-                     help='Comma-separated loss weight per class.')
-  train.add_argument('--strategy', default='auto',
-                     choices=('auto', 'default', 'mirrored', 'multi_worker'))
-  train.add_argument('--no-progress', action='store_true')
-  train.add_argument('--log-every', type=int, default=0,
-                     help='Print "step N loss L" lines every N steps.')
-  eval_options.add_train_arguments(train)
-
-  evaluate = commands.add_parser('evaluate', help='mIoU on a TFRecord set.')
-  evaluate.add_argument('--model-dir', required=True)
-  evaluate.add_argument('--eval', required=True, dest='eval_pattern')
-  evaluate.add_argument('--checkpoint')
-  evaluate.add_argument('--json', action='store_true',
-                        help='Print the results as JSON.')
-  eval_options.add_arguments(evaluate)
-
-  predict = commands.add_parser('predict', help='Masks and overlays.')
-  predict.add_argument('images', nargs='+')
-  predict.add_argument('--model-dir', required=True)
-  predict.add_argument('--output-dir', required=True)
-  predict.add_argument('--checkpoint')
-  predict.add_argument('--label-dir',
-                       help='Ground-truth <image stem>.png labels to show '
-                       'next to the predictions.')
-  eval_options.add_arguments(predict)
-
-  demo = commands.add_parser(
-      'demo', help='Synthetic dataset -> train DenseNet + DeepLab v3+ -> '
-      'mIoU.')
-  demo.add_argument('--work-dir', default=os.path.join('runs', 'demo'))
-  demo.add_argument('--steps', type=int, default=600)
-  demo.add_argument('--batch-size', type=int, default=16)
-  demo.add_argument('--json', action='store_true')
-  return parser
+def add_build_data_parser(subparsers):
+  """`segmentation build-data`: VOC layout or folder pair -> TFRecords."""
+  parser = cli_common.add_command(
+      subparsers, 'build-data', run_build_data,
+      help='VOC layout or folder pair -> sharded TFRecords.',
+      description='Write sharded TFRecords from a Pascal VOC layout '
+      '(--voc-root) or from a pair of folders (--image-dir and --label-dir).')
+  parser.add_argument('--voc-root', type=cli_common.existing_dir,
+                      help='A Pascal VOC layout root.')
+  parser.add_argument('--image-dir', type=cli_common.existing_dir,
+                      help='Images (with --label-dir).')
+  parser.add_argument('--label-dir', type=cli_common.existing_dir,
+                      help='Label PNGs named <image stem>.png.')
+  parser.add_argument('--splits', default='train,val',
+                      help='VOC splits (or the one split name of a folder '
+                      'pair).')
+  parser.add_argument('--output-dir', required=True,
+                      help='Directory of the TFRecord shards.')
+  parser.add_argument('--num-shards', type=cli_common.positive_int,
+                      default=4, help='Shards per split.')
+  parser.add_argument('--strict', action='store_true',
+                      help='Exit with status 1 if any pair is bad.')
 
 
-def main(argv=None):
-  args = _parser().parse_args(argv)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+def run_build_data(args):
+  if bool(args.voc_root) == bool(args.image_dir and args.label_dir):
+    raise cli_common.UsageError('give either --voc-root or both --image-dir '
+                                'and --label-dir.')
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  results = tasks.build_data(args.output_dir, voc_root=args.voc_root,
+                             image_dir=args.image_dir,
+                             label_dir=args.label_dir,
+                             splits=args.splits.split(','),
+                             num_shards=args.num_shards)
+  failed = False
+  for split, (paths, written, errors) in results.items():
+    print('%s: %d records in %d shards' % (split, written, len(paths)))
+    for error in errors:
+      print('  skipped: ' + error)
+    failed = failed or bool(errors)
+  return cli_common.EXIT_FAILURE if failed and args.strict else 0
+
+
+def add_train_parser(subparsers):
+  """`segmentation train`: train or resume a segmentation model."""
+  positive_int = cli_common.positive_int
+  parser = cli_common.add_command(
+      subparsers, 'train', run_train, help='Train or resume training.',
+      description='Train a DenseNet segmentation model on TFRecords of '
+      '`segmentation build-data`; resumes from the latest checkpoint of '
+      '--model-dir, whose config.json must match.')
+  parser.add_argument('--model-dir', required=True,
+                      help='Checkpoints, config.json, TensorBoard events.')
+  parser.add_argument('--train', required=True, dest='train_pattern',
+                      type=_records, help='Glob of the training TFRecords.')
+  parser.add_argument('--num-classes', type=positive_int, required=True,
+                      help='Classes, background included.')
+  parser.add_argument('--class-names', type=cli_common.comma_list(str),
+                      help='Comma-separated class names.')
+  parser.add_argument('--backbone', type=cli_common.backbone,
+                      default='densenet_121',
+                      help='A densenet.MODELS name or a densenet_X JSON '
+                      'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
+                      '"growth_rate": 12}\'.')
+  parser.add_argument('--output-stride', type=int, default=16,
+                      choices=OUTPUT_STRIDES,
+                      help='Stride of the backbone output.')
+  parser.add_argument('--head', default='aspp', choices=HEADS,
+                      help='Segmentation head.')
+  parser.add_argument('--depth', type=positive_int, default=256,
+                      help='Channels of the ASPP and decoder.')
+  parser.add_argument('--memory-efficient', action='store_true',
+                      help='Recompute the backbone\'s activations in the '
+                      'backward pass instead of keeping them: same numbers, '
+                      'less memory, slower steps.')
+  parser.add_argument('--steps', type=positive_int, required=True,
+                      help='Global step to reach.')
+  parser.add_argument('--batch-size', type=positive_int, default=8,
+                      help='Global batch size.')
+  parser.add_argument('--crop-size', type=cli_common.crop_size,
+                      default='321x321',
+                      help='Training crops: N or HxW.')
+  parser.add_argument('--learning-rate', type=cli_common.non_negative_float,
+                      default=0.01,
+                      help='Base learning rate of the poly schedule.')
+  parser.add_argument('--optimizer', default='momentum', choices=OPTIMIZERS,
+                      help='SGD with momentum 0.9, or Adam.')
+  parser.add_argument('--warmup-steps', type=cli_common.non_negative_int,
+                      default=0, help='Linear learning-rate warm-up.')
+  parser.add_argument('--weight-decay', type=cli_common.non_negative_float,
+                      default=1e-4, help='L2 weight decay.')
+  parser.add_argument('--checkpoint-every', type=positive_int, default=100,
+                      help='Steps between checkpoints.')
+  parser.add_argument('--initial-checkpoint',
+                      type=cli_common.checkpoint_path,
+                      help='Classification checkpoint for the backbone.')
+  parser.add_argument('--class-weights', type=cli_common.comma_list(float),
+                      help='Comma-separated loss weight per class.')
+  parser.add_argument('--strategy', default='auto',
+                      choices=cli_common.STRATEGIES,
+                      help='tf.distribute strategy (auto: multi-worker with '
+                      'TF_CONFIG, mirrored with several GPUs, else default).')
+  parser.add_argument('--no-progress', action='store_true',
+                      help='Show no progress bar.')
+  parser.add_argument('--log-every', type=cli_common.non_negative_int,
+                      default=0,
+                      help='Print "step N loss L" lines every N steps (0: '
+                      'none).')
+  eval_options.add_train_arguments(parser, records_type=_records,
+                                   steps_type=positive_int)
+
+
+def run_train(args):
   # pylint: disable=g-import-not-at-top
   from densenet import training
   from segmentation import tasks
-  try:
-    if args.command == 'build-data':
-      results = tasks.build_data(args.output_dir, voc_root=args.voc_root,
-                                 image_dir=args.image_dir,
-                                 label_dir=args.label_dir,
-                                 splits=args.splits.split(','),
-                                 num_shards=args.num_shards)
-      failed = False
-      for split, (paths, written, errors) in results.items():
-        print('%s: %d records in %d shards' % (split, written, len(paths)))
-        for error in errors:
-          print('  skipped: ' + error)
-        failed = failed or bool(errors)
-      return 1 if failed and args.strict else 0
-    if args.command == 'train':
-      config = tasks.ModelConfig(
-          num_classes=args.num_classes, backbone=args.backbone,
-          output_stride=args.output_stride, head=args.head, depth=args.depth,
-          weight_decay=args.weight_decay,
-          class_names=(args.class_names.split(',') if args.class_names
-                       else None))
-      weights = ([float(w) for w in args.class_weights.split(',')]
-                 if args.class_weights else None)
-      result = tasks.train(
-          args.model_dir, args.train_pattern, config, args.steps,
-          batch_size=args.batch_size, crop_size=args.crop_size,
-          learning_rate=args.learning_rate, optimizer=args.optimizer,
-          warmup_steps=args.warmup_steps,
-          checkpoint_every=args.checkpoint_every,
-          initial_checkpoint=args.initial_checkpoint, class_weights=weights,
-          strategy=training.get_strategy(args.strategy),
-          progress=not args.no_progress, log_every=args.log_every,
-          eval_pattern=args.eval_pattern, eval_every=args.eval_every,
-          eval_scales=args.eval_scales, flip=args.flip)
-      print('Trained from step %d to %d; checkpoint %s' %
-            (result.start_step, result.global_step, result.checkpoint))
-      return 0
-    if args.command == 'evaluate':
-      results = tasks.evaluate(args.model_dir, args.eval_pattern,
-                               args.checkpoint, eval_scales=args.eval_scales,
-                               flip=args.flip)
-      print(json.dumps(results, indent=2) if args.json else
-            tasks.format_results(results))
-      if not args.json:
-        print('Per-class IoU chart: %s' % results['chart'])
-      return 0
-    if args.command == 'predict':
-      labels = None
-      if args.label_dir:  # <stem>.png where it exists.
-        labels = [os.path.join(args.label_dir, os.path.splitext(
-            os.path.basename(image))[0] + '.png') for image in args.images]
-        labels = [path if os.path.isfile(path) else None for path in labels]
-      for mask, overlay in tasks.predict(args.model_dir, args.images,
-                                         args.output_dir, args.checkpoint,
-                                         eval_scales=args.eval_scales,
-                                         flip=args.flip, label_paths=labels):
-        print(mask, overlay)
-      return 0
-    results = tasks.demo(args.work_dir, num_steps=args.steps,
-                         batch_size=args.batch_size)
-    if args.json:
-      print(json.dumps(results, indent=2))
-    else:
-      print(tasks.format_results(results))
-      print('Overlays: %s' % os.path.dirname(results['overlays'][0]))
-      print('Validation mean IoU: %.4f (%d images, step %d, %.0f s)' %
-            (results['mean_iou'], results['num_images'],
-             results['global_step'], results['wall_time_s']))
-    return 0
-  except training.NaNLossError as e:
-    print('error: %s' % e, file=sys.stderr)
-    return 1
-  except ValueError as e:
-    print('error: %s' % e, file=sys.stderr)
-    return 2
+  config = tasks.ModelConfig(
+      num_classes=args.num_classes, backbone=args.backbone,
+      output_stride=args.output_stride, head=args.head, depth=args.depth,
+      weight_decay=args.weight_decay, class_names=args.class_names,
+      memory_efficient=args.memory_efficient)
+  result = tasks.train(
+      args.model_dir, args.train_pattern, config, args.steps,
+      batch_size=args.batch_size, crop_size=args.crop_size,
+      learning_rate=args.learning_rate, optimizer=args.optimizer,
+      warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
+      initial_checkpoint=args.initial_checkpoint,
+      class_weights=args.class_weights,
+      strategy=training.get_strategy(args.strategy),
+      progress=not args.no_progress, log_every=args.log_every,
+      eval_pattern=args.eval_pattern, eval_every=args.eval_every,
+      eval_scales=args.eval_scales, flip=args.flip)
+  print('Trained from step %d to %d; checkpoint %s' %
+        (result.start_step, result.global_step, result.checkpoint))
+
+
+def _add_model_dir_arguments(parser):
+  parser.add_argument('--model-dir', required=True,
+                      type=cli_common.existing_dir,
+                      help='A directory of `segmentation train`.')
+  parser.add_argument('--checkpoint', type=cli_common.checkpoint_path,
+                      help='Checkpoint prefix (default: the latest in '
+                      '--model-dir).')
+
+
+def add_evaluate_parser(subparsers):
+  """`segmentation evaluate`: mIoU on a TFRecord set."""
+  parser = cli_common.add_command(
+      subparsers, 'evaluate', run_evaluate, help='mIoU on a TFRecord set.')
+  _add_model_dir_arguments(parser)
+  parser.add_argument('--eval', required=True, dest='eval_pattern',
+                      type=_records, help='Glob of the TFRecords to score.')
+  parser.add_argument('--json', action='store_true',
+                      help='Print the results as JSON.')
+  eval_options.add_arguments(parser)
+
+
+def run_evaluate(args):
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  results = tasks.evaluate(args.model_dir, args.eval_pattern, args.checkpoint,
+                           eval_scales=args.eval_scales, flip=args.flip)
+  print(json.dumps(results, indent=2) if args.json else
+        tasks.format_results(results))
+  if not args.json:
+    print('Per-class IoU chart: %s' % results['chart'])
+
+
+def add_predict_parser(subparsers):
+  """`segmentation predict IMAGE...`: masks and overlays."""
+  parser = cli_common.add_command(
+      subparsers, 'predict', run_predict, help='Masks and overlays.',
+      description='Write a class-index mask PNG and a colour overlay per '
+      'image; prints their paths.')
+  parser.add_argument('images', nargs='+', metavar='IMAGE',
+                      type=cli_common.existing_file,
+                      help='Image files to segment.')
+  _add_model_dir_arguments(parser)
+  parser.add_argument('--output-dir', required=True,
+                      help='Where the masks and overlays go.')
+  parser.add_argument('--label-dir', type=cli_common.existing_dir,
+                      help='Ground-truth <image stem>.png labels to show '
+                      'next to the predictions.')
+  eval_options.add_arguments(parser)
+
+
+def run_predict(args):
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  labels = None
+  if args.label_dir:  # <stem>.png where it exists.
+    labels = [os.path.join(args.label_dir, os.path.splitext(
+        os.path.basename(image))[0] + '.png') for image in args.images]
+    labels = [path if os.path.isfile(path) else None for path in labels]
+  for mask, overlay in tasks.predict(args.model_dir, args.images,
+                                     args.output_dir, args.checkpoint,
+                                     eval_scales=args.eval_scales,
+                                     flip=args.flip, label_paths=labels):
+    print(mask, overlay)
+
+
+def add_demo_parser(subparsers):
+  """`segmentation demo`: synthetic data -> train -> mIoU."""
+  parser = cli_common.add_command(
+      subparsers, 'demo', run_demo,
+      help='Synthetic dataset -> train DenseNet + DeepLab v3+ -> mIoU.')
+  parser.add_argument('--work-dir', default=os.path.join('runs', 'demo'),
+                      help='Where the data, model and overlays go.')
+  parser.add_argument('--steps', type=cli_common.positive_int, default=600,
+                      help='Training steps.')
+  parser.add_argument('--batch-size', type=cli_common.positive_int,
+                      default=16, help='Training batch size.')
+  parser.add_argument('--json', action='store_true',
+                      help='Print the results as JSON.')
+
+
+def run_demo(args):
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  results = tasks.demo(args.work_dir, num_steps=args.steps,
+                       batch_size=args.batch_size)
+  if args.json:
+    print(json.dumps(results, indent=2))
+    return
+  print(tasks.format_results(results))
+  print('Overlays: %s' % os.path.dirname(results['overlays'][0]))
+  print('Validation mean IoU: %.4f (%d images, step %d, %.0f s)' %
+        (results['mean_iou'], results['num_images'], results['global_step'],
+         results['wall_time_s']))
+
+
+REGISTRARS = [
+    add_demo_parser,
+    add_build_data_parser,
+    add_train_parser,
+    add_evaluate_parser,
+    add_predict_parser,
+]
+
+
+def build_parser(registrars=None):
+  """The argument parser with one subcommand per registrar."""
+  return cli_common.build_parser(
+      'segmentation', 'Semantic segmentation with DenseNet backbones.',
+      REGISTRARS if registrars is None else registrars)
+
+
+def main(argv=None):
+  """Entry point of the `segmentation` console script; returns the status."""
+  return cli_common.main(build_parser(), argv)
 
 
 if __name__ == '__main__':

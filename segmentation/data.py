@@ -8,8 +8,8 @@ or any folder pair (`folder_pairs`): images and label PNGs matched by stem.
 
 `write_tfrecords` validates every pair (the image decodes completely, the
 label is a palette or grayscale PNG of the image's size), skips and reports a
-bad pair by file name, and writes `<split>-<i>-of-<n>.tfrecord` shards, each
-to a temporary file renamed into place when complete. Records:
+bad pair by file name, and writes `<split>-<i>-of-<n>.tfrecord` shards
+atomically (`densenet.records`). Records:
     image/encoded   the image file's bytes      image/format  'jpeg' | 'png'
     image/filename  basename                    image/height, image/width
     label/encoded   the label as grayscale PNG  (class ids, 255 = ignore)
@@ -23,7 +23,6 @@ whole images one at a time for evaluation. Images come out normalized by
 
 import io
 import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from densenet import preprocessing
+from densenet import records
 from segmentation.losses import IGNORE_LABEL
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -155,9 +155,9 @@ def encode_example(image_path, label_path):
 def write_tfrecords(pairs, output_dir, split, num_shards=4, progress=True):
   """Validates and writes `pairs` as `<split>-XXXXX-of-YYYYY.tfrecord` shards.
 
-  Each shard is written to a temporary file and renamed into place once
-  complete, so an interrupted run never replaces a good shard with a partial
-  one.
+  Written by `densenet.records.write_shards`: complete shards replace the
+  split's earlier ones in one step, so an interrupted run never leaves a
+  partial shard where `<split>-*` finds it.
 
   Args:
     pairs: `[(image_path, label_path)]`.
@@ -167,36 +167,31 @@ def write_tfrecords(pairs, output_dir, split, num_shards=4, progress=True):
     progress: Whether to show a tqdm bar.
 
   Returns:
-    `(shard_paths, num_written, errors)`; `errors` lists the message of each
-    skipped pair (naming its files).
+    `(shard_paths, num_written, errors)`: `num_written` counted back from
+    the files; `errors` lists the message of each skipped pair (naming its
+    files).
   """
   if num_shards < 1:
     raise ValueError('num_shards must be >= 1, got %r.' % (num_shards,))
-  os.makedirs(output_dir, exist_ok=True)
   num_shards = max(1, min(num_shards, len(pairs)))
-  paths, errors, written = [], [], 0
+  errors = []
   bar = tqdm(total=len(pairs), desc='%s records' % split, unit='image',
              disable=not progress)
-  for shard in range(num_shards):
-    path = os.path.join(output_dir, '%s-%05d-of-%05d.tfrecord' %
-                        (split, shard, num_shards))
-    temporary = '%s.tmp-%s' % (path, uuid.uuid4().hex)
-    try:
-      with tf.io.TFRecordWriter(temporary) as writer:
-        for image_path, label_path in pairs[shard::num_shards]:
-          try:
-            writer.write(encode_example(image_path, label_path))
-            written += 1
-          except (ValueError, OSError) as e:
-            errors.append(str(e))
-          bar.update(1)
-      os.replace(temporary, path)
-    finally:
-      if os.path.exists(temporary):
-        os.remove(temporary)
-    paths.append(path)
-  bar.close()
-  return paths, written, errors
+
+  def shard(index):
+    for image_path, label_path in pairs[index::num_shards]:
+      try:
+        yield encode_example(image_path, label_path)
+      except (ValueError, OSError) as e:
+        errors.append(str(e))
+      bar.update(1)
+
+  try:
+    paths, counts = records.write_shards(
+        output_dir, split, [shard(i) for i in range(num_shards)])
+  finally:
+    bar.close()
+  return paths, sum(counts), errors
 
 
 def parse_example(serialized):

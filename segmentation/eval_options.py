@@ -7,7 +7,7 @@ the softmax of six scales and their left-right flips:
     tasks.evaluate('runs/seg', 'records/val-*',
                    eval_scales=eval_options.DEEPLAB_EVAL_SCALES, flip=True)
 
-    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' \
+    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' \\
         --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
 
 `add_arguments` gives `evaluate` and `predict` (and `train`, for its periodic
@@ -62,21 +62,26 @@ def parse_scales(text):
 def add_arguments(parser):
   """Adds `--eval-scales` and `--flip` to an argparse (sub)parser."""
   parser.add_argument(
-      '--eval-scales', type=parse_scales, default=DEFAULT_EVAL_SCALES,
+      '--eval-scales', type=parse_scales,
+      default=','.join('%g' % scale for scale in DEFAULT_EVAL_SCALES),
       help='Comma-separated input scales whose softmax is averaged at the '
-      'input resolution (DeepLab: 0.5,0.75,1.0,1.25,1.5,1.75; default 1.0).')
+      'input resolution (DeepLab: 0.5,0.75,1.0,1.25,1.5,1.75).')
   parser.add_argument(
       '--flip', action='store_true',
       help='Also average the left-right flipped input of every scale.')
 
 
-def add_train_arguments(parser):
-  """Adds `--eval`, `--eval-every`, `--eval-scales` and `--flip` to `train`."""
+def add_train_arguments(parser, records_type=None, steps_type=int):
+  """Adds `--eval`, `--eval-every`, `--eval-scales` and `--flip` to `train`.
+
+  `records_type` and `steps_type` are the argparse types of `--eval` (e.g.
+  a glob that must match) and `--eval-every`.
+  """
   parser.add_argument(
-      '--eval', dest='eval_pattern',
+      '--eval', dest='eval_pattern', type=records_type,
       help='Glob of validation TFRecords evaluated during training (mIoU to '
       'TensorBoard in <model-dir>/eval, best checkpoint in <model-dir>/best).')
   parser.add_argument(
-      '--eval-every', type=int,
+      '--eval-every', type=steps_type,
       help='Steps between evaluations (default: --checkpoint-every).')
   add_arguments(parser)

@@ -38,8 +38,8 @@ feature resolution) and `upsampled_logits`.
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet
 import densenet_utils
+from densenet import spec as spec_lib
 
 HEADS = ('fcn', 'aspp', 'deeplabv3plus')
 OUTPUT_STRIDES = (8, 16, 32)
@@ -60,49 +60,44 @@ def aspp_rates(output_stride, base_rates=BASE_ATROUS_RATES):
   return tuple(max(1, rate * 16 // output_stride) for rate in base_rates)
 
 
-def backbone_fn(backbone):
-  """`(fn, scope)` for a backbone spec.
+def backbone_spec(backbone):
+  """The `densenet.spec.ModelSpec` of a backbone (features, no logits).
 
   Args:
-    backbone: A name in `densenet.MODELS` ('densenet_121', ...), or a dict of
-      `densenet.densenet_X` keyword arguments (at least
-      `num_units_per_block`; e.g. `{'num_units_per_block': [2, 2, 2, 2],
-      'growth_rate': 16}`), scope 'densenet_X' unless given.
-
-  Returns:
-    `fn(images, is_training, output_stride) -> (features, end_points)` and
-    the backbone's variable scope.
+    backbone: A `ModelSpec` (its architecture, batch-norm epsilon, stem
+      padding and memory_efficient are used), a name in `densenet.MODELS`
+      ('densenet_121', ...), or a dict of `densenet.densenet_X` keyword
+      arguments (at least `num_units_per_block`; e.g.
+      `{'num_units_per_block': [2, 2, 2, 2], 'growth_rate': 16}`), scope
+      'densenet_X' unless given.
 
   Raises:
     ValueError: For an unknown name or a dict without `num_units_per_block`.
   """
-  if isinstance(backbone, dict):
-    config = dict(backbone)
-    if 'num_units_per_block' not in config:
-      raise ValueError('A backbone dict needs num_units_per_block (and may '
-                       'set growth_rate, num_initial_filters, compression, '
-                       'scope...), got %r.' % (backbone,))
-    scope = config.setdefault('scope', 'densenet_X')
+  if isinstance(backbone, spec_lib.ModelSpec):
+    return backbone.replace(num_classes=None)
+  try:
+    return spec_lib.ModelSpec(backbone)
+  except ValueError as e:
+    raise ValueError('Bad backbone: %s' % e) from None
 
-    def custom(images, is_training, output_stride):
-      return densenet.densenet_X(
-          images, num_classes=None, is_training=is_training,
-          global_pool=False, output_stride=output_stride,
-          initial_output_stride=4, **config)
 
-    return custom, scope
-  if backbone not in densenet.MODELS:
-    raise ValueError('backbone must be one of %s or a densenet_X config '
-                     'dict, got %r.' % (', '.join(sorted(densenet.MODELS)),
-                                        backbone))
-  constructor = densenet.MODELS[backbone]
+def backbone_fn(backbone):
+  """`(fn, scope)` for a backbone (see `backbone_spec`).
 
-  def named(images, is_training, output_stride):
-    return constructor(images, num_classes=None, is_training=is_training,
-                       global_pool=False, output_stride=output_stride,
-                       initial_output_stride=4)
+  Returns:
+    `fn(images, is_training, output_stride, weight_decay=1e-4) ->
+    (features, end_points)` and the backbone's variable scope.
+  """
+  spec = backbone_spec(backbone)
 
-  return named, backbone
+  def network(images, is_training, output_stride,
+              weight_decay=spec_lib.DEFAULT_WEIGHT_DECAY):
+    return spec.build(images, is_training, weight_decay=weight_decay,
+                      num_classes=None, global_pool=False,
+                      output_stride=output_stride, initial_output_stride=4)
+
+  return network, spec.scope
 
 
 def _resize(inputs, size):
@@ -178,8 +173,8 @@ def build_model(images,
   Args:
     images: `[batch, height, width, 3]` normalized images.
     num_classes: Number of classes (background included), >= 2.
-    backbone: A `densenet.MODELS` name or a `densenet_X` config dict (see
-      `backbone_fn`).
+    backbone: A `densenet.MODELS` name, a `densenet_X` config dict or a
+      `densenet.spec.ModelSpec` (see `backbone_spec`).
     output_stride: Stride of the backbone output: 8, 16 or 32.
     head: One of `HEADS`.
     is_training: Python bool or bool Tensor for batch norm and dropout.
@@ -203,11 +198,13 @@ def build_model(images,
   if not isinstance(num_classes, int) or num_classes < 2:
     raise ValueError('num_classes must be an int >= 2, got %r.' %
                      (num_classes,))
-  network, scope = backbone_fn(backbone)
-  with slim.arg_scope(densenet.densenet_arg_scope(weight_decay=weight_decay)), \
+  spec = backbone_spec(backbone)
+  network, scope = backbone_fn(spec)
+  with spec.arg_scope(weight_decay=weight_decay), \
       slim.arg_scope([densenet_utils.batch_norm, slim.dropout],
                      is_training=is_training):
-    features, end_points = network(images, is_training, output_stride)
+    features, end_points = network(images, is_training, output_stride,
+                                   weight_decay=weight_decay)
     end_points = dict(end_points)
     net = features
     if head in ('aspp', 'deeplabv3plus'):

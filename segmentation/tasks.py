@@ -12,7 +12,6 @@ checkpoints of `densenet.training` and TensorBoard events (`train/`).
 """
 
 import dataclasses
-import json
 import os
 import time
 
@@ -21,7 +20,11 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
+from densenet import inference
 from densenet import preprocessing
+from densenet import rundir
+from densenet import schedules
+from densenet import spec as spec_lib
 from densenet import training
 from segmentation import data
 from segmentation import eval_options
@@ -31,7 +34,7 @@ from segmentation import model as model_lib
 from segmentation import pictures
 from segmentation import synthetic
 
-CONFIG_FILE = 'config.json'
+CONFIG_FILE = rundir.CONFIG_FILE
 OPTIMIZERS = ('momentum', 'adam')
 
 # The demo's backbone: a small DenseNet (2, 3, 3, 2 units, k=16), with
@@ -43,9 +46,13 @@ DEMO_BACKBONE = {'num_units_per_block': [2, 3, 3, 2], 'growth_rate': 16,
 DEMO_HEAD = {'head': 'deeplabv3plus', 'depth': 64, 'output_stride': 16}
 
 
+# Settings that may differ between a run and its resumption.
+_RESUMABLE = ('memory_efficient',)
+
+
 @dataclasses.dataclass
 class ModelConfig(object):
-  """Everything needed to rebuild a segmentation network.
+  """Everything needed to rebuild a segmentation network (`config.json`).
 
   Attributes:
     num_classes: Classes, background included.
@@ -57,6 +64,13 @@ class ModelConfig(object):
     weight_decay: L2 weight decay.
     normalization: The `densenet.preprocessing` mode of the inputs.
     class_names: Optional names, one per class.
+    batch_norm_epsilon, root_padding: What the backbone's weights expect
+      (see `densenet.spec.ModelSpec`).
+    memory_efficient: Dense units recompute in the backward pass; may change
+      when a run resumes.
+  normalization, batch_norm_epsilon, root_padding and memory_efficient left
+  None are resolved by `train` (`resolved`): the initial checkpoint's
+  contract, else the resumed run's, else `densenet.spec.DEFAULTS`.
   """
   num_classes: int
   backbone: object = 'densenet_121'
@@ -65,35 +79,52 @@ class ModelConfig(object):
   depth: int = 256
   dropout_rate: float = 0.1
   weight_decay: float = 1e-4
-  normalization: str = preprocessing.DEFAULT_MODE
+  normalization: object = None
   class_names: list = None
+  batch_norm_epsilon: float = None
+  root_padding: str = None
+  memory_efficient: bool = None
 
   def names(self):
     return list(self.class_names or ['class_%d' % i
                                      for i in range(self.num_classes)])
 
+  def spec(self):
+    """The `densenet.spec.ModelSpec` of the network (backbone contract)."""
+    return spec_lib.ModelSpec.from_config(dataclasses.asdict(self))
+
+  def resolved(self, saved=None, checkpoint_contract=None):
+    """A copy with every None setting filled (see the class docstring).
+
+    Raises:
+      ValueError: If a given setting contradicts `checkpoint_contract`.
+    """
+    settings = spec_lib.merge_settings(
+        {name: getattr(self, name) for name in spec_lib.CONTRACT +
+         ('memory_efficient',)}, checkpoint_contract, saved)
+    return dataclasses.replace(self, **settings)
+
   def save(self, model_dir):
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, CONFIG_FILE), 'w') as f:
-      json.dump(dataclasses.asdict(self), f, indent=2)
+    """Writes `model_dir/config.json` atomically."""
+    rundir.write_config(model_dir, dataclasses.asdict(self))
 
   @classmethod
   def load(cls, model_dir):
     """Raises ValueError if `model_dir` has no config.json."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
+    saved = rundir.read_config(model_dir)
+    if saved is None:
       raise ValueError('%s has no %s: train a model there first.' %
                        (model_dir, CONFIG_FILE))
-    with open(path) as f:
-      return cls(**json.load(f))
+    return cls(**saved).resolved()
 
 
 def net_fn(config):
   """`net_fn(images, is_training) -> logits` for `densenet.training`."""
+  spec = config.spec()
 
   def network(images, is_training):
     logits, _ = model_lib.build_model(
-        images, config.num_classes, backbone=config.backbone,
+        images, config.num_classes, backbone=spec,
         output_stride=config.output_stride, head=config.head,
         is_training=is_training, depth=config.depth,
         dropout_rate=config.dropout_rate, weight_decay=config.weight_decay)
@@ -138,16 +169,22 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
-          progress=True, log_every=0, log=print, eval_pattern=None,
-          eval_every=None, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
-          flip=False):
+          progress=True, log_every=0, log=print, memory_efficient=None,
+          eval_pattern=None, eval_every=None,
+          eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False):
   """Trains (or resumes training) a segmentation model.
+
+  The config is written to `model_dir` once the model has been built (and
+  restored), so a failed first start does not lock the directory. With
+  `initial_checkpoint`, the batch-norm epsilon, stem padding and
+  normalization its metadata records (a `densenet.convert` checkpoint) are
+  the run's.
 
   Args:
     model_dir: Model directory; resumes from its latest checkpoint.
     train_pattern: Glob of the training TFRecords.
     config: A `ModelConfig` (saved to `model_dir`; a resumed run must
-      match the saved one).
+      match the saved one, `memory_efficient` aside).
     num_steps: Global step to reach.
     batch_size: Global batch size.
     crop_size: (height, width) of training crops.
@@ -164,6 +201,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     progress: Whether to show a progress bar.
     log_every: Steps between 'step N loss L' lines on stderr (0: none).
     log: Where messages go.
+    memory_efficient: Overrides `config.memory_efficient` (None: the
+      config's, else the resumed run's, else False).
     eval_pattern: Optional glob of validation TFRecords, evaluated every
       `eval_every` steps and at `num_steps` into TensorBoard
       (`<model_dir>/eval`), keeping the best checkpoint by mean IoU in
@@ -179,12 +218,14 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       for a bad `eval_every` / `eval_pattern`.
     densenet.training.NaNLossError: If the loss becomes NaN.
   """
-  if os.path.isfile(os.path.join(model_dir, CONFIG_FILE)):
-    saved = ModelConfig.load(model_dir)
-    if dataclasses.asdict(saved) != dataclasses.asdict(config):
-      raise ValueError('%s holds a model with another config (%s); use a new '
-                       'model_dir.' % (model_dir, dataclasses.asdict(saved)))
-  config.save(model_dir)
+  saved = rundir.read_config(model_dir)
+  if memory_efficient is not None:
+    config = dataclasses.replace(config, memory_efficient=memory_efficient)
+  config = config.resolved(saved, spec_lib.read_contract(initial_checkpoint)
+                           if initial_checkpoint else None)
+  rundir.check_config(model_dir, saved, dataclasses.asdict(config),
+                      [f.name for f in dataclasses.fields(config)
+                       if f.name not in _RESUMABLE])
   dataset = data.make_dataset(train_pattern, True, batch_size, crop_size,
                               min_scale, max_scale, config.normalization)
 
@@ -205,10 +246,12 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   trainer = training.Trainer(
       net_fn(config), loss_fn, model_dir, batch_size, strategy=strategy,
       optimizer_fn=_optimizer_fn(optimizer),
-      learning_rate_fn=training.poly_learning_rate(
+      learning_rate_fn=schedules.poly(
           learning_rate, num_steps, warmup_steps=warmup_steps),
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
       log_every=log_every, callbacks=callbacks)
+  trainer.build(next(iter(dataset))[0])  # Restores or initialises.
+  config.save(model_dir)  # It builds: recorded.
   return trainer.train(dataset, num_steps)
 
 
@@ -221,14 +264,14 @@ def restore_backbone(model, backbone, checkpoint, log=print):
 
   Args:
     model: A built `densenet.training.SlimModel` of a segmentation network.
-    backbone: Its backbone spec (see `segmentation.model.backbone_fn`).
+    backbone: Its backbone (see `segmentation.model.backbone_spec`).
     checkpoint: A checkpoint prefix or directory.
     log: Where the report goes.
 
   Returns:
     The `densenet.training.RestoreReport`.
   """
-  _, scope = model_lib.backbone_fn(backbone)
+  scope = model_lib.backbone_spec(backbone).scope
   report = training.restore_by_name(
       model.variables_by_name(), checkpoint,
       exclude_scopes=[scope + '/' + name
@@ -258,11 +301,8 @@ def load_model(model_dir, checkpoint=None):
     raise ValueError('No checkpoint in %s.' % model_dir)
   model = training.SlimModel(net_fn(config))
   model(tf.zeros([1, 64, 64, 3]), training=False)
-  report = training.restore_by_name(model.variables_by_name(), checkpoint)
-  if report.missing or report.mismatched:
-    raise ValueError('Checkpoint %s does not match %s: missing %s, other '
-                     'shapes %s.' % (checkpoint, model_dir,
-                                     report.missing[:5], report.mismatched))
+  training.restore_by_name(model.variables_by_name(), checkpoint).check(
+      'Checkpoint %s does not match %s' % (checkpoint, model_dir))
   step = tf.train.load_checkpoint(checkpoint).get_tensor(training.GLOBAL_STEP)
   return model, config, checkpoint, int(step)
 
@@ -329,13 +369,14 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
     raise ValueError('label_paths must have one entry per image (%d), got '
                      '%d.' % (len(image_paths), len(label_paths)))
   model, config, _, _ = load_model(model_dir, checkpoint)
-  predict_fn = evaluation.make_predict_fn(model, config, eval_scales, flip)
+  predict_fn = inference.optimize_function(evaluation.make_predict_fn(
+      model, config, eval_scales, flip).get_concrete_function())
   os.makedirs(output_dir, exist_ok=True)
   written = []
   for i, path in enumerate(tqdm(image_paths, desc='predict', unit='image',
                                 disable=not progress)):
     pixels = preprocessing.load_image(path, resize_size=None, crop_size=None)
-    inputs = preprocessing.normalize(pixels[None], config.normalization)
+    inputs = config.spec().normalize(pixels[None])
     mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
     label = (data.read_label(label_paths[i]) if label_paths and
              label_paths[i] else None)

@@ -62,3 +62,34 @@ def test_memory_vs_depth_smoke():
                                 'memory_efficient': records[1]['peak_rss_gb']}
   assert row['peak_rss_above_smallest_depth_gb'] == {
       'plain': 0.0, 'memory_efficient': 0.0}
+
+
+def test_speed_smoke():
+  # One process (oneDNN on, the library's default); ours plain and inference.
+  records = run_script('speed.py', '--smoke', '--onednn', 'on')
+  assert [(r['mode'], r['batch_size']) for r in records] == [('infer', 2),
+                                                             ('train', 2)]
+  infer, train = records
+  assert infer['onednn'] == '1' and infer['image_size'] == 32
+  assert set(infer['images_per_second']) == {'ours_plain', 'ours_inference'}
+  rates = infer['images_per_second']
+  assert abs(infer['speedup_of_ours_inference']['ours_plain'] -
+             rates['ours_inference'] / rates['ours_plain']) < 1e-2
+  assert set(train['seconds_per_step']) == {'ours_plain'}
+  assert train['seconds_per_step']['ours_plain'] > 0
+  assert infer['sgemm_gflops'] > 0 and infer['forward_gflop_per_image'] > 0
+  fraction = (rates['ours_plain'] * infer['forward_gflop_per_image'] /
+              infer['sgemm_gflops'])
+  assert abs(infer['fraction_of_sgemm']['ours_plain'] / fraction - 1) < 0.05
+
+
+def test_profile_ops_smoke():
+  records = run_script('profile_ops.py', '--smoke', '--onednn', 'off')
+  assert [(r['mode'], r['onednn']) for r in records] == [('infer', '0'),
+                                                         ('train', '0')]
+  for record in records:
+    shares = [op['share'] for op in record['top_ops']]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0
+    assert record['nodes_per_step'] > 0
+  assert 'Conv2D' in {op['op'] for op in records[0]['top_ops']} | {
+      op['op'] for op in records[1]['top_ops']}

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import densenet
 from densenet import classification
 from densenet import datasets
 from densenet import cli
@@ -42,8 +43,7 @@ def test_step_learning_rate_rejects_unsorted_boundaries():
 
 
 def test_model_names():
-  assert classification.model_fn('densenet_121') is (
-      classification.densenet.densenet_121)
+  assert classification.model_fn('densenet_121') is densenet.densenet_121
   net_fn = classification.make_net_fn('densenet_bc_10_k4', num_classes=7)
   with tf.Graph().as_default():
     logits = net_fn(tf.zeros([2, 32, 32, 3]), False)
@@ -109,8 +109,9 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
       'train', '--dataset', 'C10', '--source', source, '--data-dir',
       data_dir, '--train-dir', train_dir, '--model', 'densenet_bc_10_k4',
       '--batch-size', '20', '--num-steps', '3', '--eval-every-epochs', '0',
-      '--no-progress', '--json']) == 0
+      '--no-progress', '--json', '--memory-efficient']) == 0
   trained = json.loads(capsys.readouterr().out)
+  assert trained['config']['memory_efficient'] is True
   assert trained['config']['augment'] is False  # C10 (no "+").
   assert trained['config']['dropout_rate'] == 0.2
   assert trained['config']['steps_per_epoch'] == 10

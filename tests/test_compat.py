@@ -69,6 +69,7 @@ def test_apply_is_idempotent_and_changes_nothing_present():
   out = run_python("""
       import sys
       from densenet import compat
+      compat.apply()
       before = list(compat.PATCHED_NAMES)
       finders = len(sys.meta_path)
       compat.apply()

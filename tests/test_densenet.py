@@ -32,7 +32,8 @@ def tiny(inputs, num_classes=None, is_training=False, global_pool=True,
          **kwargs):
   """A four-block ImageNet-root DenseNet with 1, 2, 2, 1 units and k=4."""
   return densenet.densenet_X(
-      inputs, [1, 2, 2, 1], growth_rate=4, num_initial_filters=8,
+      inputs, num_units_per_block=[1, 2, 2, 1], growth_rate=4,
+      num_initial_filters=8,
       num_classes=num_classes, is_training=is_training,
       global_pool=global_pool, output_stride=output_stride,
       spatial_squeeze=spatial_squeeze, reuse=reuse, scope=scope, **kwargs)
@@ -118,7 +119,8 @@ def test_end_point_names():
     images = create_test_input(2, 64, 64, 3)
     with slim.arg_scope(densenet_arg_scope()):
       _, end_points = densenet.densenet_X(
-          images, [1, 2], growth_rate=4, num_initial_filters=8,
+          images, num_units_per_block=[1, 2], growth_rate=4,
+          num_initial_filters=8,
           num_classes=5, scope='tiny')
   assert sorted(end_points) == sorted([
       'tiny/conv1',

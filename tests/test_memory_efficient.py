@@ -2,8 +2,15 @@
 
 Same variables, same logits, same gradients, same batch-norm moving
 statistics after a training step; only what is kept for the backward pass
-changes. Tiny nets (k=4) on 32x32 inputs.
+changes. Tiny nets (k=4) on 32x32 inputs. The MirroredStrategy comparison
+needs two logical CPU devices, configured before TensorFlow initializes: it
+runs in a subprocess (this file run as a script).
 """
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,13 +22,15 @@ import densenet_utils
 from densenet import densenet_arg_scope
 
 tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny(images, memory_efficient, output_stride=None, is_training=True,
          reuse=None):
   """ImageNet root, dense blocks of 2 and 3 units, growth rate 4."""
   return densenet.densenet_X(
-      images, [2, 3], growth_rate=4, num_initial_filters=8, num_classes=5,
+      images, num_units_per_block=[2, 3], growth_rate=4,
+      num_initial_filters=8, num_classes=5,
       is_training=is_training, output_stride=output_stride, scope='tiny',
       reuse=reuse, memory_efficient=memory_efficient)
 
@@ -104,6 +113,35 @@ def test_same_numbers_as_plain(output_stride):
   assert len(moved) == 2 * 13
 
 
+def test_dropout_units_same_gradients_as_plain():
+  # With dropout the recomputed part ends before the first dropout (the
+  # bottleneck maps are kept). In inference mode dropout is the identity and
+  # batch norm reads its moving statistics: both modes give the same numbers.
+  results = []
+  for memory_efficient in (False, True):
+    with tf.Graph().as_default():
+      images = tf.constant(np.random.RandomState(3).uniform(
+          -1, 1, (2, 32, 32, 3)), tf.float32)
+      with slim.arg_scope(densenet_arg_scope()):
+        logits, _ = densenet.densenet_X(
+            images, num_units_per_block=[2, 2], growth_rate=4, num_initial_filters=8,
+            num_classes=5, dropout_rate=0.2, is_training=False, scope='tiny',
+            memory_efficient=memory_efficient)
+      trainable = tf1.trainable_variables()
+      gradients = tf.gradients(tf.reduce_sum(tf.square(logits)), trainable)
+      with tf1.Session() as sess:
+        sess.run(tf1.global_variables_initializer())
+        for v in tf1.global_variables():
+          v.load(random_value(v.op.name, v.shape.as_list()), sess)
+        results.append(sess.run([logits, gradients]))
+  (plain_logits, plain_grads), (me_logits, me_grads) = results
+  np.testing.assert_allclose(me_logits, plain_logits, atol=1e-5)
+  assert len(plain_grads) == 3 + 4 * 6 + 3 + 2 + 2
+  for plain, efficient in zip(plain_grads, me_grads):
+    assert np.abs(plain).max() > 0
+    np.testing.assert_allclose(efficient, plain, atol=1e-5)
+
+
 def test_arg_scope_sets_the_default():
   # memory_efficient=None leaves it to densenet_arg_scope(memory_efficient=).
   with tf.Graph().as_default():
@@ -112,7 +150,8 @@ def test_arg_scope_sets_the_default():
       tiny(images, memory_efficient=None)
     recomputed = [op for op in tf1.get_default_graph().get_operations()
                   if op.type == 'IdentityN']
-    assert len(recomputed) == 5  # One custom-gradient identity per unit.
+    # One recomputation per unit (5) and transition (1).
+    assert len(recomputed) == 6
   with tf.Graph().as_default():
     images = tf.zeros([1, 32, 32, 3])
     with slim.arg_scope(densenet_arg_scope(memory_efficient=True)):
@@ -124,23 +163,65 @@ def test_arg_scope_sets_the_default():
 def test_units_keep_only_their_new_maps():
   # The block state is the list of feature maps: unit i's recomputed part
   # takes the block input and the i - 1 earlier k-channel maps, not their
-  # concatenation (the memory grows linearly with depth).
+  # concatenation, and hands on its k = 4 new maps and those maps.
   with tf.Graph().as_default():
     images = tf.zeros([1, 32, 32, 3])
     with slim.arg_scope(densenet_arg_scope()):
       tiny(images, memory_efficient=True)
-    identities = [[t.shape[-1] for t in op.inputs
-                   if t.op.type != 'ReadVariableOp']
-                  for op in tf1.get_default_graph().get_operations()
+    recomputed = [op for op in tf1.get_default_graph().get_operations()
                   if op.type == 'IdentityN']
-    # IdentityN inputs (variables left out): the outputs, i.e. the 4k = 16
-    # new channels and the unit's input maps passed on, then the input maps.
-    inputs = [channels[(len(channels) + 1) // 2:] for channels in identities]
-    outputs = [channels[:(len(channels) + 1) // 2] for channels in identities]
-    # Block 1 input: 8 root filters; block 2 input: the transition's
-    # (8 + 2 * 4) / 2 = 8.
-    assert inputs == [[8], [8, 4], [8], [8, 4], [8, 4, 4]]
-    assert outputs == [[16] + maps for maps in inputs]
+    # IdentityN inputs: the output, the input maps, the variables' values.
+    inputs = [[t.shape[-1] for t in op.inputs[1:]
+               if t.op.type != 'ReadVariableOp'] for op in recomputed]
+    # Block 1 input: 8 root filters; the transition takes block 1's maps;
+    # block 2 input: the transition's (8 + 2 * 4) / 2 = 8.
+    assert inputs == [[8], [8, 4], [8, 4, 4], [8], [8, 4], [8, 4, 4]]
+    assert [op.outputs[0].shape[-1] for op in recomputed] == [4, 4, 8, 4, 4, 4]
+
+
+def _backward_reads(memory_efficient):
+  """Types of the tensors of units that the backward pass reads."""
+  with tf.Graph().as_default() as graph:
+    images = tf.zeros([2, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope()):
+      logits, _ = tiny(images, memory_efficient)
+    forward = set(graph.get_operations())
+    tf.gradients(tf.reduce_sum(logits), tf1.trainable_variables())
+    return {t.op.type for op in graph.get_operations() if op not in forward
+            for t in op.inputs
+            if t.op in forward and '/unit_' in t.op.name}
+
+
+def test_backward_pass_reads_no_recomputed_tensor():
+  # Inside units and transitions the backward pass reads only the handed-on
+  # maps (IdentityN outputs) and the variables: the concatenations, BN-ReLUs
+  # and convolutions are not kept, they are recomputed.
+  assert _backward_reads(True) <= {'IdentityN', 'ReadVariableOp',
+                                   'VarHandleOp'}
+  assert {'ConcatV2', 'Relu', 'Conv2D'} <= _backward_reads(False)
+
+
+def _update_op_edges(memory_efficient):
+  """Control edges to the update ops of a train op built under them."""
+  with tf.Graph().as_default() as graph:
+    images = tf.zeros([2, 32, 32, 3])
+    with slim.arg_scope(densenet_arg_scope()):
+      logits, _ = tiny(images, memory_efficient)
+    loss = tf.reduce_sum(logits)
+    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    with tf.control_dependencies(update_ops):
+      tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
+    updates = {op if isinstance(op, tf.Operation) else op.op
+               for op in update_ops}
+    return sum(1 for op in graph.get_operations()
+               for control in op.control_inputs if control in updates)
+
+
+def test_recomputation_inherits_no_update_dependencies():
+  # Built under tf.control_dependencies(UPDATE_OPS), the recomputation and
+  # its gradients get no edges to the update ops (they would grow with
+  # units^2 x depth); the plain network's gradient graph has its own.
+  assert _update_op_edges(True) <= _update_op_edges(False)
 
 
 def test_dense_unit_list_and_tensor_inputs_agree():
@@ -204,7 +285,8 @@ def test_memory_efficient_in_tf2_trainer_model():
     def net_fn(inputs, is_training, memory_efficient=memory_efficient):
       with slim.arg_scope(densenet_arg_scope()):
         logits, _ = densenet.densenet_X(
-            inputs, [2, 2], growth_rate=4, num_initial_filters=8,
+            inputs, num_units_per_block=[2, 2], growth_rate=4,
+            num_initial_filters=8,
             num_classes=3, is_training=is_training,
             memory_efficient=memory_efficient, scope='tiny')
       return logits
@@ -223,11 +305,91 @@ def test_memory_efficient_in_tf2_trainer_model():
       return loss, tape.gradient(loss, model.trainable_variables)
 
     loss, gradients = step(images)
+    batch_norms = sum(op.type == 'FusedBatchNormV3' for op in
+                      step.get_concrete_function(images).graph.get_operations())
     results.append((loss.numpy(), [g.numpy() for g in gradients],
-                    [v.name for v in model.trainable_variables]))
-  (plain_loss, plain_grads, plain_names), (me_loss, me_grads, me_names) = results
+                    [v.name for v in model.trainable_variables], batch_norms))
+  ((plain_loss, plain_grads, plain_names, plain_batch_norms),
+   (me_loss, me_grads, me_names, me_batch_norms)) = results
   assert plain_names == me_names and len(plain_names) == 3 + 4 * 6 + 3 + 2 + 2
+  # The tape ran the recomputing gradient: the batch norms of the 4 units
+  # (2 each) and of the transition are built again in the backward pass.
+  assert me_batch_norms == plain_batch_norms + 4 * 2 + 1
   np.testing.assert_allclose(me_loss, plain_loss, rtol=1e-6)
   for plain, efficient in zip(plain_grads, me_grads):
     assert np.abs(plain).max() > 0
     np.testing.assert_allclose(efficient, plain, atol=1e-5)
+
+
+def test_mirrored_strategy_same_training_as_plain(tmp_path):
+  output = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), str(tmp_path)],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert output.returncode == 0, output.stderr[-3000:]
+  results = json.loads(output.stdout.strip().splitlines()[-1])
+  assert results['num_replicas'] == 2
+  assert len(results['plain_losses']) == 3
+  np.testing.assert_allclose(results['memory_efficient_losses'],
+                             results['plain_losses'], atol=1e-5)
+  # Every variable (weights, batch-norm moving statistics) moved, and by the
+  # same amount in both modes.
+  # Root conv + BN (5), 3 units x 10, transition (5), postnorm (4), logits.
+  assert results['num_variables'] == 5 + 3 * 10 + 5 + 4 + 2
+  assert results['min_change'] > 0
+  assert results['max_difference'] < 1e-5
+
+
+
+def _train_mirrored(directory):
+  """Trains plain and memory-efficient 3 steps under MirroredStrategy."""
+  from densenet import training  # pylint: disable=g-import-not-at-top
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  cpu = tf.config.list_physical_devices('CPU')[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+  rng = np.random.RandomState(0)
+  images = rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+  labels = rng.randint(0, 3, 4).astype(np.int32)
+  data = tf.data.Dataset.from_tensors((images, labels)).repeat()
+  strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  results, weights = {}, {}
+  for memory_efficient in (False, True):
+
+    def net_fn(inputs, is_training, memory_efficient=memory_efficient):
+      with slim.arg_scope(densenet_arg_scope()):
+        logits, _ = densenet.densenet_X(
+            inputs, num_units_per_block=[1, 2], growth_rate=4, num_initial_filters=8,
+            num_classes=3, is_training=is_training, scope='tiny',
+            memory_efficient=memory_efficient)
+      return logits
+
+    def loss_fn(labels, logits):
+      return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+
+    name = 'memory_efficient' if memory_efficient else 'plain'
+    trainer = training.Trainer(
+        net_fn, loss_fn, os.path.join(directory, name), 4, strategy=strategy,
+        checkpoint_every=100, progress=False,
+        optimizer_fn=lambda: tf_keras.optimizers.SGD(0.1, momentum=0.9))
+    trainer.build(tf.constant(images[:1]))
+    variables = trainer.model.variables_by_name()
+    for key, variable in variables.items():
+      variable.assign(random_value(key, tuple(variable.shape)))
+    results[name + '_losses'] = [
+        float(x) for x in trainer.train(data, num_steps=3).losses]
+    weights[name] = {k: v.numpy() for k, v in variables.items()}
+  plain, efficient = weights['plain'], weights['memory_efficient']
+  assert sorted(plain) == sorted(efficient)
+  results['num_replicas'] = strategy.num_replicas_in_sync
+  results['num_variables'] = len(plain)
+  results['min_change'] = float(min(
+      np.abs(value - random_value(key, value.shape)).max()
+      for key, value in plain.items()))
+  results['max_difference'] = float(max(
+      np.abs(plain[key] - efficient[key]).max() for key in plain))
+  print(json.dumps(results))
+
+
+if __name__ == '__main__':
+  _train_mirrored(sys.argv[1])

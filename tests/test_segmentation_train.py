@@ -117,6 +117,15 @@ def run_cli(argv):
   return buffer.getvalue()
 
 
+def test_train_command_memory_efficient(records, tmp_path):
+  model_dir = str(tmp_path / 'model')
+  output = run_cli(['train', '--model-dir', model_dir, '--train',
+                    str(records / 'records' / 'train-*'), '--steps', '2',
+                    '--memory-efficient'] + TRAIN_FLAGS)
+  assert 'Trained from step 0 to 2' in output
+  assert tasks.ModelConfig.load(model_dir).memory_efficient is True
+
+
 def latest_step(model_dir):
   """The step of the newest checkpoint file pair written so far, or -1."""
   steps = [int(m) for m in re.findall(

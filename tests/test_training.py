@@ -27,7 +27,8 @@ def tiny_net(images, is_training, num_classes=3):
   """Two dense blocks of one unit, k=4: `[B, H, W, 3]` -> `[B, num_classes]`."""
   with slim.arg_scope(densenet.densenet_arg_scope()):
     logits, _ = densenet.densenet_X(
-        images, [1, 1], growth_rate=4, num_initial_filters=8,
+        images, num_units_per_block=[1, 1], growth_rate=4,
+        num_initial_filters=8,
         num_classes=num_classes, is_training=is_training, scope='tiny')
   return logits
 

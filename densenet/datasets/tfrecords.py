@@ -14,10 +14,11 @@ Each example holds the raw `uint8` pixels (`image/raw`, row-major
 `image/channels` and `image/class/label` (int64). Raw pixels (no JPEG/PNG
 re-encoding) keep the images bit-exact and make decoding free.
 
-A shard is written to a temporary file and renamed into place with
-`os.replace`, so an interrupted run never leaves a half-written shard under a
-final name, and `metadata.json` (also replaced atomically) only names shards
-whose record counts were read back and verified.
+Shards are written by `densenet.records.write_shards` (temporary directory,
+moved into place when all are complete), so an interrupted run never leaves a
+half-written shard under a final name, and `metadata.json` (replaced
+atomically) only names shards whose record counts were read back and
+verified.
 """
 
 import json
@@ -27,14 +28,11 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from densenet import records
+
 METADATA_FILE = 'metadata.json'
 FORMAT = 'densenet-classification-tfrecords'
 FORMAT_VERSION = 1
-
-
-def shard_name(split, index, num_shards):
-  """File name of shard `index` of `num_shards` of `split`."""
-  return '%s-%05d-of-%05d.tfrecord' % (split, index, num_shards)
 
 
 def image_example(image, label):
@@ -71,9 +69,9 @@ def write_split(examples, output_dir, split, num_examples, num_shards,
   """Writes `(image, label)` pairs to `num_shards` TFRecord shards, atomically.
 
   Examples go to the shards in order, in contiguous runs of
-  `ceil(num_examples / num_shards)`. Each shard is written to
-  `<name>.tmp` and renamed with `os.replace` when complete. The records are
-  then counted back from disk.
+  `ceil(num_examples / num_shards)`, through `densenet.records.write_shards`
+  (complete shards replace the split's earlier ones in one step); the
+  records are then counted back from disk.
 
   Args:
     examples: An iterable of `(image, label)`: `[height, width, channels]`
@@ -94,45 +92,38 @@ def write_split(examples, output_dir, split, num_examples, num_shards,
   if num_shards < 1:
     raise ValueError('num_shards must be >= 1, got %r.' % (num_shards,))
   num_shards = max(1, min(num_shards, num_examples))
-  os.makedirs(output_dir, exist_ok=True)
   per_shard = -(-num_examples // num_shards)
-  names = [shard_name(split, i, num_shards) for i in range(num_shards)]
   iterator = iter(examples)
-  written = 0
+  written = [0]
+
+  def shard(size):
+    for _ in range(size):
+      try:
+        image, label = next(iterator)
+      except StopIteration:
+        raise ValueError('%s: expected %d examples, got only %d.' %
+                         (split, num_examples, written[0])) from None
+      yield image_example(image, label)
+      written[0] += 1
+      progress.update(1)
+
   with tqdm.tqdm(total=num_examples, desc=description or split,
                  unit='img') as progress:
-    for i, name in enumerate(names):
-      path = os.path.join(output_dir, name)
-      temporary = path + '.tmp'
-      try:
-        with tf.io.TFRecordWriter(temporary) as writer:
-          for _ in range(min(per_shard, num_examples - i * per_shard)):
-            try:
-              image, label = next(iterator)
-            except StopIteration:
-              raise ValueError('%s: expected %d examples, got only %d.' %
-                               (split, num_examples, written)) from None
-            writer.write(image_example(image, label))
-            written += 1
-            progress.update(1)
-        os.replace(temporary, path)
-      finally:
-        if os.path.exists(temporary):
-          os.remove(temporary)
+    paths, counts = records.write_shards(
+        output_dir, split,
+        [shard(min(per_shard, num_examples - i * per_shard))
+         for i in range(num_shards)])
   if next(iterator, None) is not None:
     raise ValueError('%s: expected %d examples, got more.' %
                      (split, num_examples))
-  counted = count_records([os.path.join(output_dir, n) for n in names])
-  if counted != num_examples:
+  if sum(counts) != num_examples:
     raise ValueError('%s: wrote %d examples but read back %d from %s.' %
-                     (split, num_examples, counted, output_dir))
-  return names
+                     (split, num_examples, sum(counts), output_dir))
+  return [os.path.basename(path) for path in paths]
 
 
-def count_records(paths):
-  """Number of records in the TFRecord files `paths` (read from disk)."""
-  with tf.init_scope():  # Eager, even when called inside a graph.
-    return sum(1 for _ in tf.data.TFRecordDataset(list(paths)))
+count_records = records.count_records
+shard_name = records.shard_name
 
 
 def write_metadata(output_dir, metadata):

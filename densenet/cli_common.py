@@ -1,0 +1,277 @@
+"""What both console scripts (`densenet`, `segmentation`) share.
+
+Imports no TensorFlow: parsing arguments, `--help` and `--version` never load
+it, and most mistakes are reported before it loads.
+
+Commands are added by registrars, `add_<name>_parser(subparsers)`, that call
+`add_command`; the command's function receives the parsed
+`argparse.Namespace` and returns the exit status (None means 0). `main` runs
+a parser's command and turns every error into one line on stderr and an exit
+status, by one table:
+
+    0    success
+    1    runtime failure (an OSError while writing, a NaN loss, a TensorFlow
+         error such as DataLossError, any other exception)
+    2    bad usage: argparse errors, `UsageError`, ValueError, FileNotFoundError,
+         NotADirectoryError, TensorFlow's NotFoundError
+    130  interrupted (Ctrl-C)
+
+`--verbose` shows tracebacks and TensorFlow's logs.
+"""
+
+import argparse
+import functools
+import json
+import os
+import sys
+import traceback
+
+import densenet
+from densenet import architectures
+from densenet import runtime
+from densenet import spec
+
+EXIT_SUCCESS = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# tf.distribute strategies of `densenet.training.get_strategy`.
+STRATEGIES = spec.STRATEGIES
+
+
+class UsageError(Exception):
+  """A mistake in the command line found after parsing (exit status 2)."""
+
+
+# Error kind -> exit status; the first matching row wins. TensorFlow's error
+# classes are named by their module and name: this module must not import it.
+EXIT_STATUSES = (
+    ((KeyboardInterrupt,), EXIT_INTERRUPTED),
+    ((UsageError, ValueError, FileNotFoundError, NotADirectoryError,
+      'tensorflow.errors.NotFoundError'), EXIT_USAGE),
+    ((Exception,), EXIT_FAILURE),
+)
+
+
+def _error_classes(kinds):
+  """The classes of `kinds`; TensorFlow's only when it is loaded."""
+  classes = []
+  for kind in kinds:
+    if isinstance(kind, str):  # 'tensorflow.errors.NotFoundError'
+      if 'tensorflow' not in sys.modules:
+        continue
+      kind = functools.reduce(getattr, kind.split('.')[1:],
+                              sys.modules['tensorflow'])
+    classes.append(kind)
+  return tuple(classes)
+
+
+def exit_status(error):
+  """The exit status for an exception raised by a command (see the table)."""
+  for kinds, status in EXIT_STATUSES:
+    if isinstance(error, _error_classes(kinds)):
+      return status
+  return EXIT_FAILURE
+
+
+def error_message(error):
+  """One line saying what went wrong (the first line of a longer message)."""
+  if isinstance(error, KeyboardInterrupt):
+    return 'interrupted.'
+  # TensorFlow's OpError: `message` without the op's creation traceback.
+  message = getattr(error, 'message', None)
+  if not isinstance(message, str):
+    message = str(error)
+  lines = message.strip().splitlines() or ['']
+  message = lines[0] + (' (more with --verbose)' if len(lines) > 1 else '')
+  if exit_status(error) == EXIT_FAILURE and not isinstance(error, OSError):
+    # Not a user's mistake, nor a file system failure: say what it is.
+    message = type(error).__name__ + (': ' + message if lines[0] else '')
+  return message or type(error).__name__
+
+
+# ---------------------------------------------------------------------------
+# Parsers
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Shows every option's default, unless None or False (a flag)."""
+
+  def _get_help_string(self, action):
+    if (action.default is None or action.default is False
+        or action.default == argparse.SUPPRESS):
+      return action.help
+    return super()._get_help_string(action)
+
+
+def build_parser(prog, description, registrars):
+  """The parser of a console script: one sub-command per registrar."""
+  parser = argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=HelpFormatter)
+  parser.add_argument('--version', action='version',
+                      version='%(prog)s ' + densenet.__version__)
+  _add_verbose(parser, default=False)
+  subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+  subparsers.required = True
+  for registrar in registrars:
+    registrar(subparsers)
+  return parser
+
+
+def _add_verbose(parser, default):
+  parser.add_argument('--verbose', action='store_true', default=default,
+                      help='Show tracebacks and TensorFlow\'s log messages.')
+
+
+def add_command(subparsers, name, func, help, description=None):  # pylint: disable=redefined-builtin
+  """Adds sub-command `name` running `func(args)`; returns its parser."""
+  parser = subparsers.add_parser(name, help=help,
+                                 description=description or help,
+                                 formatter_class=HelpFormatter)
+  # SUPPRESS: `--verbose` before the command is not overwritten by this one.
+  _add_verbose(parser, default=argparse.SUPPRESS)
+  parser.set_defaults(func=func)
+  return parser
+
+
+def main(parser, argv=None):
+  """Parses `argv`, runs the command; returns the exit status.
+
+  Quiets TensorFlow (unless --verbose) before the command loads it, and
+  prints any error as one line `<prog> <command>: error: <message>`.
+  """
+  args, unknown = parser.parse_known_args(argv)
+  if unknown:  # Reported with the usage of the command, not of the program.
+    _command_parser(parser, args.command).error(
+        'unrecognized arguments: %s' % ' '.join(unknown))
+  runtime.configure(verbose=args.verbose)
+  try:
+    status = args.func(args)
+  except (Exception, KeyboardInterrupt) as error:  # pylint: disable=broad-except
+    if args.verbose:
+      traceback.print_exc()
+    print('%s %s: error: %s' % (parser.prog, args.command,
+                                error_message(error)), file=sys.stderr)
+    return exit_status(error)
+  return EXIT_SUCCESS if status is None else status
+
+
+def _command_parser(parser, command):
+  for action in parser._actions:  # pylint: disable=protected-access
+    if isinstance(action, argparse._SubParsersAction):  # pylint: disable=protected-access
+      return action.choices[command]
+  return parser
+
+
+# ---------------------------------------------------------------------------
+# Argument types: each raises argparse.ArgumentTypeError (exit status 2).
+
+
+def positive_int(text):
+  """An int >= 1."""
+  return _int_at_least(text, 1, 'a positive integer')
+
+
+def non_negative_int(text):
+  """An int >= 0."""
+  return _int_at_least(text, 0, 'an integer >= 0')
+
+
+def _int_at_least(text, minimum, what):
+  try:
+    value = int(text)
+  except ValueError:
+    value = None
+  if value is None or value < minimum:
+    raise argparse.ArgumentTypeError('must be %s, got %r' % (what, text))
+  return value
+
+
+def non_negative_float(text):
+  """A float >= 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not value >= 0:
+    raise argparse.ArgumentTypeError('must be a number >= 0, got %r' % text)
+  return value
+
+
+def existing_file(text):
+  """A path to an existing file."""
+  if not os.path.isfile(text):
+    raise argparse.ArgumentTypeError('no such file: %s' % text)
+  return text
+
+
+def existing_dir(text):
+  """A path to an existing directory."""
+  if not os.path.isdir(text):
+    raise argparse.ArgumentTypeError('no such directory: %s' % text)
+  return text
+
+
+def existing_path(text):
+  """A path to an existing file or directory."""
+  if not os.path.exists(text):
+    raise argparse.ArgumentTypeError('no such file or directory: %s' % text)
+  return text
+
+
+def checkpoint_path(text):
+  """An existing file or directory, or a TF checkpoint prefix (PREFIX.index)."""
+  if not (os.path.exists(text) or os.path.isfile(text + '.index')):
+    raise argparse.ArgumentTypeError(
+        'no such file, directory or checkpoint (%s.index): %s' % (text, text))
+  return text
+
+
+def architecture_name(text):
+  """A name of `densenet.architectures.ARCHITECTURES`."""
+  if text not in architectures.ARCHITECTURES:
+    raise argparse.ArgumentTypeError('unknown model %r; the models are %s' %
+                                     (text, ', '.join(architectures.NAMES)))
+  return text
+
+
+def backbone(text):
+  """An architecture name, or a `densenet_X` config as a JSON object."""
+  text = text.strip()
+  if not text.startswith('{'):
+    return architecture_name(text)
+  try:
+    config = json.loads(text)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError('not a JSON object: %s' % error)
+  if not isinstance(config, dict):
+    raise argparse.ArgumentTypeError('not a JSON object: %s' % text)
+  return config
+
+
+def crop_size(text):
+  """'N' or 'HxW' -> (height, width), both >= 1."""
+  try:
+    parts = [int(p) for p in text.lower().split('x')]
+  except ValueError:
+    parts = []
+  if len(parts) == 1:
+    parts *= 2
+  if len(parts) != 2 or min(parts) < 1:
+    raise argparse.ArgumentTypeError('must be N or HxW, got %r' % text)
+  return tuple(parts)
+
+
+def comma_list(item_type):
+  """'a,b,c' -> [item_type(a), item_type(b), item_type(c)]."""
+
+  def parse(text):
+    try:
+      return [item_type(item) for item in text.split(',')]
+    except ValueError as error:
+      raise argparse.ArgumentTypeError(str(error))
+
+  parse.__name__ = 'comma-separated %s list' % item_type.__name__
+  return parse
+

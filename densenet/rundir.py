@@ -1,0 +1,87 @@
+"""A run directory's `config.json`, for both applications (no TensorFlow).
+
+    saved = rundir.read_config(run_dir)              # None on a fresh run
+    rundir.check_config(run_dir, saved, config, fixed=('model', ...))
+    ... build the model, restore its checkpoint ...
+    rundir.write_config(run_dir, config)             # only once it built
+
+The file is written atomically (temporary file + `os.replace`) and, by both
+training APIs, only after the model has been built and restored, so a first
+start that fails does not leave a directory locked to its settings. A
+resumed run must share the `fixed` settings with the saved config.
+"""
+
+import json
+import os
+
+CONFIG_FILE = 'config.json'
+
+
+def read_json(path):
+  """The JSON at `path`.
+
+  Raises:
+    FileNotFoundError: If there is no such file.
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError('%s does not exist.' % (path,))
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def write_json(path, data):
+  """Writes `data` as JSON atomically (temporary file + os.replace)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  temporary = path + '.tmp'
+  with open(temporary, 'w', encoding='utf-8') as f:
+    json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
+    f.write('\n')
+  os.replace(temporary, path)
+
+
+def _json_default(value):
+  item = getattr(value, 'item', None)  # numpy scalars.
+  if item is not None:
+    return item()
+  raise TypeError('%r is not JSON serializable' % (value,))
+
+
+def jsonable(data):
+  """`data` as it reads back from JSON (tuples become lists...)."""
+  return json.loads(json.dumps(data, default=_json_default))
+
+
+def read_config(run_dir):
+  """The saved config of `run_dir`, or None if it has none yet."""
+  path = os.path.join(run_dir, CONFIG_FILE)
+  return read_json(path) if os.path.isfile(path) else None
+
+
+def write_config(run_dir, config):
+  """Writes `run_dir/config.json` atomically; returns it as read back."""
+  config = jsonable(config)
+  write_json(os.path.join(run_dir, CONFIG_FILE), config)
+  return config
+
+
+def check_config(run_dir, saved, config, fixed):
+  """Raises a ValueError naming every `fixed` setting `config` changes.
+
+  Args:
+    run_dir: The run directory (for the message).
+    saved: Its saved config, or None (a fresh run: nothing to check).
+    config: The settings of this run.
+    fixed: Keys a resumed run must keep.
+  """
+  if saved is None:
+    return
+  config = jsonable(config)
+  different = [k for k in fixed if saved.get(k) != config.get(k)]
+  if different:
+    raise ValueError(
+        '%s was trained with another config, other settings (%s): %s; use '
+        'another directory or the same settings.' % (
+            run_dir, ', '.join(different),
+            '; '.join('%s=%r (now %r)' % (k, saved.get(k), config.get(k))
+                      for k in different)))

@@ -1,0 +1,189 @@
+"""Our checkpoint format: the one writer, the one name-based restorer, and the
+one mismatch error.
+
+    from densenet import weights
+    weights.save({'densenet_121/conv1/weights': array, ...}, 'ckpt/model.ckpt')
+    report = weights.restore_by_name(model.variables_by_name(), 'ckpt',
+                                     exclude_scopes=['densenet_121/logits'])
+    report.check('initial_checkpoint ckpt does not fit densenet_121',
+                 allow_missing=['densenet_121/logits'])
+
+Checkpoints are TF's V2 format keyed by the slim variable names, so
+`tf.train.load_checkpoint`, `slim.assign_from_checkpoint_fn` and TF1 `Saver`s
+read them. `save` writes to a temporary prefix and renames the files into
+place, the index last, so a killed writer never leaves a half-written
+checkpoint under the final name.
+
+Every way weights can fail to fit a network (the converter's exact check,
+`restore_by_name`'s report, a resumed run's checkpoint) ends in one
+`WeightMismatchError`, a `ValueError` listing every variable concerned.
+"""
+
+import collections
+import os
+import uuid
+
+import tensorflow as tf
+
+_TEMPORARY = '.tmp-%s-%s'
+
+
+def _listing(items, limit=30):
+  items = list(items)
+  text = ', '.join(items[:limit])
+  if len(items) > limit:
+    text += ', ... (%d more)' % (len(items) - limit)
+  return text
+
+
+class WeightMismatchError(ValueError):
+  """Weights and network variables do not match; lists every difference.
+
+  Attributes:
+    missing: network variables without weights.
+    mismatched: `(name, network shape, weights shape)` of the variables whose
+      weights have another shape.
+    unused: weights no variable takes.
+  """
+
+  def __init__(self, missing=(), mismatched=(), unused=(), context=''):
+    self.missing = sorted(missing)
+    self.mismatched = sorted(mismatched)
+    self.unused = sorted(unused)
+    parts = []
+    if self.missing:
+      parts.append('%d variable(s) missing from the weights: %s' %
+                   (len(self.missing), _listing(self.missing)))
+    if self.mismatched:
+      parts.append('%d variable(s) with the wrong shape: %s' % (
+          len(self.mismatched),
+          _listing('%s (network %s, weights %s)' % m for m in self.mismatched)))
+    if self.unused:
+      parts.append('%d weight(s) not used by the network: %s' %
+                   (len(self.unused), _listing(self.unused)))
+    super().__init__('%s%s.' % (context + ': ' if context else '',
+                                '; '.join(parts)))
+
+
+class RestoreReport(collections.namedtuple(
+    'RestoreReport', ['restored', 'missing', 'mismatched', 'unused',
+                      'shapes'])):
+  """What `restore_by_name` did, as sorted name lists.
+
+  restored: variables assigned from the checkpoint.
+  missing: variables with no tensor of that name in the checkpoint (left as
+    initialized), excluded ones included.
+  mismatched: variables whose checkpoint tensor has another shape (left).
+  unused: checkpoint tensors no variable asked for.
+  shapes: {mismatched name: (network shape, checkpoint shape)}.
+  """
+
+  def check(self, context, allow_missing=()):
+    """Raises `WeightMismatchError` for missing or mismatched variables.
+
+    Args:
+      context: What was restored into what (starts the message).
+      allow_missing: Name prefixes that may be missing (e.g. a logits scope
+        that starts fresh).
+    """
+    missing = [n for n in self.missing
+               if not any(n.startswith(p) for p in allow_missing)]
+    if missing or self.mismatched:
+      raise WeightMismatchError(
+          missing, [(n,) + tuple(self.shapes[n]) for n in self.mismatched],
+          context=context)
+    return self
+
+
+def latest(checkpoint):
+  """`checkpoint`, or the latest checkpoint of a directory.
+
+  Raises:
+    ValueError: If a directory holds no checkpoint.
+  """
+  if tf.io.gfile.isdir(checkpoint):
+    path = tf.train.latest_checkpoint(checkpoint)
+    if path is None:
+      raise ValueError('checkpoint_path %r holds no checkpoint.' %
+                              (checkpoint,))
+    return path
+  return checkpoint
+
+
+def reader(checkpoint):
+  """A `tf.train.CheckpointReader` of a checkpoint prefix or directory.
+
+  Raises:
+    ValueError: If there is no readable checkpoint there.
+  """
+  path = latest(checkpoint)
+  try:
+    return tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError) as e:
+    raise ValueError('checkpoint_path %r is not a readable checkpoint: %s' %
+                     (path, e)) from e
+
+
+def restore_by_name(variables, checkpoint, exclude_scopes=()):
+  """Assigns checkpoint tensors to the variables of the same name.
+
+  Works for any V1/V2 checkpoint with slim names (a TF1 slim `Saver`
+  checkpoint, a converted ImageNet checkpoint, a training checkpoint),
+  eagerly and for distributed variables.
+
+  Args:
+    variables: {name: variable}, e.g. `SlimModel.variables_by_name()`.
+    checkpoint: A checkpoint prefix or a directory (its latest one).
+    exclude_scopes: Name prefixes not to restore (e.g. the logits scope).
+
+  Returns:
+    A `RestoreReport`; `report.check(...)` turns it into an error.
+
+  Raises:
+    ValueError: If there is no readable checkpoint.
+  """
+  checkpoint_reader = reader(checkpoint)
+  shapes = checkpoint_reader.get_variable_to_shape_map()
+  restored, missing, mismatched, mismatched_shapes = [], [], [], {}
+  for name in sorted(variables):
+    variable = variables[name]
+    if any(name.startswith(scope) for scope in exclude_scopes) or (
+        name not in shapes):
+      missing.append(name)
+    elif list(shapes[name]) != variable.shape.as_list():
+      mismatched.append(name)
+      mismatched_shapes[name] = (variable.shape.as_list(), list(shapes[name]))
+    else:
+      variable.assign(checkpoint_reader.get_tensor(name))
+      restored.append(name)
+  unused = sorted(set(shapes) - set(restored) - set(mismatched))
+  return RestoreReport(restored, missing, mismatched, unused,
+                       mismatched_shapes)
+
+
+def save(tensors, prefix):
+  """Writes `{name: value}` as a TF (V2) checkpoint at `prefix`, atomically.
+
+  Args:
+    tensors: {checkpoint key: Tensor, variable or numpy array}.
+    prefix: The checkpoint prefix (`prefix.index`, `prefix.data-*`); its
+      directory is created. Leftovers of killed saves there are removed.
+
+  Returns:
+    `prefix`.
+  """
+  directory = os.path.dirname(os.path.abspath(prefix))
+  base = os.path.basename(prefix)
+  tf.io.gfile.makedirs(directory)
+  for stale in tf.io.gfile.glob(os.path.join(directory, _TEMPORARY % ('*', '*'))):
+    tf.io.gfile.remove(stale)
+  temporary = os.path.join(directory, _TEMPORARY % (uuid.uuid4().hex, base))
+  keys = sorted(tensors)
+  with tf.init_scope():  # Eager, even when called while building a graph.
+    tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,
+                      shape_and_slices=[''] * len(keys),
+                      tensors=[tf.convert_to_tensor(tensors[k]) for k in keys])
+  for name in tf.io.gfile.glob(temporary + '.data-*') + [
+      temporary + '.index']:  # The index last.
+    os.replace(name, prefix + name[len(temporary):])
+  return prefix

@@ -1,0 +1,153 @@
+"""densenet.inference: the optimized graph computes what the plain one does.
+
+Every test compares against the plain graph of the same weights (random
+convolutions and random batch-norm statistics, so a wrongly folded norm
+shows), within 1e-4 absolute / 1e-5 relative, and checks that the rewrite
+happened (no batch norm left after a convolution, transitions pool first).
+"""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_slim as slim
+
+import densenet
+from densenet import inference
+from densenet import training
+from segmentation import tasks
+
+tf1 = tf.compat.v1
+ATOL, RTOL = 1e-4, 1e-5
+TINY = {'num_units_per_block': [1, 2, 2, 1], 'growth_rate': 4}
+
+
+def randomize_batch_norm(assign, variables):
+  """Moving means N(0, 0.1), variances, gammas U(0.5, 1.5), betas N(0, 0.1)."""
+  rng = np.random.RandomState(0)
+  for v in variables:
+    shape = v.shape.as_list()
+    name = v.name.split(':')[0]
+    if name.endswith(('moving_mean', 'beta')):
+      assign(v, rng.normal(0, 0.1, shape).astype(np.float32))
+    elif name.endswith(('moving_variance', 'gamma')):
+      assign(v, rng.uniform(0.5, 1.5, shape).astype(np.float32))
+
+
+def images(size=64, batch=2):
+  return np.random.RandomState(1).uniform(
+      -2, 2, (batch, size, size, 3)).astype(np.float32)
+
+
+def session_of(build):
+  """A Session on a new graph: `build()` -> tensors; variables randomized."""
+  graph = tf.Graph()
+  with graph.as_default():
+    tf1.set_random_seed(0)
+    inputs = tf1.placeholder(tf.float32, [None, None, None, 3], name='images')
+    with slim.arg_scope(densenet.densenet_arg_scope()):
+      outputs = build(inputs)
+    session = tf1.Session(graph=graph)
+    session.run(tf1.global_variables_initializer())
+    randomize_batch_norm(lambda v, x: v.load(x, session),
+                         tf1.global_variables())
+  return session, inputs, outputs
+
+
+def op_inputs(graph_def):
+  nodes = {n.name: n for n in graph_def.node}
+  def producer(node, i=0):
+    return nodes[node.input[i].split(':')[0].lstrip('^')]
+  return nodes, producer
+
+
+def assert_rewritten(graph_def, num_unfoldable_norms):
+  """Norms left only where a convolution has other readers; pools first.
+
+  (After the reordering a transition ends with its convolution, which the
+  next block both normalizes and concatenates: that norm cannot fold.)
+  """
+  nodes, producer = op_inputs(graph_def)
+  # Inference batch norm is a multiply-add (densenet_utils.batch_norm).
+  norms = [n for n in nodes.values()
+           if n.op == 'Mul' or n.op.startswith('FusedBatchNorm')]
+  assert len(norms) == num_unfoldable_norms
+  readers = collections.Counter(
+      i.split(':')[0] for n in nodes.values() for i in n.input)
+  assert all(readers[producer(n).name] > 1 for n in norms
+             if producer(n).op == 'Conv2D')
+  for pool in (n for n in nodes.values() if n.op == 'AvgPool'):
+    if list(pool.attr['strides'].list.i) == [1, 2, 2, 1]:
+      assert producer(pool).op != 'Conv2D'
+  readers_of_pools = [n for n in nodes.values() if n.op == 'Conv2D' and
+                      producer(n).op == 'AvgPool']
+  return readers_of_pools
+
+
+def test_tiny_classifier_equal_and_rewritten():
+  session, inputs, logits = session_of(lambda x: densenet.densenet_X(
+      x, num_classes=7, is_training=False, **TINY)[0])
+  expected = session.run(logits, {inputs: images()})
+  new_session, (new_inputs, new_logits) = inference.optimize(
+      session, (inputs, logits))
+  assert new_inputs.name == inputs.name and new_logits.name == logits.name
+  np.testing.assert_allclose(new_session.run(new_logits,
+                                             {new_inputs: images()}),
+                             expected, atol=ATOL, rtol=RTOL)
+  graph_def = new_session.graph.as_graph_def()
+  # Unfoldable: each unit's and transition's pre-activation norm, postnorm.
+  pooling_convolutions = assert_rewritten(graph_def, 6 + 3 + 1)
+  assert len(pooling_convolutions) == 3  # One per transition.
+  counts = collections.Counter(n.op for n in graph_def.node)
+  assert counts['BiasAdd'] == 6 + 1 + 1  # Bottlenecks, stem, logits.
+  assert not counts['VariableV2'] and not counts['VarHandleOp']
+
+
+@pytest.mark.parametrize('output_stride', [8, 16])
+def test_tiny_dense_features_at_output_stride(output_stride):
+  # The stride-1 dilated transitions are not reordered; the norms still fold.
+  session, inputs, features = session_of(lambda x: densenet.densenet_X(
+      x, is_training=False, global_pool=False, output_stride=output_stride,
+      **TINY)[0])
+  expected = session.run(features, {inputs: images()})
+  assert expected.shape == (2, 64 // output_stride, 64 // output_stride,
+                            features.shape[-1])
+  new_session, (new_inputs, new_features) = inference.optimize(
+      session, (inputs, features))
+  np.testing.assert_allclose(
+      new_session.run(new_features, {new_inputs: images()}), expected,
+      atol=ATOL, rtol=RTOL)
+  assert_rewritten(new_session.graph.as_graph_def(), 6 + 3 + 1)
+
+
+@pytest.mark.parametrize('name', ['densenet_121', 'densenet_169',
+                                  'densenet_201', 'densenet_161'])
+def test_named_models_equal(name):
+  session, inputs, logits = session_of(lambda x: densenet.MODELS[name](
+      x, num_classes=10, is_training=False)[0])
+  batch = images(size=32)
+  expected = session.run(logits, {inputs: batch})
+  new_session, (new_inputs, new_logits) = inference.optimize(
+      session, (inputs, logits))
+  np.testing.assert_allclose(new_session.run(new_logits, {new_inputs: batch}),
+                             expected, atol=ATOL, rtol=RTOL)
+  units = sum(densenet.MODELS[name].num_units_per_block)
+  assert_rewritten(new_session.graph.as_graph_def(), units + 3 + 1)
+
+
+def test_optimize_function_segmentation_model():
+  # DeepLab v3+ at output stride 8: ASPP and decoder norms fold too.
+  config = tasks.ModelConfig(num_classes=3, backbone=dict(TINY),
+                             output_stride=8, head='deeplabv3plus', depth=8)
+  model = training.SlimModel(tasks.net_fn(config))
+  model(tf.zeros([1, 64, 64, 3]), training=False)
+  randomize_batch_norm(lambda v, x: v.assign(x), model.variables)
+  function = tf.function(lambda x: model(x, training=False),
+                         input_signature=[tf.TensorSpec([None, None, None, 3],
+                                                        tf.float32)])
+  batch = tf.constant(images())
+  expected = function(batch).numpy()
+  optimized = inference.optimize_function(function.get_concrete_function())
+  np.testing.assert_allclose(optimized(batch).numpy(), expected, atol=ATOL,
+                             rtol=RTOL)

@@ -1,0 +1,65 @@
+"""densenet.runtime: oneDNN on by default, the user's choice kept, a warning.
+
+Each case runs a fresh Python (TensorFlow reads the variable once, when it
+loads) and prints what the loaded TensorFlow reports.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.skipif(
+    platform.machine().lower() not in ('x86_64', 'amd64'),
+    reason='oneDNN is turned on by default on x86-64 only')
+
+
+def run(code, **env_vars):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
+             PYTHONWARNINGS='always')
+  env.pop('TF_ENABLE_ONEDNN_OPTS', None)
+  env.update(env_vars)
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, env=env, cwd=ROOT, timeout=300,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout.split(), proc.stderr
+
+
+# `import densenet` loads no TensorFlow (lazy names): the report loads it.
+REPORT = ('import tensorflow; from densenet import runtime; import os; '
+          'print(runtime.onednn_enabled(), '
+          'os.environ.get("TF_ENABLE_ONEDNN_OPTS"))')
+
+
+def test_runtime_never_imports_tensorflow():
+  # The module alone, not through the package's __init__.
+  out, _ = run('import importlib.util, sys; '
+               'spec = importlib.util.spec_from_file_location('
+               '"runtime", "densenet/runtime.py"); '
+               'm = importlib.util.module_from_spec(spec); '
+               'spec.loader.exec_module(m); '
+               'print(m.enable_onednn(), "tensorflow" in sys.modules)')
+  assert out == ['True', 'False']
+
+
+def test_import_densenet_turns_onednn_on():
+  out, stderr = run('import densenet; ' + REPORT)
+  assert out == ['True', '1']
+  assert 'RuntimeWarning' not in stderr
+
+
+def test_user_choice_is_kept():
+  out, stderr = run('import densenet; ' + REPORT, TF_ENABLE_ONEDNN_OPTS='0')
+  assert out == ['False', '0']
+  assert 'RuntimeWarning' not in stderr
+
+
+def test_tensorflow_first_warns():
+  out, stderr = run('import tensorflow; import densenet; ' + REPORT)
+  assert out == ['False', 'None']
+  assert 'RuntimeWarning' in stderr and 'TF_ENABLE_ONEDNN_OPTS=1' in stderr
