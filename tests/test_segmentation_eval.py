@@ -252,7 +252,8 @@ def test_train_evaluates_and_keeps_best_checkpoint(tmp_path):
   assert sorted(scalars['pixel_accuracy']) == [2, 4, 5]
   assert 'iou/background' in scalars
   best = evaluation.read_best(model_dir)
-  best_step = max(scalars['mean_iou'], key=scalars['mean_iou'].get)
+  # Only a strictly better mean IoU replaces the best: ties keep the first.
+  best_step = max(sorted(scalars['mean_iou']), key=scalars['mean_iou'].get)
   assert best['step'] == best_step
   assert best['mean_iou'] == pytest.approx(scalars['mean_iou'][best_step])
   assert tf.train.latest_checkpoint(os.path.join(model_dir, 'best')) == (
