@@ -63,7 +63,7 @@ def add_arguments(parser):
   """Adds `--eval-scales` and `--flip` to an argparse (sub)parser."""
   parser.add_argument(
       '--eval-scales', type=parse_scales,
-      default=','.join('%g' % scale for scale in DEFAULT_EVAL_SCALES),
+      default=','.join(str(scale) for scale in DEFAULT_EVAL_SCALES),
       help='Comma-separated input scales whose softmax is averaged at the '
       'input resolution (DeepLab: 0.5,0.75,1.0,1.25,1.5,1.75).')
   parser.add_argument(
