@@ -28,7 +28,9 @@ setuptools.setup(
         'tqdm',
         'h5py',
     ],
-    extras_require={'test': ['pytest']},
+    # TensorBoard itself (to view model/train and model/eval) is optional:
+    # training writes its event files with TensorFlow alone.
+    extras_require={'test': ['pytest'], 'tensorboard': ['tensorboard']},
     entry_points={'console_scripts': [
         'densenet = densenet.cli:main',
         'segmentation = segmentation.cli:main',

@@ -53,7 +53,7 @@ Public API (stable; the classification and segmentation commands use it):
   Trainer(net_fn, loss_fn, model_dir, global_batch_size, strategy=None,
           optimizer_fn=None, learning_rate_fn=None, checkpoint_every=100,
           summary_every=10, max_to_keep=3, init_fn=None, progress=True,
-          log_every=0, sync_batch_norm=False)
+          log_every=0, sync_batch_norm=False, callbacks=())
       .model, .optimizer, .global_step, .strategy, .checkpoints
       .train(dataset, num_steps, num_files=None) -> TrainResult(
           global_step, losses, checkpoint, start_step)
@@ -480,6 +480,9 @@ class Trainer(object):
     progress: Whether to show a tqdm progress bar.
     log_every: If > 0, also print `step N loss L steps/s S` lines to stderr
       every `log_every` steps (for logs without a terminal).
+    callbacks: Callables `callback(trainer, step)` run on every worker after
+      each step (and after that step's checkpoint), e.g. a periodic
+      evaluation (`segmentation.evaluation.EvalCallback`).
     sync_batch_norm: Whether batch norm (`densenet_utils.batch_norm`)
       normalizes with, and averages, the statistics of the global batch
       across replicas instead of each replica's own batch. Same variables.
@@ -499,7 +502,7 @@ class Trainer(object):
                strategy=None, optimizer_fn=None, learning_rate_fn=None,
                checkpoint_every=100, summary_every=10, max_to_keep=3,
                init_fn=None, progress=True, log_every=0,
-               sync_batch_norm=False):
+               sync_batch_norm=False, callbacks=()):
     if global_batch_size < 1:
       raise ValueError('global_batch_size must be >= 1, got %r.' %
                        (global_batch_size,))
@@ -517,6 +520,7 @@ class Trainer(object):
     self._init_fn = init_fn
     self._progress = progress
     self._log_every = log_every
+    self._callbacks = list(callbacks)
     self._chief = is_chief(self.strategy)
     self._num_workers = num_workers(self.strategy)
     if sync_batch_norm:
@@ -718,6 +722,8 @@ class Trainer(object):
         if step % self._checkpoint_every == 0:
           self.checkpoints.save(step)
           last_saved = step
+        for callback in self._callbacks:
+          callback(self, step)
     except KeyboardInterrupt:
       # Saving reads the moving statistics with collectives, which would
       # wait forever for workers that were not interrupted.

@@ -7,8 +7,11 @@
 
 Modules: `model` (heads), `losses`, `metrics` (confusion matrix, mIoU),
 `data` (VOC folders -> TFRecords -> tf.data), `synthetic` (the embedded
-default dataset), `tasks` (train / evaluate / predict / demo, the library
-behind the `segmentation` command), `cli`.
+default dataset), `multiscale` (multi-scale + flip prediction at any size),
+`evaluation` (whole-image evaluation, eval during training, TensorBoard
+scalars), `pictures`, `eval_options` (no TensorFlow), `tasks` (train /
+evaluate / predict / demo, the library behind the `segmentation` command),
+`cli`.
 
 The public names below are imported from their modules on first use
 (PEP 562): `import segmentation` loads neither TensorFlow nor the

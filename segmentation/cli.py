@@ -4,7 +4,8 @@
     segmentation build-data --voc-root VOC --output-dir records
     segmentation train --model-dir runs/seg --train 'records/train-*' \\
         --num-classes 21 --backbone densenet_121 --steps 20000
-    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json
+    segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \\
+        --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
 
 Built like `densenet/cli.py`: one registrar per sub-command, and
@@ -20,6 +21,7 @@ import os
 import sys
 
 from densenet import cli_common
+from segmentation import eval_options
 
 # Choices of `segmentation.model` and `segmentation.tasks`, here without
 # loading TensorFlow (tests/test_cli.py checks they match).
@@ -146,6 +148,8 @@ def add_train_parser(subparsers):
                       default=0,
                       help='Print "step N loss L" lines every N steps (0: '
                       'none).')
+  eval_options.add_train_arguments(parser, records_type=_records,
+                                   steps_type=positive_int)
 
 
 def run_train(args):
@@ -166,7 +170,9 @@ def run_train(args):
       class_weights=args.class_weights,
       strategy=training.get_strategy(args.strategy),
       progress=not args.no_progress, log_every=args.log_every,
-      sync_batch_norm=args.sync_batch_norm)
+      sync_batch_norm=args.sync_batch_norm,
+      eval_pattern=args.eval_pattern, eval_every=args.eval_every,
+      eval_scales=args.eval_scales, flip=args.flip)
   print('Trained from step %d to %d; checkpoint %s' %
         (result.start_step, result.global_step, result.checkpoint))
 
@@ -189,13 +195,17 @@ def add_evaluate_parser(subparsers):
                       type=_records, help='Glob of the TFRecords to score.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')
+  eval_options.add_arguments(parser)
 
 
 def run_evaluate(args):
   from segmentation import tasks  # pylint: disable=g-import-not-at-top
-  results = tasks.evaluate(args.model_dir, args.eval_pattern, args.checkpoint)
+  results = tasks.evaluate(args.model_dir, args.eval_pattern, args.checkpoint,
+                           eval_scales=args.eval_scales, flip=args.flip)
   print(json.dumps(results, indent=2) if args.json else
         tasks.format_results(results))
+  if not args.json:
+    print('Per-class IoU chart: %s' % results['chart'])
 
 
 def add_predict_parser(subparsers):
@@ -210,12 +220,23 @@ def add_predict_parser(subparsers):
   _add_model_dir_arguments(parser)
   parser.add_argument('--output-dir', required=True,
                       help='Where the masks and overlays go.')
+  parser.add_argument('--label-dir', type=cli_common.existing_dir,
+                      help='Ground-truth <image stem>.png labels to show '
+                      'next to the predictions.')
+  eval_options.add_arguments(parser)
 
 
 def run_predict(args):
   from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  labels = None
+  if args.label_dir:  # <stem>.png where it exists.
+    labels = [os.path.join(args.label_dir, os.path.splitext(
+        os.path.basename(image))[0] + '.png') for image in args.images]
+    labels = [path if os.path.isfile(path) else None for path in labels]
   for mask, overlay in tasks.predict(args.model_dir, args.images,
-                                     args.output_dir, args.checkpoint):
+                                     args.output_dir, args.checkpoint,
+                                     eval_scales=args.eval_scales,
+                                     flip=args.flip, label_paths=labels):
     print(mask, overlay)
 
 
@@ -223,10 +244,10 @@ def add_demo_parser(subparsers):
   """`segmentation demo`: synthetic data -> train -> mIoU."""
   parser = cli_common.add_command(
       subparsers, 'demo', run_demo,
-      help='Synthetic dataset -> train DenseNet+ASPP -> mIoU.')
+      help='Synthetic dataset -> train DenseNet + DeepLab v3+ -> mIoU.')
   parser.add_argument('--work-dir', default=os.path.join('runs', 'demo'),
                       help='Where the data, model and overlays go.')
-  parser.add_argument('--steps', type=cli_common.positive_int, default=1000,
+  parser.add_argument('--steps', type=cli_common.positive_int, default=600,
                       help='Training steps.')
   parser.add_argument('--batch-size', type=cli_common.positive_int,
                       default=16, help='Training batch size.')

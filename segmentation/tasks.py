@@ -18,7 +18,6 @@ import time
 import numpy as np
 import tensorflow as tf
 import tf_keras
-from PIL import Image
 from tqdm import tqdm
 
 from densenet import inference
@@ -28,17 +27,23 @@ from densenet import schedules
 from densenet import spec as spec_lib
 from densenet import training
 from segmentation import data
+from segmentation import eval_options
+from segmentation import evaluation
 from segmentation import losses
-from segmentation import metrics
 from segmentation import model as model_lib
+from segmentation import pictures
 from segmentation import synthetic
 
 CONFIG_FILE = rundir.CONFIG_FILE
 OPTIMIZERS = ('momentum', 'adam')
 
-# The demo's backbone: a small DenseNet (2, 3, 3, 2 units, k=16).
+# The demo's backbone: a small DenseNet (2, 3, 3, 2 units, k=16), with
+# DeepLab v3+ (ASPP and the stride-4 decoder, 64 channels) at output stride
+# 16. At equal steps (300, batch 16) the decoder lifts the validation mIoU
+# from 0.631 (ASPP alone, 128 channels) to 0.817 for 19 % more time a step.
 DEMO_BACKBONE = {'num_units_per_block': [2, 3, 3, 2], 'growth_rate': 16,
                  'num_initial_filters': 32, 'scope': 'densenet_X'}
+DEMO_HEAD = {'head': 'deeplabv3plus', 'depth': 64, 'output_stride': 16}
 
 
 # Settings that may differ between a run and its resumption.
@@ -165,7 +170,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
           progress=True, log_every=0, log=print, memory_efficient=None,
-          sync_batch_norm=False):
+          sync_batch_norm=False, eval_pattern=None, eval_every=None,
+          eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False):
   """Trains (or resumes training) a segmentation model.
 
   The config is written to `model_dir` once the model has been built (and
@@ -199,12 +205,19 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       config's, else the resumed run's, else False).
     sync_batch_norm: Whether batch norm uses the statistics of the global
       batch across replicas (see `densenet.training.Trainer`).
+    eval_pattern: Optional glob of validation TFRecords, evaluated every
+      `eval_every` steps and at `num_steps` into TensorBoard
+      (`<model_dir>/eval`), keeping the best checkpoint by mean IoU in
+      `<model_dir>/best` (`segmentation.evaluation.EvalCallback`).
+    eval_every: Steps between evaluations (default `checkpoint_every`).
+    eval_scales, flip: Options of those evaluations (see `evaluate`).
 
   Returns:
     `densenet.training.TrainResult`.
 
   Raises:
-    ValueError: If `config` differs from the one saved in `model_dir`.
+    ValueError: If `config` differs from the one saved in `model_dir`, or
+      for a bad `eval_every` / `eval_pattern`.
     densenet.training.NaNLossError: If the loss becomes NaN.
   """
   strategy = strategy or training.get_strategy()
@@ -230,13 +243,20 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     return losses.softmax_cross_entropy(labels, logits,
                                         class_weights=class_weights)
 
+  callbacks = []
+  if eval_pattern:
+    callbacks.append(evaluation.EvalCallback(
+        model_dir, eval_pattern, config,
+        checkpoint_every if eval_every is None else eval_every,
+        num_steps, eval_scales, flip, log))
   trainer = training.Trainer(
       net_fn(config), loss_fn, model_dir, batch_size, strategy=strategy,
       optimizer_fn=_optimizer_fn(optimizer),
       learning_rate_fn=schedules.poly(
           learning_rate, num_steps, warmup_steps=warmup_steps),
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
-      log_every=log_every, sync_batch_norm=sync_batch_norm)
+      log_every=log_every, sync_batch_norm=sync_batch_norm,
+      callbacks=callbacks)
   trainer.build(next(iter(dataset))[0])  # Restores or initialises.
   config.save(model_dir)  # It builds: recorded.
   return trainer.train(dataset, num_steps)
@@ -294,76 +314,87 @@ def load_model(model_dir, checkpoint=None):
   return model, config, checkpoint, int(step)
 
 
-def _predict_fn(model):
-  return tf.function(
-      lambda images: tf.argmax(model(images, training=False), -1,
-                               output_type=tf.int32),
-      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-      autograph=False)
+def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
+             eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
+             summary_dir=None):
+  """Whole-image evaluation over every record of `eval_pattern`, at any
+  image size, at one or several scales, with or without flips.
 
-
-def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True):
-  """Whole-image evaluation over every record of `eval_pattern`.
+  Args:
+    model_dir: A trained model directory.
+    eval_pattern: Glob of TFRecords.
+    checkpoint: A checkpoint prefix (default: the latest of `model_dir`).
+    progress: Whether to show a progress bar.
+    eval_scales: Input scales whose softmax is averaged at the input
+      resolution (DeepLab: `eval_options.DEEPLAB_EVAL_SCALES`).
+    flip: Whether to add the left-right flip of every scale.
+    summary_dir: Where the TensorBoard scalars (at the checkpoint's global
+      step) and the per-class IoU bar chart go (default `<model_dir>/eval`;
+      '' writes nothing).
 
   Returns:
     `ConfusionMatrix.results()` plus 'checkpoint', 'global_step',
-    'num_images'.
+    'num_images', 'eval_scales', 'flip' and 'chart' (the chart's path or
+    None).
   """
   model, config, checkpoint, step = load_model(model_dir, checkpoint)
-  predict_fn = _predict_fn(model)
-  confusion = metrics.ConfusionMatrix(config.num_classes)
-  dataset = data.make_dataset(eval_pattern, False,
-                              normalization=config.normalization)
-  num_images = 0
-  for images, labels, _ in tqdm(dataset, desc='evaluate', unit='image',
-                                disable=not progress):
-    confusion.update(labels.numpy(), predict_fn(images).numpy())
-    num_images += 1
-  results = confusion.results(config.names())
-  results.update(checkpoint=checkpoint, global_step=step,
-                 num_images=num_images)
+  results = evaluation.evaluate_model(model, config, eval_pattern,
+                                      eval_scales, flip, progress)
+  if summary_dir is None:
+    summary_dir = os.path.join(model_dir, evaluation.EVAL_DIR)
+  chart = (evaluation.write_results(summary_dir, results, step)
+           if summary_dir else None)
+  results.update(checkpoint=checkpoint, global_step=step, chart=chart)
   return results
 
 
-def overlay(image, mask, alpha=0.5):
-  """Side by side: the image, and the image blended with the mask colours.
+def predict(model_dir, image_paths, output_dir, checkpoint=None,
+            progress=True, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
+            flip=False, label_paths=None):
+  """Writes `<stem>.png` palette masks (input size) and `<stem>_overlay.png`
+  pictures (`pictures.prediction_picture`: image | ground truth | prediction
+  with a legend).
 
   Args:
-    image: `[h, w, 3]` uint8.
-    mask: `[h, w]` class ids.
+    model_dir: A trained model directory.
+    image_paths: Images of any size.
+    output_dir: Where the PNGs go (created).
+    checkpoint: A checkpoint prefix (default: the latest of `model_dir`).
+    progress: Whether to show a progress bar.
+    eval_scales, flip: See `evaluate`.
+    label_paths: Optional ground-truth label PNGs, one per image (None
+      entries allowed), shown in the pictures.
 
   Returns:
-    `[h, 2w, 3]` uint8.
+    `[(mask_path, picture_path)]`.
+
+  Raises:
+    ValueError: If `label_paths` does not match `image_paths` or a label's
+      size differs from its image's.
   """
-  colors = data.voc_palette()[mask].astype(np.float32)
-  blended = np.where(mask[..., None] > 0,
-                     (1 - alpha) * image + alpha * colors, image)
-  return np.concatenate([image, blended.astype(np.uint8)], 1)
-
-
-def predict(model_dir, image_paths, output_dir, checkpoint=None,
-            progress=True):
-  """Writes `<stem>.png` palette masks (input size) and `<stem>_overlay.png`.
-
-  Returns:
-    `[(mask_path, overlay_path)]`.
-  """
+  if label_paths is not None and len(label_paths) != len(image_paths):
+    raise ValueError('label_paths must have one entry per image (%d), got '
+                     '%d.' % (len(image_paths), len(label_paths)))
   model, config, _, _ = load_model(model_dir, checkpoint)
-  predict_fn = inference.optimize_function(
-      _predict_fn(model).get_concrete_function())
+  predict_fn = inference.optimize_function(evaluation.make_predict_fn(
+      model, config, eval_scales, flip).get_concrete_function())
   os.makedirs(output_dir, exist_ok=True)
   written = []
-  for path in tqdm(image_paths, desc='predict', unit='image',
-                   disable=not progress):
+  for i, path in enumerate(tqdm(image_paths, desc='predict', unit='image',
+                                disable=not progress)):
     pixels = preprocessing.load_image(path, resize_size=None, crop_size=None)
     inputs = config.spec().normalize(pixels[None])
     mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
+    label = (data.read_label(label_paths[i]) if label_paths and
+             label_paths[i] else None)
     stem = os.path.splitext(os.path.basename(path))[0]
     mask_path = os.path.join(output_dir, stem + '.png')
-    overlay_path = os.path.join(output_dir, stem + '_overlay.png')
+    picture_path = os.path.join(output_dir, stem + '_overlay.png')
     data.save_label_png(mask_path, mask)
-    Image.fromarray(overlay(pixels, mask)).save(overlay_path)
-    written.append((mask_path, overlay_path))
+    pictures.save_prediction_picture(picture_path, pixels, mask,
+                                     config.names(), label=label,
+                                     title=os.path.basename(path))
+    written.append((mask_path, picture_path))
   return written
 
 
@@ -378,13 +409,15 @@ def format_results(results):
   return '\n'.join(lines)
 
 
-def demo(work_dir='runs/demo', num_steps=1000, batch_size=16, size=128,
+def demo(work_dir='runs/demo', num_steps=600, batch_size=16, size=128,
          num_train=320, num_val=80, num_overlays=8, seed=0, progress=True,
          log=print):
   """The main job: synthetic data -> TFRecords -> train -> evaluate -> overlays.
 
-  Trains a small DenseNet (`DEMO_BACKBONE`) with the ASPP head at output
-  stride 16. Re-running resumes training (or just evaluates when done).
+  Trains a small DenseNet (`DEMO_BACKBONE`) with DeepLab v3+ (`DEMO_HEAD`:
+  ASPP and the stride-4 decoder) at output stride 16. Re-running resumes
+  training (or just evaluates when done). The pictures show the validation
+  image, its ground truth and the prediction.
 
   Returns:
     The evaluation results plus 'wall_time_s' and 'overlays'.
@@ -405,11 +438,10 @@ def demo(work_dir='runs/demo', num_steps=1000, batch_size=16, size=128,
           '\n  skipped: ' + e for e in errors)))
   tf.random.set_seed(seed)
   config = ModelConfig(num_classes=synthetic.NUM_CLASSES,
-                       backbone=dict(DEMO_BACKBONE), output_stride=16,
-                       head='aspp', depth=128,
-                       class_names=list(synthetic.CLASS_NAMES))
-  log('Training DenseNet (%s) + ASPP, output stride 16, to step %d in %s' %
-      (DEMO_BACKBONE, num_steps, model_dir))
+                       backbone=dict(DEMO_BACKBONE),
+                       class_names=list(synthetic.CLASS_NAMES), **DEMO_HEAD)
+  log('Training DenseNet (%s) + DeepLab v3+ (%s) to step %d in %s' %
+      (DEMO_BACKBONE, DEMO_HEAD, num_steps, model_dir))
   train(model_dir, os.path.join(records_dir, 'train-*.tfrecord'), config,
         num_steps, batch_size=batch_size, crop_size=(size, size),
         learning_rate=3e-3, optimizer='adam', warmup_steps=50,
@@ -418,7 +450,8 @@ def demo(work_dir='runs/demo', num_steps=1000, batch_size=16, size=128,
                      progress=progress)
   val_ids = data.voc_pairs(dataset_dir, 'val')[:num_overlays]
   written = predict(model_dir, [image for image, _ in val_ids],
-                    os.path.join(work_dir, 'predictions'), progress=progress)
+                    os.path.join(work_dir, 'predictions'), progress=progress,
+                    label_paths=[label for _, label in val_ids])
   results['overlays'] = [overlay_path for _, overlay_path in written]
   results['wall_time_s'] = time.time() - started
   return results

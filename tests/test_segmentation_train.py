@@ -19,6 +19,7 @@ from PIL import Image
 
 from segmentation import cli
 from segmentation import data
+from segmentation import pictures
 from segmentation import synthetic
 from segmentation import tasks
 
@@ -95,8 +96,15 @@ def test_train_lowers_loss_resumes_evaluates_predicts(records, tmp_path):
           np.asarray(mask.getpalette(), np.uint8).reshape(-1, 3),
           data.voc_palette()[:len(mask.getpalette()) // 3])
       assert np.asarray(mask).max() < synthetic.NUM_CLASSES
+    # The picture: image | prediction panels at the input's size.
     with Image.open(os.path.join(out_dir, stem + '_overlay.png')) as image:
-      assert image.size == (2 * width, height)
+      picture = np.asarray(image.convert('RGB'))
+    assert picture.shape[1] == 6 + 2 * (width + 6)
+    left, top, right, bottom = pictures.panel_box((width, height), 2, 0,
+                                                  has_title=True)
+    with Image.open(path) as image:
+      np.testing.assert_array_equal(picture[top:bottom, left:right],
+                                    np.asarray(image.convert('RGB')))
 
 
 def run_cli(argv):
@@ -176,8 +184,9 @@ def test_demo_runs_end_to_end_small(tmp_path):
   assert [os.path.basename(p) for p in results['overlays']] == [
       'val_00000_overlay.png']
   with Image.open(results['overlays'][0]) as image:
-    assert image.size == (96, 48)
+    assert image.size[0] == 6 + 3 * (48 + 6)  # Image | truth | prediction.
   config = tasks.ModelConfig.load(str(tmp_path / 'demo' / 'model'))
-  assert (config.head, config.output_stride) == ('aspp', 16)
+  assert (config.head, config.output_stride, config.depth) == (
+      'deeplabv3plus', 16, 64)
   assert config.backbone == tasks.DEMO_BACKBONE
   assert any('train: 4 records' in m for m in messages)
