@@ -29,9 +29,7 @@ two C++-registration modules are stubbed (`_import_torchvision`).
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 import types
@@ -41,6 +39,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
+import inference as inference_benchmark  # noqa: E402  pylint: disable=g-import-not-at-top
 
 INFERENCE_NAMES = ('ours_plain', 'ours_inference', 'keras', 'torch_nchw',
                    'torch_channels_last')
@@ -89,18 +88,6 @@ def _session_config():
   return tf.compat.v1.ConfigProto()
 
 
-def _randomize_batch_norm(session, variables):
-  """Moving means N(0, 0.1), variances and gammas U(0.5, 1.5)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  rng = np.random.RandomState(0)
-  for v in variables:
-    shape = v.shape.as_list()
-    if v.op.name.endswith('moving_mean'):
-      v.load(rng.normal(0, 0.1, shape).astype(np.float32), session)
-    elif v.op.name.endswith(('moving_variance', 'gamma')):
-      v.load(rng.uniform(0.5, 1.5, shape).astype(np.float32), session)
-
-
 def _build_ours(images, smoke, **kwargs):
   import densenet  # pylint: disable=g-import-not-at-top
   if smoke:
@@ -128,7 +115,8 @@ class OursInference(object):
         self.logits, _ = _build_ours(self.images, smoke, is_training=False)
       self.session = tf1.Session(graph=graph, config=_session_config())
       self.session.run(tf1.global_variables_initializer())
-      _randomize_batch_norm(self.session, tf1.global_variables())
+      inference_benchmark.randomize_batch_norm_statistics(
+          self.session, tf1.global_variables())
     if optimized:
       from densenet import inference  # pylint: disable=g-import-not-at-top
       self.session, (self.images, self.logits) = inference.optimize(
@@ -172,28 +160,16 @@ class OursTrain(object):
 def relaunch(script, argv):
   """Runs `python script argv` (this Python) in a fresh process.
 
-  The child gets `TF_ENABLE_ONEDNN_OPTS` from its `--onednn` argument and
-  the repository on its path. Its JSON lines are echoed and returned.
+  The child gets `TF_ENABLE_ONEDNN_OPTS` from its `--onednn` argument (see
+  `common.run_worker`). Its JSON lines are echoed and returned.
 
   Raises:
     RuntimeError: If the child fails; the message has its stderr tail.
   """
-  env = dict(os.environ)
-  env['PYTHONPATH'] = os.pathsep.join(
-      p for p in (ROOT, env.get('PYTHONPATH')) if p)
-  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   setting = argv[argv.index('--onednn') + 1]
-  env['TF_ENABLE_ONEDNN_OPTS'] = '1' if setting == 'on' else '0'
-  proc = subprocess.run([sys.executable, os.path.join(HERE, script)] + argv,
-                        capture_output=True, text=True, env=env, check=False)
-  if proc.returncode:
-    raise RuntimeError('%s %s failed (exit %d):\n%s' % (
-        script, ' '.join(argv), proc.returncode, proc.stderr[-3000:]))
-  records = [json.loads(line) for line in proc.stdout.splitlines()
-             if line.startswith('{')]
-  for record in records:
-    print(json.dumps(record, sort_keys=True), flush=True)
-  return records
+  return common.run_worker(
+      script, argv,
+      env={'TF_ENABLE_ONEDNN_OPTS': '1' if setting == 'on' else '0'})
 
 
 def forward_flops(image_size, smoke=False):
@@ -237,19 +213,8 @@ def sgemm_gflops(n=2048, repeats=5):
   return 2 * n ** 3 / best / 1e9
 
 
-class KerasInference(object):
-  """keras.applications.DenseNet121(weights=None) in a tf.function."""
-
-  def __init__(self, image_size):
-    import keras  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    self.model = keras.applications.DenseNet121(
-        weights=None, input_shape=(image_size, image_size, 3))
-    self.predict = tf.function(lambda x: self.model(x, training=False))
-    self.tf = tf
-
-  def __call__(self, images):
-    return self.predict(self.tf.constant(images)).numpy()
+# keras.applications.DenseNet121(weights=None) in a tf.function.
+KerasInference = inference_benchmark.Keras
 
 
 class KerasTrain(object):

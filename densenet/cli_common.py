@@ -199,25 +199,21 @@ def non_negative_float(text):
   return value
 
 
-def existing_file(text):
-  """A path to an existing file."""
-  if not os.path.isfile(text):
-    raise argparse.ArgumentTypeError('no such file: %s' % text)
-  return text
+def _existing(exists, what):
+  """An argparse type: the path itself if `exists(path)`, else an error."""
+
+  def check(text):
+    if not exists(text):
+      raise argparse.ArgumentTypeError('no such %s: %s' % (what, text))
+    return text
+
+  check.__doc__ = 'A path to an existing %s.' % what
+  return check
 
 
-def existing_dir(text):
-  """A path to an existing directory."""
-  if not os.path.isdir(text):
-    raise argparse.ArgumentTypeError('no such directory: %s' % text)
-  return text
-
-
-def existing_path(text):
-  """A path to an existing file or directory."""
-  if not os.path.exists(text):
-    raise argparse.ArgumentTypeError('no such file or directory: %s' % text)
-  return text
+existing_file = _existing(os.path.isfile, 'file')
+existing_dir = _existing(os.path.isdir, 'directory')
+existing_path = _existing(os.path.exists, 'file or directory')
 
 
 def checkpoint_path(text):
