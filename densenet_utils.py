@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import threading
 
+import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 from tf_slim.layers import utils as slim_utils
@@ -90,6 +91,29 @@ def transition_block(scope, compression=0.5, stride=2, dropout_rate=0.0):
   }])
 
 
+def check_is_training(is_training, allow_none=False):
+  """Raises ValueError unless `is_training` is a bool or a bool Tensor.
+
+  A string such as 'no' or a number would otherwise be taken for True (a
+  training-mode network, silently) or fail deep inside a `cond`.
+
+  Args:
+    is_training: The value to check: a Python or numpy bool, or a Tensor /
+      Variable of dtype bool.
+    allow_none: Whether None (leave it to an enclosing arg_scope) is allowed.
+  """
+  if is_training is None and allow_none:
+    return
+  if isinstance(is_training, (bool, np.bool_)):
+    return
+  if (tf.is_tensor(is_training) or isinstance(is_training, tf.Variable)) and (
+      is_training.dtype.base_dtype == tf.bool):
+    return
+  raise ValueError('is_training must be a Python bool or a bool Tensor%s, '
+                   'got %r.' % (' (or None)' if allow_none else '',
+                                is_training))
+
+
 @slim.add_arg_scope
 def batch_norm(inputs,
                decay=0.999,
@@ -152,8 +176,10 @@ def batch_norm(inputs,
     A Tensor with the shape and dtype of `inputs`.
 
   Raises:
-    ValueError: If `inputs` is not rank 4 or its channel count is unknown.
+    ValueError: If `inputs` is not rank 4 or its channel count is unknown,
+      or `is_training` is not a bool or bool Tensor.
   """
+  check_is_training(is_training)
   with tf.compat.v1.variable_scope(
       scope, 'BatchNorm', [inputs], reuse=reuse) as sc:
     inputs = tf.convert_to_tensor(inputs)
@@ -587,6 +613,14 @@ def transition(inputs,
   """
   maps = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
   channels = sum(m.shape[-1] for m in maps)
+  if int(compression * channels) < 1:
+    raise ValueError(
+        'compression (theta) %r keeps int(%r * %d) = 0 of the %d channels '
+        'entering %s; use a compression of at least %.4g.' %
+        (compression, compression, channels, channels,
+         tf.compat.v1.get_variable_scope().name + '/' + (scope or
+                                                         'transition'),
+         1.0 / channels))
   with _unit_scope(scope, 'transition', maps, memory_efficient) as (
       sc, recorder):
 
@@ -663,18 +697,7 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
     ValueError: If `output_stride` cannot be reached; the message lists the
       values that can.
   """
-  reachable = [input_stride]
-  for block in blocks:
-    for unit in block.args:
-      if unit.get('stride', 1) != 1:
-        reachable.append(reachable[-1] * unit['stride'])
-  if output_stride is not None and output_stride not in reachable:
-    raise ValueError('output_stride=%r cannot be reached; valid values: %s '
-                     'or None.' % (output_stride, ', '.join(map(str, reachable))))
-
-  current_stride = input_stride
-  rate = 1
-  for block in blocks:
+  for block, units in _unit_schedule(blocks, output_stride, input_stride):
     with tf.compat.v1.variable_scope(block.scope, 'block', _as_list(net)) as sc:
       # A block's state is the list of the feature maps of the latest dense
       # block, concatenated only where a unit needs them (see `dense_unit`,
@@ -683,21 +706,74 @@ def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
         net = _as_list(net)
       else:
         net = _concat(_as_list(net))
-      for i, unit in enumerate(block.args):
+      for i, (unit, rate) in enumerate(units):
         with tf.compat.v1.variable_scope('unit_%d' % (i + 1),
                                          values=_as_list(net)):
-          unit_stride = unit.get('stride', 1)
-          if output_stride is not None and current_stride == output_stride:
-            if unit_stride != 1:
-              unit = dict(unit, stride=1)
-            net = block.unit_fn(net, rate=rate, **unit)
-            rate *= unit_stride
-          else:
-            net = block.unit_fn(net, rate=1, **unit)
-            current_stride *= unit_stride
+          net = block.unit_fn(net, rate=rate, **unit)
       output = slim_utils.collect_named_outputs(
           outputs_collections, sc.name, _concat(_as_list(net)))
   return output
+
+
+def _unit_schedule(blocks, output_stride=None, input_stride=1):
+  """The stride/rate bookkeeping of `stack_blocks_dense`, as data.
+
+  Once the product of the strides reaches `output_stride`, later units run
+  with stride 1 and a `rate` multiplied by the stride they skip.
+
+  Returns:
+    `[(block, [(unit kwargs as run, rate)])]`, one entry per block.
+
+  Raises:
+    ValueError: If `output_stride` cannot be reached; the message lists the
+      values that can.
+  """
+  reachable = [input_stride]
+  for block in blocks:
+    for unit in block.args:
+      if unit.get('stride', 1) != 1:
+        reachable.append(reachable[-1] * unit['stride'])
+  if output_stride is not None and output_stride not in reachable:
+    raise ValueError('output_stride=%r cannot be reached; valid values: %s '
+                     'or None.' % (output_stride, ', '.join(map(str, reachable))))
+  schedule = []
+  current_stride = input_stride
+  rate = 1
+  for block in blocks:
+    units = []
+    for unit in block.args:
+      unit_stride = unit.get('stride', 1)
+      if output_stride is not None and current_stride == output_stride:
+        units.append((dict(unit, stride=1) if unit_stride != 1 else unit,
+                      rate))
+        rate *= unit_stride
+      else:
+        units.append((unit, 1))
+        current_stride *= unit_stride
+    schedule.append((block, units))
+  return schedule
+
+
+def minimum_input_size(blocks, output_stride=None, input_stride=1):
+  """The smallest height (and width) `stack_blocks_dense` can take.
+
+  Every unit that downsamples by `s` (a transition: a 2x2/2 VALID average
+  pool) floors the size, `h -> floor(h / s)`, and needs `h >= s`; so the
+  input must be at least the product of the strides the units apply (those
+  before `output_stride` is reached). Smaller maps would shrink to nothing
+  (shape errors, or NaN logits when the size is known only at run time).
+
+  Args:
+    blocks, output_stride, input_stride: As `stack_blocks_dense`.
+
+  Returns:
+    An int >= 1, in pixels of `net` (at `input_stride`).
+  """
+  size = 1
+  for _, units in _unit_schedule(blocks, output_stride, input_stride):
+    for unit, _ in units:
+      size *= unit.get('stride', 1)
+  return size
 
 
 def _as_list(net):

@@ -63,3 +63,12 @@ def cifar(depth, growth_rate, bc):
 def cifar_name(depth, growth_rate, bc):
   """'densenet_bc_100_k12' for DenseNet-BC L=100 k=12, and so on."""
   return 'densenet_%s%d_k%d' % ('bc_' if bc else '', depth, growth_rate)
+
+
+# The keys a `densenet_X` config dict may hold (a `--backbone` / `--model`
+# JSON, a run's config.json): the architecture keywords of
+# `densenet.nets.densenet_X` (tests/test_bad_inputs.py checks they are its
+# parameters).
+CONFIG_KEYS = ('num_units_per_block', 'growth_rate', 'theta', 'compression',
+               'num_initial_filters', 'bottleneck', 'dropout_rate', 'root',
+               'initial_output_stride', 'scope')

@@ -75,6 +75,9 @@ def exit_status(error):
   return EXIT_FAILURE
 
 
+_ASSERTION = 'assertion failed:'
+
+
 def error_message(error):
   """One line saying what went wrong (the first line of a longer message)."""
   if isinstance(error, KeyboardInterrupt):
@@ -84,6 +87,12 @@ def error_message(error):
   if not isinstance(message, str):
     message = str(error)
   lines = message.strip().splitlines() or ['']
+  # A failed tf.debugging assertion (e.g. images too small for the network):
+  # its own text, not TensorFlow's 'Graph execution error:' header.
+  lines = [line.strip() for line in lines
+           if line.strip().startswith(_ASSERTION)][:1] + lines
+  if lines[0].startswith(_ASSERTION):
+    lines[0] = lines[0][len(_ASSERTION):].strip()
   message = lines[0] + (' (more with --verbose)' if len(lines) > 1 else '')
   if exit_status(error) == EXIT_FAILURE and not isinstance(error, OSError):
     # Not a user's mistake, nor a file system failure: say what it is.
@@ -233,16 +242,26 @@ def architecture_name(text):
 
 
 def backbone(text):
-  """An architecture name, or a `densenet_X` config as a JSON object."""
+  """An architecture: a name (`densenet.architectures.NAMES`, or a CIFAR
+  DenseNet 'densenet[_bc]_<L>_k<k>'), or a `densenet_X` config as a JSON
+  object with the keys of `architectures.CONFIG_KEYS`."""
   text = text.strip()
   if not text.startswith('{'):
-    return architecture_name(text)
+    try:
+      spec.resolve(text)
+    except ValueError:
+      return architecture_name(text)  # Raises, listing the names.
+    return text
   try:
     config = json.loads(text)
   except ValueError as error:
     raise argparse.ArgumentTypeError('not a JSON object: %s' % error)
   if not isinstance(config, dict):
     raise argparse.ArgumentTypeError('not a JSON object: %s' % text)
+  try:
+    spec.resolve(config)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error))
   return config
 
 

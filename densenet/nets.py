@@ -130,9 +130,15 @@ def densenet(inputs,
     raise ValueError('initial_output_stride must be one of %s, got %r.' %
                      (_INITIAL_OUTPUT_STRIDES, initial_output_stride))
   if num_classes is not None and (not isinstance(num_classes, int) or
+                                  isinstance(num_classes, bool) or
                                   num_classes < 1):
     raise ValueError('num_classes must be a positive int or None, got %r.' %
                      (num_classes,))
+  densenet_utils.check_is_training(is_training, allow_none=True)
+  inputs = _check_size(inputs, initial_output_stride * (
+      densenet_utils.minimum_input_size(blocks, output_stride,
+                                        initial_output_stride) - 1) + 1,
+                       output_stride, scope or 'densenet')
   with tf.compat.v1.variable_scope(
       scope, 'densenet', [inputs], reuse=reuse,
       custom_getter=_float32_variables(inputs.dtype)) as sc:
@@ -220,6 +226,37 @@ def _check_inputs(inputs):
   if shape[-1] is None:
     raise ValueError('inputs must have a known channel count, got shape %s.'
                      % shape)
+
+
+def _check_size(inputs, minimum, output_stride, name):
+  """`inputs`, checked to be at least `minimum` pixels high and wide.
+
+  The root maps a size h to ceil(h / initial_output_stride) and every
+  downsampling transition floors a size by 2 (`minimum_input_size`); below
+  `minimum` a map would shrink to nothing. Sizes known when the graph is built
+  are checked now; unknown ones (placeholders, `tf.function`s with a dynamic
+  shape, SavedModel signatures) by an assertion that runs before the network
+  does, so small images fail with a message instead of giving NaN logits.
+
+  Raises:
+    ValueError: If a static height or width is below `minimum`.
+  """
+  what = ('%s needs images of at least %dx%d pixels (output_stride %s)' %
+          (name, minimum, minimum, output_stride))
+  height, width = inputs.shape[1], inputs.shape[2]
+  if (height is not None and height < minimum) or (
+      width is not None and width < minimum):
+    raise ValueError('inputs are too small: %s, got %sx%s (height x width).'
+                     % (what, height, width))
+  if height is not None and width is not None:
+    return inputs
+  size = tf.shape(inputs)[1:3]
+  check = tf.debugging.Assert(
+      tf.reduce_all(size >= minimum),
+      ['inputs are too small: %s, got (height, width):' % what, size],
+      name='check_input_size')
+  with tf.control_dependencies([check]):
+    return tf.identity(inputs)
 
 
 _LOW_PRECISION = (tf.bfloat16, tf.float16)

@@ -111,11 +111,27 @@ class Classifier(object):
   def preprocess(self, images):
     """Files, PIL images or arrays -> float32 `[batch, crop, crop, 3]`.
 
-    A 4-D array is taken as a ready batch of RGB images in [0, 255].
+    A 4-D array is taken as a ready batch of RGB images in [0, 255] (any
+    real dtype: uint8, float64... become float32); a 3-D array is one image
+    (resized and cropped like a file).
+
+    Raises:
+      ValueError: For an array that is not `[height, width, 3]` or
+        `[batch, height, width, 3]` real numbers.
     """
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-      return images.astype(np.float32)
-    if isinstance(images, (str, bytes)) or hasattr(images, 'read'):
+    if isinstance(images, np.ndarray):
+      if images.ndim not in (3, 4) or images.shape[-1] != 3 or not (
+          np.issubdtype(images.dtype, np.number) and
+          not np.issubdtype(images.dtype, np.complexfloating)):
+        raise ValueError('images must be a [height, width, 3] or [batch, '
+                         'height, width, 3] array of RGB values in [0, 255], '
+                         'got shape %s and dtype %s.' % (images.shape,
+                                                         images.dtype))
+      if images.ndim == 4:
+        return images.astype(np.float32)
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    if isinstance(images, (str, bytes, np.ndarray, Image.Image)) or hasattr(
+        images, 'read'):
       images = [images]
     return np.stack([
         preprocessing.load_image(image, self.resize_size, self.crop_size)

@@ -83,14 +83,22 @@ def resolve(architecture):
 
   Raises:
     ValueError: For an unknown name, or a dict without
-      `num_units_per_block`.
+      `num_units_per_block` or with a key not in
+      `architectures.CONFIG_KEYS`.
   """
   if isinstance(architecture, dict):
     config = dict(architecture)
     if 'num_units_per_block' not in config:
       raise ValueError('An architecture dict needs num_units_per_block (and '
-                       'may set growth_rate, num_initial_filters, '
-                       'compression, scope...), got %r.' % (architecture,))
+                       'may set %s), got %r.' % (
+                           ', '.join(architectures.CONFIG_KEYS[1:]),
+                           architecture))
+    unknown = sorted(set(config) - set(architectures.CONFIG_KEYS))
+    if unknown:
+      raise ValueError('Unknown key(s) %s in the architecture dict %s; the '
+                       'keys are: %s.' % (', '.join(map(repr, unknown)),
+                                          json.dumps(architecture),
+                                          ', '.join(architectures.CONFIG_KEYS)))
     config.setdefault('scope', 'densenet_X')
     return Architecture('densenet_X', config, config['scope'])
   if architecture in architectures.ARCHITECTURES:
@@ -201,7 +209,8 @@ class ModelSpec(object):
       raise ValueError('batch_norm_epsilon must be a number > 0, got %r.' %
                        (self.batch_norm_epsilon,))
     if self.num_classes is not None and (
-        not isinstance(self.num_classes, int) or self.num_classes < 1):
+        not isinstance(self.num_classes, int) or
+        isinstance(self.num_classes, bool) or self.num_classes < 1):
       raise ValueError('num_classes must be None or an int >= 1, got %r.' %
                        (self.num_classes,))
     object.__setattr__(self, 'memory_efficient', bool(self.memory_efficient))

@@ -133,6 +133,7 @@ def checkpoint_contract(checkpoint, model_name=None):
 def _constructor(model, constructor_kwargs):
   """`(constructor, scope)` of a model name or densenet_X dict."""
   if isinstance(model, dict):
+    spec_lib.resolve(model)  # Validates its keys.
     config = dict(model)
     clashes = sorted(set(config) & (set(constructor_kwargs) | set(
         _RESERVED) | {'num_classes'}))

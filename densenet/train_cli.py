@@ -75,7 +75,11 @@ def add_train_parser(subparsers):
                      help='Checkpoints, TensorBoard events, config.json, '
                      'results.json.')
   model.add_argument('--model', default='densenet_bc_100_k12',
-                     help='A densenet.MODELS name or densenet[_bc]_<L>_k<k>.')
+                     type=cli_common.backbone,
+                     help='A densenet.MODELS name, densenet[_bc]_<L>_k<k>, '
+                     'or a densenet_X config as JSON, e.g. '
+                     '\'{"num_units_per_block": [6, 6, 6], '
+                     '"growth_rate": 12}\'.')
   model.add_argument('--initial-checkpoint', type=cli_common.checkpoint_path,
                      help='Start from these weights (all but the logits).')
   model.add_argument('--memory-efficient', action='store_true',
@@ -150,8 +154,8 @@ def add_evaluate_parser(subparsers):
   parser.add_argument('--split',
                       help='Split to evaluate (default: test, or '
                       'validation).')
-  parser.add_argument('--model', help='Model name (default: the one of '
-                      '--train-dir).')
+  parser.add_argument('--model', type=cli_common.backbone,
+                      help='Model name (default: the one of --train-dir).')
   parser.add_argument('--normalization',
                       help='A densenet.preprocessing mode (default: the one '
                       'of --train-dir, or the dataset\'s).')

@@ -89,6 +89,12 @@ ERROR_TABLE = [
     ('densenet', ['train', '--data-dir', 'empty', '--train-dir', 'run',
                   '--batch-size', '0'], 2, 'argument --batch-size', False),
     ('densenet', ['train', '--data-dir', 'empty', '--train-dir', 'run',
+                  '--model', 'densenet_7'], 2, "unknown model 'densenet_7'",
+     False),
+    ('densenet', ['train', '--data-dir', 'empty', '--train-dir', 'run',
+                  '--model', '{"growth_rate": 4}'], 2,
+     'An architecture dict needs num_units_per_block', False),
+    ('densenet', ['train', '--data-dir', 'empty', '--train-dir', 'run',
                   '--num-steps', '0'], 2, 'argument --num-steps', False),
     ('densenet', ['train', '--data-dir', 'data', '--train-dir', 'run',
                   '--image-folder', 'nowhere'], 2, 'no such directory',
@@ -118,6 +124,10 @@ ERROR_TABLE = [
     ('segmentation', ['train', '--model-dir', 'm', '--train', 'records-*',
                       '--num-classes', '3', '--steps', '5', '--backbone',
                       'resnet_50'], 2, "unknown model 'resnet_50'", False),
+    ('segmentation', ['train', '--model-dir', 'm', '--train', 'records-*',
+                      '--num-classes', '3', '--steps', '5', '--backbone',
+                      '{"num_units_per_block": [1, 1], "k": 4}'], 2,
+     "Unknown key(s) 'k' in the architecture dict", False),
     ('segmentation', ['train', '--model-dir', 'm', '--train', 'none-*',
                       '--num-classes', '3', '--steps', '5'], 2,
      "no file matches 'none-*'", False),
@@ -295,6 +305,12 @@ def test_exit_status_table(capsys):
        'FloatingPointError: loss is NaN at step 3'),
       (tf.errors.DataLossError(None, None, 'corrupted record\nmore'), 1,
        'DataLossError: corrupted record (more with --verbose)'),
+      (tf.errors.InvalidArgumentError(
+          None, None, 'Graph execution error:\n\nDetected at node x\n'
+          'assertion failed: [inputs are too small: 29x29] [28 40]\n'
+          '\t [[{{node x}}]]'), 1,
+       'InvalidArgumentError: [inputs are too small: 29x29] [28 40] (more '
+       'with --verbose)'),
       (RuntimeError(), 1, 'prog go: error: RuntimeError\n'),
   ]
   for error, status, message in cases:
