@@ -329,20 +329,26 @@ def test_mirrored_strategy_same_training_as_plain(tmp_path):
   assert output.returncode == 0, output.stderr[-3000:]
   results = json.loads(output.stdout.strip().splitlines()[-1])
   assert results['num_replicas'] == 2
-  assert len(results['plain_losses']) == 3
-  np.testing.assert_allclose(results['memory_efficient_losses'],
-                             results['plain_losses'], atol=1e-5)
-  # Every variable (weights, batch-norm moving statistics) moved, and by the
-  # same amount in both modes.
-  # Root conv + BN (5), 3 units x 10, transition (5), postnorm (4), logits.
-  assert results['num_variables'] == 5 + 3 * 10 + 5 + 4 + 2
-  assert results['min_change'] > 0
-  assert results['max_difference'] < 1e-5
-
+  # With and without synchronized batch norm (statistics of the global
+  # batch, all-reduced between the replicas, and their gradient).
+  for sync in ('', 'sync_'):
+    assert len(results[sync + 'plain_losses']) == 3
+    np.testing.assert_allclose(results[sync + 'memory_efficient_losses'],
+                               results[sync + 'plain_losses'], atol=1e-5)
+    # Every variable (weights, batch-norm moving statistics) moved, and by
+    # the same amount in both modes.
+    # Root conv + BN (5), 3 units x 10, transition (5), postnorm (4), logits.
+    assert results[sync + 'num_variables'] == 5 + 3 * 10 + 5 + 4 + 2
+    assert results[sync + 'min_change'] > 0
+    assert results[sync + 'max_difference'] < 1e-5
+  # Synchronized batch norm trains differently (2 images per replica).
+  assert np.abs(np.subtract(results['sync_plain_losses'][1:],
+                            results['plain_losses'][1:])).max() > 1e-4
 
 
 def _train_mirrored(directory):
-  """Trains plain and memory-efficient 3 steps under MirroredStrategy."""
+  """Trains plain and memory-efficient 3 steps under MirroredStrategy, with
+  and without synchronized batch norm."""
   from densenet import training  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
   cpu = tf.config.list_physical_devices('CPU')[0]
@@ -353,41 +359,45 @@ def _train_mirrored(directory):
   labels = rng.randint(0, 3, 4).astype(np.int32)
   data = tf.data.Dataset.from_tensors((images, labels)).repeat()
   strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
-  results, weights = {}, {}
-  for memory_efficient in (False, True):
+  results = {'num_replicas': strategy.num_replicas_in_sync}
+  for sync in (False, True):
+    weights = {}
+    for memory_efficient in (False, True):
 
-    def net_fn(inputs, is_training, memory_efficient=memory_efficient):
-      with slim.arg_scope(densenet_arg_scope()):
-        logits, _ = densenet.densenet_X(
-            inputs, num_units_per_block=[1, 2], growth_rate=4, num_initial_filters=8,
-            num_classes=3, is_training=is_training, scope='tiny',
-            memory_efficient=memory_efficient)
-      return logits
+      def net_fn(inputs, is_training, memory_efficient=memory_efficient):
+        with slim.arg_scope(densenet_arg_scope()):
+          logits, _ = densenet.densenet_X(
+              inputs, num_units_per_block=[1, 2], growth_rate=4,
+              num_initial_filters=8, num_classes=3, is_training=is_training,
+              scope='tiny', memory_efficient=memory_efficient)
+        return logits
 
-    def loss_fn(labels, logits):
-      return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+      def loss_fn(labels, logits):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
 
-    name = 'memory_efficient' if memory_efficient else 'plain'
-    trainer = training.Trainer(
-        net_fn, loss_fn, os.path.join(directory, name), 4, strategy=strategy,
-        checkpoint_every=100, progress=False,
-        optimizer_fn=lambda: tf_keras.optimizers.SGD(0.1, momentum=0.9))
-    trainer.build(tf.constant(images[:1]))
-    variables = trainer.model.variables_by_name()
-    for key, variable in variables.items():
-      variable.assign(random_value(key, tuple(variable.shape)))
-    results[name + '_losses'] = [
-        float(x) for x in trainer.train(data, num_steps=3).losses]
-    weights[name] = {k: v.numpy() for k, v in variables.items()}
-  plain, efficient = weights['plain'], weights['memory_efficient']
-  assert sorted(plain) == sorted(efficient)
-  results['num_replicas'] = strategy.num_replicas_in_sync
-  results['num_variables'] = len(plain)
-  results['min_change'] = float(min(
-      np.abs(value - random_value(key, value.shape)).max()
-      for key, value in plain.items()))
-  results['max_difference'] = float(max(
-      np.abs(plain[key] - efficient[key]).max() for key in plain))
+      name = ('sync_' if sync else '') + (
+          'memory_efficient' if memory_efficient else 'plain')
+      trainer = training.Trainer(
+          net_fn, loss_fn, os.path.join(directory, name), 4,
+          strategy=strategy, checkpoint_every=100, progress=False,
+          sync_batch_norm=sync,
+          optimizer_fn=lambda: tf_keras.optimizers.SGD(0.1, momentum=0.9))
+      trainer.build(tf.constant(images[:1]))
+      variables = trainer.model.variables_by_name()
+      for key, variable in variables.items():
+        variable.assign(random_value(key, tuple(variable.shape)))
+      results[name + '_losses'] = [
+          float(x) for x in trainer.train(data, num_steps=3).losses]
+      weights[memory_efficient] = {k: v.numpy() for k, v in variables.items()}
+    plain, efficient = weights[False], weights[True]
+    assert sorted(plain) == sorted(efficient)
+    prefix = 'sync_' if sync else ''
+    results[prefix + 'num_variables'] = len(plain)
+    results[prefix + 'min_change'] = float(min(
+        np.abs(value - random_value(key, value.shape)).max()
+        for key, value in plain.items()))
+    results[prefix + 'max_difference'] = float(max(
+        np.abs(plain[key] - efficient[key]).max() for key in plain))
   print(json.dumps(results))
 
 
