@@ -73,12 +73,16 @@ class Ours(object):
 def randomize_batch_norm_statistics(session, variables):
   """Moving means N(0, 0.1), variances U(0.5, 1.5), gammas U(0.5, 1.5)."""
   rng = np.random.RandomState(0)
+  values = {}
   for v in variables:
     shape = v.shape.as_list()
     if v.op.name.endswith('moving_mean'):
-      v.load(rng.normal(0, 0.1, shape).astype(np.float32), session)
+      values[v] = rng.normal(0, 0.1, shape).astype(np.float32)
     elif v.op.name.endswith(('moving_variance', 'gamma')):
-      v.load(rng.uniform(0.5, 1.5, shape).astype(np.float32), session)
+      values[v] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+  # One run: a run per variable costs ~0.1 s in a DenseNet-121 graph.
+  session.run([v.initializer for v in values],
+              {v.initializer.inputs[1]: x for v, x in values.items()})
 
 
 class Keras(object):
