@@ -127,6 +127,10 @@ def add_train_parser(subparsers):
                    help='Seed of the shuffle and augmentation.')
   run.add_argument('--no-progress', action='store_true',
                    help='Show no progress bars.')
+  run.add_argument('--log-every', type=cli_common.non_negative_int,
+                   default=0,
+                   help='Print "step N loss L" lines every N steps (0: '
+                   'none).')
   run.add_argument('--json', action='store_true',
                    help='Print the results as JSON.')
   return parser
@@ -201,7 +205,7 @@ def run_train(args):
       checkpoint_every=args.checkpoint_every, strategy=strategy,
       seed=args.seed, progress=not args.no_progress,
       memory_efficient=args.memory_efficient,
-      sync_batch_norm=args.sync_batch_norm)
+      sync_batch_norm=args.sync_batch_norm, log_every=args.log_every)
   _print_results(results, args.json, os.path.join(
       args.train_dir, classification.RESULTS_FILE))
   return 0

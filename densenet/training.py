@@ -150,7 +150,7 @@ from densenet import weights
 compat.apply()
 
 GLOBAL_STEP = 'global_step'
-OPTIMIZER_PREFIX = 'optimizer/'
+OPTIMIZER_PREFIX = weights.OPTIMIZER_PREFIX
 STRATEGIES = spec_lib.STRATEGIES
 # The one checkpoint restorer and its report (see `densenet.weights`).
 restore_by_name = weights.restore_by_name

@@ -159,3 +159,246 @@ def test_exit_statuses_and_one_line():
   assert cli_common.error_message(signals.Interrupted('SIGTERM', 0, None)) == (
       'stopped by SIGTERM at step 0, before the first checkpoint; run the '
       'same command to start again.')
+
+
+# ---------------------------------------------------------------------------
+# The commands, in subprocesses.
+
+TINY_BACKBONE = {'num_units_per_block': [1, 1], 'growth_rate': 4}
+# A stop line: 'segmentation train: stopped by SIGTERM at step 37;
+# checkpoint runs/seg/model.ckpt-37 saved; run the same command to resume.'
+STOP_LINE = re.compile(r'^(\S+ train): stopped by (SIG\w+) at step (\d+); '
+                       r'checkpoint (\S+) saved; run the same command to '
+                       r'resume\.$')
+
+
+@pytest.fixture(scope='module')
+def records(tmp_path_factory):
+  root = tmp_path_factory.mktemp('synthetic')
+  synthetic.generate(str(root / 'voc'), 8, 4, size=32, seed=0,
+                     progress=False)
+  tasks.build_data(str(root / 'records'), voc_root=str(root / 'voc'),
+                   num_shards=1, progress=False)
+  return str(root / 'records')
+
+
+@pytest.fixture(scope='module')
+def cifar_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp('cifar')
+  source, _ = write_cifar(str(directory), 'CIFAR10', 40, 8)
+  with pytest.warns(UserWarning):  # Too few images for real statistics.
+    from densenet import datasets  # pylint: disable=g-import-not-at-top
+    datasets.create_tfrecords('CIFAR10', source, str(directory / 'records'))
+  return str(directory / 'records')
+
+
+def signal_once_training(command, signum, log_path, after_step=2):
+  """Runs `command`, sends `signum` once a 'step N' line with N >=
+  `after_step` is logged; returns (exit status, stderr)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  with open(log_path, 'w') as stderr:
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr,
+                               stdout=subprocess.DEVNULL)
+    try:
+      deadline = time.time() + PROCESS_TIMEOUT
+      while time.time() < deadline and process.poll() is None:
+        steps = re.findall(r'^step (\d+) ', open(log_path).read(), re.M)
+        if steps and int(steps[-1]) >= after_step:
+          break
+        time.sleep(0.1)
+      os.kill(process.pid, signum)
+      status = process.wait(timeout=PROCESS_TIMEOUT)
+    finally:
+      if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+  return status, open(log_path).read()
+
+
+def check_stopped(status, log, signal_name, model_dir):
+  """The run stopped with one line and a checkpoint; returns its step."""
+  expected = {'SIGTERM': 143, 'SIGINT': 130}[signal_name]
+  assert status == expected, log[-3000:]
+  assert 'Traceback' not in log, log[-3000:]
+  last = log.strip().splitlines()[-1]
+  match = STOP_LINE.match(last)
+  assert match and match.group(2) == signal_name, last
+  step, checkpoint = int(match.group(3)), match.group(4)
+  # It stopped between steps: the last logged step is the one saved.
+  logged = [int(s) for s in re.findall(r'^step (\d+) ', log, re.M)]
+  assert logged[-1] == step >= 2
+  assert checkpoint == os.path.join(model_dir, 'model.ckpt-%d' % step)
+  assert tf.train.latest_checkpoint(model_dir) == checkpoint
+  assert tf.train.load_checkpoint(checkpoint).get_tensor(
+      'global_step') == step
+  return step
+
+
+def run_to_the_end(command):
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.run(command, cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=PROCESS_TIMEOUT)
+  assert process.returncode == 0, process.stderr[-3000:]
+  return process.stdout
+
+
+@pytest.mark.parametrize('signal_name', ['SIGTERM'])
+def test_segmentation_train_stops_saves_and_resumes(records, tmp_path,
+                                                    signal_name):
+  model_dir = str(tmp_path / 'model')
+  command = [sys.executable, '-m', 'segmentation.cli', 'train',
+             '--model-dir', model_dir, '--train',
+             os.path.join(records, 'train-*'), '--num-classes',
+             str(synthetic.NUM_CLASSES), '--backbone',
+             json.dumps(TINY_BACKBONE), '--output-stride', '8', '--head',
+             'fcn', '--batch-size', '2', '--crop-size', '32',
+             '--checkpoint-every', '1000', '--no-progress', '--log-every',
+             '1']
+  status, log = signal_once_training(
+      command + ['--steps', str(MAX_STEPS)], getattr(signal, signal_name),
+      str(tmp_path / 'log.txt'))
+  step = check_stopped(status, log, signal_name, model_dir)
+  assert STOP_LINE.match(log.strip().splitlines()[-1]).group(1) == (
+      'segmentation train')
+  output = run_to_the_end(command + ['--steps', str(step + 2)])
+  assert 'Trained from step %d to %d' % (step, step + 2) in output
+
+
+@pytest.mark.parametrize('signal_name', ['SIGINT'])
+def test_densenet_train_stops_saves_and_resumes(cifar_dir, tmp_path,
+                                                signal_name):
+  train_dir = str(tmp_path / 'run')
+  command = [sys.executable, '-m', 'densenet.cli', 'train', '--data-dir',
+             cifar_dir, '--train-dir', train_dir, '--model',
+             'densenet_bc_10_k4', '--batch-size', '4',
+             '--eval-every-epochs', '0', '--checkpoint-every', '1000',
+             '--no-progress', '--log-every', '1', '--json']
+  status, log = signal_once_training(
+      command + ['--num-steps', str(MAX_STEPS)],
+      getattr(signal, signal_name), str(tmp_path / 'log.txt'))
+  step = check_stopped(status, log, signal_name, train_dir)
+  assert STOP_LINE.match(log.strip().splitlines()[-1]).group(1) == (
+      'densenet train')
+  results = json.loads(run_to_the_end(
+      command + ['--num-steps', str(step + 2)]))
+  assert (results['start_step'], results['global_step']) == (step, step + 2)
+
+
+def test_a_signal_during_evaluation_cuts_it_short_and_saves(
+    records, tmp_path, monkeypatch):
+  from segmentation import evaluation  # pylint: disable=g-import-not-at-top
+  real_make_predict_fn = evaluation.make_predict_fn
+  predicted = []
+
+  def make_predict_fn(*args, **kwargs):
+    predict_fn = real_make_predict_fn(*args, **kwargs)
+
+    def predict(images):
+      predicted.append(images.shape)
+      if len(predicted) == 2:  # SIGTERM while evaluating the 2nd image.
+        os.kill(os.getpid(), signal.SIGTERM)
+      return predict_fn(images)
+
+    return predict
+
+  monkeypatch.setattr(evaluation, 'make_predict_fn', make_predict_fn)
+  model_dir = str(tmp_path / 'model')
+  messages = []
+  with pytest.raises(training.Interrupted) as raised:
+    tasks.train(model_dir, os.path.join(records, 'train-*'),
+                segmentation_config(), MAX_STEPS, batch_size=2,
+                crop_size=(32, 32), checkpoint_every=1000, progress=False,
+                log=messages.append, eval_pattern=os.path.join(
+                    records, 'val-*'), eval_every=2)
+  assert (raised.value.signal_name, raised.value.step) == ('SIGTERM', 2)
+  assert raised.value.checkpoint == os.path.join(model_dir, 'model.ckpt-2')
+  assert tf.train.latest_checkpoint(model_dir) == raised.value.checkpoint
+  assert len(predicted) == 2  # Of the 4 validation images.
+  assert messages == ['step 2: evaluation cut short by SIGTERM (not '
+                      'recorded)']
+  assert not os.path.exists(os.path.join(model_dir, 'best'))
+
+
+# ---------------------------------------------------------------------------
+# An initial checkpoint that does not fit the backbone.
+
+
+def segmentation_config():
+  return tasks.ModelConfig(num_classes=synthetic.NUM_CLASSES,
+                           backbone=dict(TINY_BACKBONE), output_stride=8,
+                           head='fcn', depth=8)
+
+
+def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
+  from densenet import classification  # pylint: disable=g-import-not-at-top
+  from densenet import convert  # pylint: disable=g-import-not-at-top
+  from segmentation import cli  # pylint: disable=g-import-not-at-top
+  # A classification checkpoint of another densenet_X: a second unit in
+  # block 2, so the final batch norm has more channels.
+  other = training.SlimModel(classification.make_net_fn(
+      {'num_units_per_block': [1, 2], 'growth_rate': 4}, num_classes=5))
+  other(tf.zeros([1, 32, 32, 3]))
+  other_checkpoint = weights.save(
+      {name: v.numpy() for name, v in other.variables_by_name().items()},
+      str(tmp_path / 'other' / 'model.ckpt'))
+  shapes = tf.train.load_checkpoint(other_checkpoint).get_variable_to_shape_map()
+  model = training.SlimModel(tasks.net_fn(segmentation_config()))
+  model(tf.zeros([1, 32, 32, 3]))
+  backbone = {name: v.shape.as_list() for name, v in
+              model.variables_by_name().items()
+              if name.startswith('densenet_X/')}
+  matched = sum(shapes.get(name) == shape for name, shape in backbone.items())
+  assert 0 < matched < len(backbone)
+
+  pattern = os.path.join(records, 'train-*')
+  kwargs = dict(batch_size=2, crop_size=(32, 32), progress=False)
+  model_dir = str(tmp_path / 'refused')
+  with pytest.raises(weights.WeightMismatchError) as raised:
+    tasks.train(model_dir, pattern, segmentation_config(), 1,
+                initial_checkpoint=other_checkpoint, **kwargs)
+  message = str(raised.value)
+  assert message.splitlines()[0] == (
+      'initial checkpoint %s does not fit the densenet_X backbone (the '
+      'checkpoint holds variable scope densenet_X; %d of the %d variables '
+      'matched); to restore only the variables that fit, train with '
+      '--partial-restore (partial_restore=True).' % (
+          other_checkpoint, matched, len(backbone))), message
+  assert 'densenet_X/postnorm/gamma (network [10], weights [14])' in message
+  assert raised.value.missing == []
+  assert len(raised.value.mismatched) == len(backbone) - matched
+  # A failed first start leaves nothing that would lock the directory.
+  assert not os.path.exists(os.path.join(model_dir, 'config.json'))
+
+  messages = []
+  result = tasks.train(str(tmp_path / 'partial'), pattern,
+                       segmentation_config(), 1,
+                       initial_checkpoint=other_checkpoint,
+                       partial_restore=True, log=messages.append, **kwargs)
+  assert result.global_step == 1
+  assert ('restored %d variables' % matched) in messages[0]
+  assert 'shape mismatches (not restored): densenet_X/postnorm/' in (
+      messages[0])
+
+  # A converted checkpoint of another model: the command says which, in one
+  # line (exit status 2).
+  converted = convert.save_checkpoint(
+      {'conv1/weights': np.zeros((7, 7, 3, 64), np.float32)},
+      {'model': 'densenet_169', 'batch_norm_epsilon': 1.001e-5,
+       'normalization': 'torch'}, str(tmp_path / 'd169' / 'model.ckpt'))
+  assert weights.checkpoint_model(converted) == 'model densenet_169'
+  assert weights.checkpoint_model(other_checkpoint) == (
+      'variable scope densenet_X')
+  status = cli.main([
+      'train', '--model-dir', str(tmp_path / 'cli'), '--train', pattern,
+      '--num-classes', str(synthetic.NUM_CLASSES), '--backbone',
+      json.dumps(TINY_BACKBONE), '--output-stride', '8', '--head', 'fcn',
+      '--depth', '8', '--batch-size', '2', '--crop-size', '32', '--steps',
+      '1', '--no-progress', '--initial-checkpoint', converted])
+  err = capsys.readouterr().err
+  assert status == 2 and err.count('\n') == 1, err
+  assert err.startswith('segmentation train: error: initial checkpoint '), err
+  assert err.endswith(
+      '(the checkpoint holds model densenet_169; 0 of the %d variables '
+      'matched); to restore only the variables that fit, train with '
+      '--partial-restore (partial_restore=True). (more with --verbose)\n' % (
+          len(backbone))), err
