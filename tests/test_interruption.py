@@ -32,6 +32,7 @@ from densenet import weights
 from segmentation import synthetic
 from segmentation import tasks
 # pylint: disable=g-bad-import-order
+import test_multi_worker
 from test_datasets import write_cifar
 from test_training import dataset, loss_fn, tiny_net, toy_data
 
@@ -206,7 +207,8 @@ def signal_once_training(command, signum, log_path, after_step=2):
         if steps and int(steps[-1]) >= after_step:
           break
         time.sleep(0.1)
-      os.kill(process.pid, signum)
+      if process.poll() is None:  # Else it failed: the log says why.
+        os.kill(process.pid, signum)
       status = process.wait(timeout=PROCESS_TIMEOUT)
     finally:
       if process.poll() is None:
@@ -234,20 +236,18 @@ def check_stopped(status, log, signal_name, model_dir):
   return step
 
 
-def run_to_the_end(command):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  process = subprocess.run(command, cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=PROCESS_TIMEOUT)
-  assert process.returncode == 0, process.stderr[-3000:]
-  return process.stdout
+def run_to_the_end(main, argv, capsys):
+  """Runs a command in-process (the resumed run; saves a TF import)."""
+  assert main(argv) == 0, capsys.readouterr().err[-3000:]
+  return capsys.readouterr().out
 
 
-@pytest.mark.parametrize('signal_name', ['SIGTERM'])
-def test_segmentation_train_stops_saves_and_resumes(records, tmp_path,
-                                                    signal_name):
+def test_segmentation_train_stops_on_sigterm_and_resumes(records, tmp_path,
+                                                         capsys):
+  from segmentation import cli  # pylint: disable=g-import-not-at-top
+  signal_name = 'SIGTERM'
   model_dir = str(tmp_path / 'model')
-  command = [sys.executable, '-m', 'segmentation.cli', 'train',
-             '--model-dir', model_dir, '--train',
+  command = ['train', '--model-dir', model_dir, '--train',
              os.path.join(records, 'train-*'), '--num-classes',
              str(synthetic.NUM_CLASSES), '--backbone',
              json.dumps(TINY_BACKBONE), '--output-stride', '8', '--head',
@@ -255,32 +255,36 @@ def test_segmentation_train_stops_saves_and_resumes(records, tmp_path,
              '--checkpoint-every', '1000', '--no-progress', '--log-every',
              '1']
   status, log = signal_once_training(
-      command + ['--steps', str(MAX_STEPS)], getattr(signal, signal_name),
+      [sys.executable, '-m', 'segmentation.cli'] + command +
+      ['--steps', str(MAX_STEPS)], getattr(signal, signal_name),
       str(tmp_path / 'log.txt'))
   step = check_stopped(status, log, signal_name, model_dir)
   assert STOP_LINE.match(log.strip().splitlines()[-1]).group(1) == (
       'segmentation train')
-  output = run_to_the_end(command + ['--steps', str(step + 2)])
+  output = run_to_the_end(cli.main, command + ['--steps', str(step + 2)],
+                          capsys)
   assert 'Trained from step %d to %d' % (step, step + 2) in output
 
 
-@pytest.mark.parametrize('signal_name', ['SIGINT'])
-def test_densenet_train_stops_saves_and_resumes(cifar_dir, tmp_path,
-                                                signal_name):
+def test_densenet_train_stops_on_sigint_and_resumes(cifar_dir, tmp_path,
+                                                    capsys):
+  from densenet import cli  # pylint: disable=g-import-not-at-top
+  signal_name = 'SIGINT'
   train_dir = str(tmp_path / 'run')
-  command = [sys.executable, '-m', 'densenet.cli', 'train', '--data-dir',
+  command = ['train', '--data-dir',
              cifar_dir, '--train-dir', train_dir, '--model',
              'densenet_bc_10_k4', '--batch-size', '4',
              '--eval-every-epochs', '0', '--checkpoint-every', '1000',
              '--no-progress', '--log-every', '1', '--json']
   status, log = signal_once_training(
-      command + ['--num-steps', str(MAX_STEPS)],
-      getattr(signal, signal_name), str(tmp_path / 'log.txt'))
+      [sys.executable, '-m', 'densenet.cli'] + command +
+      ['--num-steps', str(MAX_STEPS)], getattr(signal, signal_name),
+      str(tmp_path / 'log.txt'))
   step = check_stopped(status, log, signal_name, train_dir)
   assert STOP_LINE.match(log.strip().splitlines()[-1]).group(1) == (
       'densenet train')
   results = json.loads(run_to_the_end(
-      command + ['--num-steps', str(step + 2)]))
+      cli.main, command + ['--num-steps', str(step + 2)], capsys))
   assert (results['start_step'], results['global_step']) == (step, step + 2)
 
 
@@ -402,3 +406,64 @@ def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
       'matched); to restore only the variables that fit, train with '
       '--partial-restore (partial_restore=True). (more with --verbose)\n' % (
           len(backbone))), err
+
+
+# ---------------------------------------------------------------------------
+# Two workers: a SIGTERM to one stops both after the same step, both saving.
+
+
+def test_a_signal_to_one_worker_stops_every_worker_after_one_step(
+    tmp_path):
+  init = test_multi_worker.write_initial_checkpoint(str(tmp_path / 'init'))
+  ports = test_multi_worker.free_ports(2)
+  cluster = {'worker': ['localhost:%d' % port for port in ports]}
+  processes = []
+  try:
+    for index in range(2):
+      env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
+                 TF_CONFIG=json.dumps({'cluster': cluster, 'task': {
+                     'type': 'worker', 'index': index}}))
+      args = {'model_dir': str(tmp_path / ('worker%d' % index)),
+              'init': init, 'signal_at': 3 if index == 1 else None}
+      processes.append(subprocess.Popen(
+          [sys.executable, os.path.abspath(__file__), json.dumps(args)],
+          cwd=ROOT, env=env, stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE, text=True))
+    results = test_multi_worker.finish(processes, PROCESS_TIMEOUT)
+  finally:
+    test_multi_worker.stop(processes)
+  for status, log in results:
+    assert status == 143, log[-3000:]
+  chief, other = [log.strip().splitlines()[-1] for _, log in results]
+  # Worker 1 signalled itself after step 3; step 4 told both to stop.
+  checkpoint = str(tmp_path / 'worker0' / 'model.ckpt-4')
+  assert chief == ('stopped by a signal to another worker at step 4; '
+                   'checkpoint %s saved; run the same command to resume.' %
+                   checkpoint)
+  assert other.startswith('stopped by SIGTERM at step 4; checkpoint ')
+  assert tf.train.latest_checkpoint(str(tmp_path / 'worker0')) == checkpoint
+  assert not os.path.exists(str(tmp_path / 'worker1'))  # Not the chief.
+
+
+def worker(args):
+  """A worker of the test above; prints its `Interrupted` (exit 143)."""
+  strategy = training.get_strategy(
+      timeout_seconds=test_multi_worker.COLLECTIVE_TIMEOUT)
+  global_batch_size = test_multi_worker.PER_WORKER_BATCH * 2
+  callbacks = [signal_at(args['signal_at'], signal.SIGTERM)] if args[
+      'signal_at'] else []
+  trainer = training.Trainer(
+      tiny_net, loss_fn, args['model_dir'], global_batch_size,
+      strategy=strategy, checkpoint_every=1000, progress=False,
+      callbacks=callbacks, init_fn=lambda model: training.restore_by_name(
+          model.variables_by_name(), args['init']))
+  try:
+    trainer.train(test_multi_worker.training_data(global_batch_size),
+                  MAX_STEPS)
+  except training.Interrupted as error:
+    print(error, file=sys.stderr)
+    sys.exit(128 + error.signal_number if error.signal_name else 143)
+
+
+if __name__ == '__main__':
+  worker(json.loads(sys.argv[1]))
