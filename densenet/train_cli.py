@@ -15,6 +15,9 @@ class):
         --initial-checkpoint densenet_121.ckpt --epochs 30 \
         --learning-rate 0.01 --batch-size 32
 
+SIGTERM and Ctrl-C stop training between steps after saving the step reached
+(exit 143 / 130, one line; `densenet.signals`); the same command resumes.
+
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
 registrars of `densenet/cli.py` (see there). This module imports no
 TensorFlow at load time: the library is imported when a command runs.
