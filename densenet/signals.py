@@ -46,17 +46,18 @@ class Interrupted(KeyboardInterrupt):
   """
 
   def __init__(self, signal_name, step, checkpoint):
+    super().__init__(signal_name, step, checkpoint)  # Pickles as such.
     self.signal_name = signal_name
     self.step = step
     self.checkpoint = checkpoint
-    by = signal_name or 'a signal to another worker'
-    if checkpoint is None:
-      message = ('stopped by %s at step %d, before the first checkpoint; '
-                 'run the same command to start again.' % (by, step))
-    else:
-      message = ('stopped by %s at step %d; checkpoint %s saved; run the '
-                 'same command to resume.' % (by, step, checkpoint))
-    super().__init__(message)
+
+  def __str__(self):
+    by = self.signal_name or 'a signal to another worker'
+    if self.checkpoint is None:
+      return ('stopped by %s at step %d, before the first checkpoint; run '
+              'the same command to start again.' % (by, self.step))
+    return ('stopped by %s at step %d; checkpoint %s saved; run the same '
+            'command to resume.' % (by, self.step, self.checkpoint))
 
   @property
   def signal_number(self):

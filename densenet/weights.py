@@ -47,6 +47,9 @@ class WeightMismatchError(ValueError):
     mismatched: `(name, network shape, weights shape)` of the variables whose
       weights have another shape.
     unused: weights no variable takes.
+
+  The message is `<context>: <lists>.`, or with `headline` that line, then
+  the lists on the next (the command line shows the first line).
   """
 
   def __init__(self, missing=(), mismatched=(), unused=(), context='',

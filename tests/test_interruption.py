@@ -13,6 +13,7 @@ every run in steps.
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -160,6 +161,9 @@ def test_exit_statuses_and_one_line():
   assert cli_common.error_message(signals.Interrupted('SIGTERM', 0, None)) == (
       'stopped by SIGTERM at step 0, before the first checkpoint; run the '
       'same command to start again.')
+  copy = pickle.loads(pickle.dumps(error))
+  assert (type(copy), str(copy), copy.step) == (
+      signals.Interrupted, str(error), 37)
 
 
 # ---------------------------------------------------------------------------
