@@ -327,6 +327,35 @@ def test_a_signal_during_evaluation_cuts_it_short_and_saves(
   assert not os.path.exists(os.path.join(model_dir, 'best'))
 
 
+def test_a_signal_during_the_final_classification_evaluation(
+    cifar_dir, tmp_path, monkeypatch):
+  from densenet import classification  # pylint: disable=g-import-not-at-top
+  real_evaluate_model = classification.evaluate_model
+  stopped = []
+
+  def evaluate_model(model, eval_dataset, should_stop=None):
+    os.kill(os.getpid(), signal.SIGTERM)  # As the evaluation starts.
+    results = real_evaluate_model(model, eval_dataset, should_stop)
+    stopped.append(results is None)
+    return results
+
+  kwargs = dict(model='densenet_bc_10_k4', batch_size=4, num_steps=3,
+                eval_every_epochs=0, progress=False)
+  train_dir = str(tmp_path / 'run')
+  monkeypatch.setattr(classification, 'evaluate_model', evaluate_model)
+  with pytest.raises(training.Interrupted) as raised:
+    classification.train(cifar_dir, train_dir, **kwargs)
+  assert stopped == [True]
+  assert (raised.value.signal_name, raised.value.step) == ('SIGTERM', 3)
+  assert raised.value.checkpoint == os.path.join(train_dir, 'model.ckpt-3')
+  assert not os.path.exists(os.path.join(train_dir, 'results.json'))
+  # Re-running trains no step: it evaluates and writes the results.
+  monkeypatch.setattr(classification, 'evaluate_model', real_evaluate_model)
+  results = classification.train(cifar_dir, train_dir, **kwargs)
+  assert (results['start_step'], results['global_step']) == (3, 3)
+  assert results['test']['num_examples'] == 8
+
+
 # ---------------------------------------------------------------------------
 # An initial checkpoint that does not fit the backbone.
 
