@@ -39,6 +39,7 @@ from densenet import nets
 from densenet import recipe
 from densenet import rundir
 from densenet import schedules
+from densenet import signals
 from densenet import spec as spec_lib
 from densenet import training
 from densenet.datasets import pipeline
@@ -126,7 +127,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           normalization=None, initial_checkpoint=None, eval_split=None,
           eval_every_epochs=10, checkpoint_every=1000, strategy=None,
           shuffle_buffer=10000, seed=None, progress=True,
-          memory_efficient=None, sync_batch_norm=False):
+          memory_efficient=None, sync_batch_norm=False, log_every=0):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
   Re-running with the same `train_dir` resumes from its latest checkpoint.
@@ -182,6 +183,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       False). Recorded in the config.
     sync_batch_norm: Whether batch norm uses the statistics of the global
       batch across replicas (see `densenet.training.Trainer`).
+    log_every: Steps between 'step N loss L' lines on stderr (0: none).
 
   Returns:
     The results dict also written to `train_dir/results.json`: `config`,
@@ -189,6 +191,11 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     `train_seconds`, `checkpoint`, and under the name of the evaluation
     split its `evaluate_model` metrics (top-1 error ...). Only the returned
     dict has `losses`, the data loss of every step of this call.
+
+  Raises:
+    densenet.training.Interrupted: On SIGTERM or SIGINT, during training
+      (the step reached is saved) or during an evaluation between epochs
+      (cut short; its step is already saved). Re-running resumes.
   """
   metadata = tfrecords.read_metadata(data_dir)
   strategy = strategy or training.get_strategy()
@@ -248,7 +255,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       init_fn=(functools.partial(_restore_backbone, spec=spec,
                                  checkpoint=initial_checkpoint)
                if initial_checkpoint else None),
-      progress=progress, sync_batch_norm=sync_batch_norm)
+      progress=progress, sync_batch_norm=sync_batch_norm,
+      log_every=log_every)
   dataset = pipeline.input_pipeline(
       tfrecords.read_split(data_dir, 'train', metadata), batch_size,
       spec.normalization, is_training=True, augment_images=augment,
@@ -263,18 +271,31 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   started, result, metrics = time.time(), None, None
   step = start_step = int(trainer.global_step.numpy())
   losses = []
-  while step < num_steps or result is None:
-    target = min(num_steps, (step // chunk + 1) * chunk)
-    result = trainer.train(dataset, target, num_files=len(
-        tfrecords.split_info(metadata, 'train')['files']))
-    step = result.global_step
-    losses += result.losses
-    if eval_dataset is not None and (step % chunk == 0 or step == num_steps):
-      metrics = evaluate_model(trainer.model, eval_dataset)
-      with eval_writer.as_default():
-        training.write_scalar('top1_error', metrics['top1_error'], step)
-        training.write_scalar('loss', metrics['loss'], step)
-      eval_writer.flush()
+  # One stop request for the whole loop: a signal during an evaluation
+  # between epochs stops too (Trainer.train uses this request).
+  with signals.stop_on_signals() as request:
+    # One worker alone must not stop (the others would wait for it in the
+    # next step): with several, the request goes into that step instead
+    # (see Trainer.train), and evaluations run to their end.
+    should_stop = ((lambda: request.signal_name is not None)
+                   if training.num_workers(strategy) == 1 else None)
+    while step < num_steps or result is None:
+      target = min(num_steps, (step // chunk + 1) * chunk)
+      result = trainer.train(dataset, target, num_files=len(
+          tfrecords.split_info(metadata, 'train')['files']))
+      step = result.global_step
+      losses += result.losses
+      if eval_dataset is not None and (step % chunk == 0 or
+                                       step == num_steps):
+        metrics = evaluate_model(trainer.model, eval_dataset,
+                                 should_stop=should_stop)
+        if metrics is None:
+          raise training.Interrupted(request.signal_name, step,
+                                     result.checkpoint)
+        with eval_writer.as_default():
+          training.write_scalar('top1_error', metrics['top1_error'], step)
+          training.write_scalar('loss', metrics['loss'], step)
+        eval_writer.flush()
   results = {
       'config': config,
       'start_step': start_step,
@@ -289,17 +310,19 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   return dict(results, losses=losses)
 
 
-def evaluate_model(model, dataset):
+def evaluate_model(model, dataset, should_stop=None):
   """Top-1 error, accuracy and mean cross-entropy of `model` on `dataset`.
 
   Args:
     model: A `densenet.training.SlimModel` (or any callable `model(images,
       training=False) -> [batch, num_classes]` logits).
     dataset: Finite `tf.data.Dataset` of `(images, labels)` batches.
+    should_stop: Optional `() -> bool`, asked before every batch; when True
+      the evaluation stops and returns None (training's stop on a signal).
 
   Returns:
     {'top1_error', 'top1_accuracy', 'loss', 'num_examples'} (Python floats
-    and int).
+    and int), or None if `should_stop` cut it short.
   """
 
   @tf.function
@@ -313,6 +336,8 @@ def evaluate_model(model, dataset):
 
   correct, loss, count = 0, 0.0, 0
   for images, labels in dataset:
+    if should_stop is not None and should_stop():
+      return None
     batch_correct, batch_loss = batch_metrics(images, labels)
     correct += int(batch_correct)
     loss += float(batch_loss)
@@ -409,7 +434,8 @@ def _restore_backbone(net, spec, checkpoint):
   report = training.restore_by_name(net.variables_by_name(), checkpoint,
                                     exclude_scopes=[logits_scope])
   report.check('initial_checkpoint %s does not fit %s' %
-               (checkpoint, spec.architecture), allow_missing=[logits_scope])
+               (checkpoint, spec.architecture), allow_missing=[logits_scope],
+               checkpoint=checkpoint)
   print('Restored %d variables from %s (the logits start fresh).' %
         (len(report.restored), checkpoint))
 

@@ -14,7 +14,13 @@ status, by one table:
          error such as DataLossError, any other exception)
     2    bad usage: argparse errors, `UsageError`, ValueError, FileNotFoundError,
          NotADirectoryError, TensorFlow's NotFoundError
-    130  interrupted (Ctrl-C)
+    130  interrupted (Ctrl-C: SIGINT)
+    143  terminated (SIGTERM), after training saved its checkpoint
+
+Training commands stop on SIGTERM or SIGINT between steps, save the step
+reached and end with one line (`densenet.signals.Interrupted`), e.g.
+`segmentation train: stopped by SIGTERM at step 37; checkpoint
+runs/seg/model.ckpt-37 saved; run the same command to resume.`
 
 `--verbose` shows tracebacks and TensorFlow's logs.
 """
@@ -29,12 +35,14 @@ import traceback
 import densenet
 from densenet import architectures
 from densenet import runtime
+from densenet import signals
 from densenet import spec
 
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # tf.distribute strategies of `densenet.training.get_strategy`.
 STRATEGIES = spec.STRATEGIES
@@ -46,6 +54,8 @@ class UsageError(Exception):
 
 # Error kind -> exit status; the first matching row wins. TensorFlow's error
 # classes are named by their module and name: this module must not import it.
+# A stop on a signal (`signals.Interrupted`) exits with 128 + the signal's
+# number, the shell's convention: SIGINT 130, SIGTERM 143.
 EXIT_STATUSES = (
     ((KeyboardInterrupt,), EXIT_INTERRUPTED),
     ((UsageError, ValueError, FileNotFoundError, NotADirectoryError,
@@ -69,6 +79,8 @@ def _error_classes(kinds):
 
 def exit_status(error):
   """The exit status for an exception raised by a command (see the table)."""
+  if isinstance(error, signals.Interrupted):
+    return 128 + error.signal_number
   for kinds, status in EXIT_STATUSES:
     if isinstance(error, _error_classes(kinds)):
       return status
@@ -80,6 +92,8 @@ _ASSERTION = 'assertion failed:'
 
 def error_message(error):
   """One line saying what went wrong (the first line of a longer message)."""
+  if isinstance(error, signals.Interrupted):
+    return str(error)
   if isinstance(error, KeyboardInterrupt):
     return 'interrupted.'
   # TensorFlow's OpError: `message` without the op's creation traceback.
@@ -160,8 +174,10 @@ def main(parser, argv=None):
   except (Exception, KeyboardInterrupt) as error:  # pylint: disable=broad-except
     if args.verbose:
       traceback.print_exc()
-    print('%s %s: error: %s' % (parser.prog, args.command,
-                                error_message(error)), file=sys.stderr)
+    # A stop on a signal, with its checkpoint saved, is not an error.
+    kind = '' if isinstance(error, signals.Interrupted) else 'error: '
+    print('%s %s: %s%s' % (parser.prog, args.command, kind,
+                           error_message(error)), file=sys.stderr)
     return exit_status(error)
   return EXIT_SUCCESS if status is None else status
 

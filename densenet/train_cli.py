@@ -15,6 +15,9 @@ class):
         --initial-checkpoint densenet_121.ckpt --epochs 30 \
         --learning-rate 0.01 --batch-size 32
 
+SIGTERM and Ctrl-C stop training between steps after saving the step reached
+(exit 143 / 130, one line; `densenet.signals`); the same command resumes.
+
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
 registrars of `densenet/cli.py` (see there). This module imports no
 TensorFlow at load time: the library is imported when a command runs.
@@ -131,6 +134,10 @@ def add_train_parser(subparsers):
                    help='Seed of the shuffle and augmentation.')
   run.add_argument('--no-progress', action='store_true',
                    help='Show no progress bars.')
+  run.add_argument('--log-every', type=cli_common.non_negative_int,
+                   default=0,
+                   help='Print "step N loss L" lines every N steps (0: '
+                   'none).')
   run.add_argument('--json', action='store_true',
                    help='Print the results as JSON.')
   return parser
@@ -205,7 +212,7 @@ def run_train(args):
       checkpoint_every=args.checkpoint_every, strategy=strategy,
       seed=args.seed, progress=not args.no_progress,
       memory_efficient=args.memory_efficient,
-      sync_batch_norm=args.sync_batch_norm)
+      sync_batch_norm=args.sync_batch_norm, log_every=args.log_every)
   _print_results(results, args.json, os.path.join(
       args.train_dir, classification.RESULTS_FILE))
   return 0

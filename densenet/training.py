@@ -57,6 +57,10 @@ Public API (stable; the classification and segmentation commands use it):
       .model, .optimizer, .global_step, .strategy, .checkpoints
       .train(dataset, num_steps, num_files=None) -> TrainResult(
           global_step, losses, checkpoint, start_step)
+      .stop_requested: the signal asking `train` to stop, or None
+  Interrupted (a KeyboardInterrupt subclass, `densenet.signals`): `train`
+      stopped on SIGTERM / SIGINT after saving the step reached;
+      `.signal_name`, `.step`, `.checkpoint`
   NameBasedCheckpointManager(variables, directory, max_to_keep=3,
                              prefix='model.ckpt')
       .save(step) -> path, .restore(path=None) -> path or None,
@@ -98,6 +102,14 @@ Decisions worth knowing:
   them gives their mean over replicas. With `Trainer(sync_batch_norm=True)`
   every replica normalizes with the global batch's statistics (one
   all-reduce per layer) and makes the same update: one device's numbers.
+* Signals: while `Trainer.train` runs, SIGTERM and SIGINT (main thread
+  only; `densenet.signals.stop_on_signals`) only record a stop request. The
+  loop looks at it between steps, saves the checkpoint of the step reached
+  and raises `Interrupted`; a second signal does not interrupt that save.
+  Callbacks may look at `trainer.stop_requested` to cut a long evaluation
+  short. With several workers the request is summed over the workers in the
+  next step's reduction, so every worker stops after that same step and
+  joins the (collective) save.
 * Multi-worker: see `Trainer`. Collectives must be issued in the same order
   on every worker, so whatever reads a moving statistic in cross-replica
   context (a save, `.numpy()`) runs on every worker, and decisions such as
@@ -131,13 +143,14 @@ from tensorflow.core.framework import summary_pb2
 import densenet_utils
 from densenet import compat
 from densenet import schedules
+from densenet import signals
 from densenet import spec as spec_lib
 from densenet import weights
 
 compat.apply()
 
 GLOBAL_STEP = 'global_step'
-OPTIMIZER_PREFIX = 'optimizer/'
+OPTIMIZER_PREFIX = weights.OPTIMIZER_PREFIX
 STRATEGIES = spec_lib.STRATEGIES
 # The one checkpoint restorer and its report (see `densenet.weights`).
 restore_by_name = weights.restore_by_name
@@ -162,6 +175,10 @@ def write_scalar(tag, value, step):
 
 class NaNLossError(FloatingPointError):
   """Raised when the training loss stops being finite."""
+
+
+# Training stopped by SIGTERM / SIGINT after saving (see `densenet.signals`).
+Interrupted = signals.Interrupted
 
 
 def _variable_name(variable):
@@ -482,7 +499,8 @@ class Trainer(object):
       every `log_every` steps (for logs without a terminal).
     callbacks: Callables `callback(trainer, step)` run on every worker after
       each step (and after that step's checkpoint), e.g. a periodic
-      evaluation (`segmentation.evaluation.EvalCallback`).
+      evaluation (`segmentation.evaluation.EvalCallback`); a long one may
+      return early once `trainer.stop_requested` is set.
     sync_batch_norm: Whether batch norm (`densenet_utils.batch_norm`)
       normalizes with, and averages, the statistics of the global batch
       across replicas instead of each replica's own batch. Same variables.
@@ -495,7 +513,8 @@ class Trainer(object):
   workers, which therefore need no access to `model_dir`. Each worker reads
   its own shard of the input (see `train`). A worker that dies makes the
   others raise `WorkerLostError`; restarting all of them resumes from the
-  chief's latest checkpoint.
+  chief's latest checkpoint. A SIGTERM or SIGINT to any worker stops every
+  worker after the next step, all saving it together (see `train`).
   """
 
   def __init__(self, net_fn, loss_fn, model_dir, global_batch_size,
@@ -534,6 +553,13 @@ class Trainer(object):
     self.checkpoints = None
     self._train_step = None
     self._completed_step = 0
+    self._request = None  # The `signals.StopRequest` while `train` runs.
+
+  @property
+  def stop_requested(self):
+    """The name of the signal asking `train` to stop ('SIGTERM',
+    'SIGINT'), or None. Callbacks may look at it to return early."""
+    return self._request.signal_name if self._request else None
 
   def build(self, images):
     """Creates the variables from one batch of `[batch, h, w, 3]` images and
@@ -618,16 +644,27 @@ class Trainer(object):
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
       return data_loss, total_loss
 
+    def replica_outputs(images, labels, stop):
+      data_loss, total_loss = replica_step(images, labels)
+      # Every replica reports whether its worker was asked to stop: the sum
+      # over replicas tells every worker, after the same step.
+      return tf.stack([tf.cast(data_loss, tf.float32),
+                       tf.cast(total_loss, tf.float32),
+                       tf.cast(stop, tf.float32)])
+
     @tf.function(autograph=False)
-    def train_step(inputs):
+    def train_step(inputs, stop):
+      """One step; returns (data loss, total loss, learning rate, stop):
+      `stop` > 0 when some worker's `stop` input was True."""
       if self._learning_rate_fn is not None:
         optimizer.learning_rate.assign(
             self._learning_rate_fn(self.global_step))
-      data_loss, total_loss = strategy.run(replica_step, args=inputs)
+      outputs = strategy.run(replica_outputs, args=tuple(inputs) + (stop,))
       self.global_step.assign_add(1)
-      return (strategy.reduce(tf.distribute.ReduceOp.SUM, data_loss, None),
-              strategy.reduce(tf.distribute.ReduceOp.SUM, total_loss, None),
-              tf.convert_to_tensor(optimizer.learning_rate))
+      data_loss, total_loss, stop = tf.unstack(
+          strategy.reduce(tf.distribute.ReduceOp.SUM, outputs, None))
+      return (data_loss, total_loss,
+              tf.convert_to_tensor(optimizer.learning_rate), stop)
 
     return train_step
 
@@ -650,6 +687,13 @@ class Trainer(object):
       A `TrainResult`.
 
     Raises:
+      Interrupted: On SIGTERM or SIGINT (caught while `train` runs, in the
+        main thread; the previous handlers come back when it returns or
+        raises): the loop stops between steps, saves the checkpoint of the
+        step reached (unless that step's is already written) and raises.
+        A second signal does not interrupt the save. With several workers a
+        signal to any of them stops all after the next step, and all join
+        the save (a collective), so no worker is left waiting.
       NaNLossError: If the loss is NaN or infinite; the checkpoint of that
         step is not written, the latest good one stays the latest.
       WorkerLostError: If a peer worker died or stopped answering.
@@ -661,13 +705,24 @@ class Trainer(object):
       options.experimental_distribute.auto_shard_policy = shard_policy(
           num_files, self._num_workers)
       dataset = dataset.with_options(options)
-    try:
-      return self._train(dataset, num_steps)
-    except _PEER_ERRORS as e:
-      if self._num_workers == 1:
-        raise
-      raise self._worker_lost(
-          e, 'after global step %d' % self._completed_step) from e
+    with signals.stop_on_signals() as request:
+      self._request = request
+      try:
+        return self._train(dataset, num_steps)
+      except _PEER_ERRORS as e:
+        if self._num_workers == 1:
+          raise
+        raise self._worker_lost(
+            e, 'after global step %d' % self._completed_step) from e
+      finally:
+        self._request = None
+
+  def _stop(self, step, last_saved):
+    """Saves `step` if not yet saved; returns the `Interrupted` to raise."""
+    checkpoint = self.checkpoints.latest_checkpoint
+    if step != last_saved:
+      checkpoint = self.checkpoints.save(step)
+    return Interrupted(self.stop_requested, step, checkpoint)
 
   def _train(self, dataset, num_steps):
     distributed = self.strategy.experimental_distribute_dataset(dataset)
@@ -689,11 +744,20 @@ class Trainer(object):
     last_saved = start_step
     started = time.time()
     batch = first
+    # Single worker: stop before the next step. Several: the request goes
+    # into the next step, whose reduction tells every worker to stop.
+    local_stop = self._num_workers == 1
+    stop = False
     try:
       while step < num_steps:
+        if local_stop and self.stop_requested:
+          stop = True
+          break
         if batch is None:
           batch = next(iterator)
-        data_loss, total_loss, learning_rate = self._train_step(batch)
+        data_loss, total_loss, learning_rate, stop = self._train_step(
+            batch, tf.constant(self.stop_requested is not None))
+        stop = float(stop.numpy()) > 0
         batch = None
         data_loss = float(data_loss.numpy())
         step = int(self.global_step.numpy())
@@ -724,15 +788,21 @@ class Trainer(object):
           last_saved = step
         for callback in self._callbacks:
           callback(self, step)
-    except KeyboardInterrupt:
-      # Saving reads the moving statistics with collectives, which would
-      # wait forever for workers that were not interrupted.
-      if step != last_saved and self._num_workers == 1:
+        if stop:  # Every worker knows it after the same step.
+          break
+    except KeyboardInterrupt as e:
+      # Not from our handlers (e.g. raised by a callback). Saving reads the
+      # moving statistics with collectives, which would wait forever for
+      # workers that were not interrupted.
+      if (not isinstance(e, Interrupted) and step != last_saved and
+          self._num_workers == 1):
         self.checkpoints.save(step)
       raise
     finally:
       bar.close()
       writer.flush()
+    if stop and step < num_steps:  # Done anyway: saved and returned below.
+      raise self._stop(step, last_saved)
     # Decided from numbers every worker shares: a save is a collective.
     checkpoint = self.checkpoints.latest_checkpoint
     if step != last_saved or step == 0:
@@ -761,5 +831,5 @@ __all__ = [
     'NameBasedCheckpointManager', 'checkpoint_variables', 'restore_by_name',
     'RestoreReport', 'poly_learning_rate', 'write_scalar', 'NaNLossError', 'per_example_mean',
     'num_workers', 'chief_dir', 'shard_policy', 'WorkerLostError',
-    'COLLECTIVE_TIMEOUT_SECONDS',
+    'COLLECTIVE_TIMEOUT_SECONDS', 'Interrupted',
 ]

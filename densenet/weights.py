@@ -20,12 +20,15 @@ Every way weights can fail to fit a network (the converter's exact check,
 """
 
 import collections
+import json
 import os
 import uuid
 
 import tensorflow as tf
 
 _TEMPORARY = '.tmp-%s-%s'
+# Where training checkpoints keep the optimizer's slots (`densenet.training`).
+OPTIMIZER_PREFIX = 'optimizer/'
 
 
 def _listing(items, limit=30):
@@ -44,9 +47,13 @@ class WeightMismatchError(ValueError):
     mismatched: `(name, network shape, weights shape)` of the variables whose
       weights have another shape.
     unused: weights no variable takes.
+
+  The message is `<context>: <lists>.`, or with `headline` that line, then
+  the lists on the next (the command line shows the first line).
   """
 
-  def __init__(self, missing=(), mismatched=(), unused=(), context=''):
+  def __init__(self, missing=(), mismatched=(), unused=(), context='',
+               headline=None):
     self.missing = sorted(missing)
     self.mismatched = sorted(mismatched)
     self.unused = sorted(unused)
@@ -61,8 +68,11 @@ class WeightMismatchError(ValueError):
     if self.unused:
       parts.append('%d weight(s) not used by the network: %s' %
                    (len(self.unused), _listing(self.unused)))
-    super().__init__('%s%s.' % (context + ': ' if context else '',
-                                '; '.join(parts)))
+    if headline:  # A summary line, then the lists.
+      super().__init__('%s\n%s.' % (headline, '; '.join(parts)))
+    else:
+      super().__init__('%s%s.' % (context + ': ' if context else '',
+                                  '; '.join(parts)))
 
 
 class RestoreReport(collections.namedtuple(
@@ -78,21 +88,73 @@ class RestoreReport(collections.namedtuple(
   shapes: {mismatched name: (network shape, checkpoint shape)}.
   """
 
-  def check(self, context, allow_missing=()):
+  def check(self, context, allow_missing=(), scope='', checkpoint=None,
+            hint=''):
     """Raises `WeightMismatchError` for missing or mismatched variables.
+
+    Its message is a summary line (`context`, how many of the variables
+    that had to be restored were, which model `checkpoint` holds, `hint`),
+    then the variables concerned (the command line shows the first line).
 
     Args:
       context: What was restored into what (starts the message).
       allow_missing: Name prefixes that may be missing (e.g. a logits scope
         that starts fresh).
+      scope: Only variables under this name prefix must be restored (e.g. a
+        segmentation backbone's 'densenet_121/'); others may be missing or
+        of another shape.
+      checkpoint: The checkpoint restored from, to name what it holds.
+      hint: What to do about it, ends the summary line.
     """
-    missing = [n for n in self.missing
-               if not any(n.startswith(p) for p in allow_missing)]
-    if missing or self.mismatched:
+
+    def required(name):
+      return name.startswith(scope) and not any(
+          name.startswith(p) for p in allow_missing)
+
+    missing = [n for n in self.missing if required(n)]
+    mismatched = [n for n in self.mismatched if required(n)]
+    if missing or mismatched:
+      matched = len([n for n in self.restored if required(n)])
+      details = '%d of the %d variables matched' % (
+          matched, matched + len(missing) + len(mismatched))
+      if checkpoint is not None:
+        details = 'the checkpoint holds %s; %s' % (
+            checkpoint_model(checkpoint), details)
       raise WeightMismatchError(
-          missing, [(n,) + tuple(self.shapes[n]) for n in self.mismatched],
-          context=context)
+          missing, [(n,) + tuple(self.shapes[n]) for n in mismatched],
+          headline='%s (%s)%s.' % (context, details,
+                                   '; ' + hint if hint else ''))
     return self
+
+
+def checkpoint_model(checkpoint):
+  """What model a checkpoint holds, in words (for messages).
+
+  The 'model' its `densenet_metadata` records (`densenet convert`
+  checkpoints), else the top-level variable scopes of its tensors
+  (`global_step` and training's `optimizer/` slots aside).
+
+  Args:
+    checkpoint: A checkpoint prefix or directory.
+
+  Returns:
+    E.g. 'model densenet_169', 'variable scope densenet_169' or 'variable
+    scopes aspp, densenet_121, logits'.
+  """
+  from densenet import convert  # pylint: disable=g-import-not-at-top
+  checkpoint_reader = reader(checkpoint)
+  if checkpoint_reader.has_tensor(convert.METADATA_KEY):
+    model = (convert.read_metadata(latest(checkpoint)) or {}).get('model')
+    if model:
+      return 'model %s' % (model if isinstance(model, str) else
+                           json.dumps(model, sort_keys=True))
+  scopes = sorted({name.split('/', 1)[0] for name in
+                   checkpoint_reader.get_variable_to_shape_map()
+                   if '/' in name and not name.startswith(OPTIMIZER_PREFIX)})
+  if not scopes:
+    return 'no model variables'
+  return 'variable scope%s %s' % ('s' if len(scopes) > 1 else '',
+                                  ', '.join(scopes))
 
 
 def latest(checkpoint):

@@ -11,7 +11,8 @@
 Built like `densenet/cli.py`: one registrar per sub-command, and
 `densenet.cli_common` for argument types, `--verbose`, `--version` and the
 table from error kind to exit status (0 success, 1 runtime failure, 2 bad
-usage, 130 interrupted). Imports no TensorFlow until a command runs.
+usage, 130 Ctrl-C, 143 SIGTERM: `train` saves the step reached first).
+Imports no TensorFlow until a command runs.
 """
 
 import argparse
@@ -132,7 +133,13 @@ def add_train_parser(subparsers):
                       help='Steps between checkpoints.')
   parser.add_argument('--initial-checkpoint',
                       type=cli_common.checkpoint_path,
-                      help='Classification checkpoint for the backbone.')
+                      help='Classification checkpoint for the backbone: '
+                      'every backbone variable must be in it (logits '
+                      'aside), else it is an error.')
+  parser.add_argument('--partial-restore', action='store_true',
+                      help='Restore only the backbone variables '
+                      '--initial-checkpoint has with the right shape; '
+                      'report the others and train them from scratch.')
   parser.add_argument('--class-weights', type=cli_common.comma_list(float),
                       help='Comma-separated loss weight per class.')
   parser.add_argument('--strategy', default='auto',
@@ -172,7 +179,8 @@ def run_train(args):
       progress=not args.no_progress, log_every=args.log_every,
       sync_batch_norm=args.sync_batch_norm,
       eval_pattern=args.eval_pattern, eval_every=args.eval_every,
-      eval_scales=args.eval_scales, flip=args.flip)
+      eval_scales=args.eval_scales, flip=args.flip,
+      partial_restore=args.partial_restore)
   print('Trained from step %d to %d; checkpoint %s' %
         (result.start_step, result.global_step, result.checkpoint))
 

@@ -53,7 +53,7 @@ def make_predict_fn(model, config, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
 
 def evaluate_model(model, config, eval_pattern,
                    eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
-                   progress=True, predict_fn=None):
+                   progress=True, predict_fn=None, should_stop=None):
   """Whole-image evaluation of `model` over every record of `eval_pattern`.
 
   Args:
@@ -65,9 +65,12 @@ def evaluate_model(model, config, eval_pattern,
     progress: Whether to show a progress bar.
     predict_fn: Optional `make_predict_fn(model, config, eval_scales, flip)`
       to reuse (one trace for repeated evaluations).
+    should_stop: Optional `() -> bool`, asked before every image; when True
+      the evaluation stops and returns None (training's stop on a signal).
 
   Returns:
-    `ConfusionMatrix.results()` plus 'num_images', 'eval_scales', 'flip'.
+    `ConfusionMatrix.results()` plus 'num_images', 'eval_scales', 'flip';
+    None if `should_stop` cut it short.
 
   Raises:
     ValueError: If no file matches `eval_pattern` or `eval_scales` is bad.
@@ -80,6 +83,8 @@ def evaluate_model(model, config, eval_pattern,
   num_images = 0
   for images, labels, _ in tqdm(dataset, desc='evaluate', unit='image',
                                 disable=not progress):
+    if should_stop is not None and should_stop():
+      return None
     confusion.update(labels.numpy(), predict_fn(images).numpy())
     num_images += 1
   results = confusion.results(config.names())
@@ -145,7 +150,9 @@ class EvalCallback(object):
   results to `<model_dir>/eval` (`write_results`), and when the mean IoU
   beats the best so far (also across resumed runs, read from `best.json`)
   writes the model's checkpoint to `<model_dir>/best/`. Only the chief
-  writes; other workers skip the evaluation.
+  writes; other workers skip the evaluation. A SIGTERM / SIGINT during an
+  evaluation cuts it short (`trainer.stop_requested`): nothing is recorded
+  for that step, and the trainer saves it and stops.
 
   Args:
     model_dir: The training's model directory.
@@ -189,9 +196,14 @@ class EvalCallback(object):
     if self._predict_fn is None:
       self._predict_fn = make_predict_fn(trainer.model, self.config,
                                          self.eval_scales, self.flip)
-    results = evaluate_model(trainer.model, self.config, self.eval_pattern,
-                             self.eval_scales, self.flip, progress=False,
-                             predict_fn=self._predict_fn)
+    results = evaluate_model(
+        trainer.model, self.config, self.eval_pattern, self.eval_scales,
+        self.flip, progress=False, predict_fn=self._predict_fn,
+        should_stop=lambda: trainer.stop_requested is not None)
+    if results is None:  # The trainer saves this step and stops.
+      self.log('step %d: evaluation cut short by %s (not recorded)' %
+               (step, trainer.stop_requested))
+      return
     results['global_step'] = step
     self.history.append((step, results))
     write_results(os.path.join(self.model_dir, EVAL_DIR), results, step)

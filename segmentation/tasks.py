@@ -171,7 +171,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
           progress=True, log_every=0, log=print, memory_efficient=None,
           sync_batch_norm=False, eval_pattern=None, eval_every=None,
-          eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False):
+          eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
+          partial_restore=False):
   """Trains (or resumes training) a segmentation model.
 
   The config is written to `model_dir` once the model has been built (and
@@ -194,7 +195,11 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     checkpoint_every: Steps between checkpoints.
     initial_checkpoint: Optional classification checkpoint initialising the
       backbone on a fresh start (its logits excluded); what was restored is
-      reported through `log`.
+      reported through `log`. Every backbone variable must be in it with
+      its shape, unless `partial_restore`.
+    partial_restore: Restore only the backbone variables `initial_checkpoint`
+      has with the right shape, leaving the others initialized (see
+      `restore_backbone`).
     class_weights: Optional per-class loss weights.
     strategy: A `tf.distribute.Strategy` (default: `training.get_strategy`).
     min_scale, max_scale: Random scale range of the augmentation.
@@ -218,7 +223,12 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   Raises:
     ValueError: If `config` differs from the one saved in `model_dir`, or
       for a bad `eval_every` / `eval_pattern`.
+    densenet.weights.WeightMismatchError: (a ValueError) If
+      `initial_checkpoint` leaves backbone variables unrestored and not
+      `partial_restore`.
     densenet.training.NaNLossError: If the loss becomes NaN.
+    densenet.training.Interrupted: On SIGTERM / SIGINT, after saving the
+      step reached (`densenet.training.Trainer.train`); re-running resumes.
   """
   strategy = strategy or training.get_strategy()
   saved = rundir.read_config(model_dir)
@@ -237,7 +247,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
 
   def init_fn(model):
     if initial_checkpoint:
-      restore_backbone(model, config.backbone, initial_checkpoint, log)
+      restore_backbone(model, config.backbone, initial_checkpoint, log,
+                       partial=partial_restore)
 
   def loss_fn(labels, logits):
     return losses.softmax_cross_entropy(labels, logits,
@@ -262,7 +273,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   return trainer.train(dataset, num_steps)
 
 
-def restore_backbone(model, backbone, checkpoint, log=print):
+def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
   """Initialises the backbone of `model` from a classification checkpoint.
 
   Restores every variable of the checkpoint with the same name and shape,
@@ -274,15 +285,29 @@ def restore_backbone(model, backbone, checkpoint, log=print):
     backbone: Its backbone (see `segmentation.model.backbone_spec`).
     checkpoint: A checkpoint prefix or directory.
     log: Where the report goes.
+    partial: Whether backbone variables may stay unrestored (missing from
+      the checkpoint or of another shape there).
 
   Returns:
     The `densenet.training.RestoreReport`.
+
+  Raises:
+    densenet.weights.WeightMismatchError: (a ValueError) Unless `partial`,
+      if a backbone variable is missing from the checkpoint or has another
+      shape there; it says which model the checkpoint holds and how many of
+      the backbone's variables matched (raised after assigning those).
   """
   scope = model_lib.backbone_spec(backbone).scope
+  excluded = [scope + '/' + name for name in model_lib.BACKBONE_EXCLUDES]
   report = training.restore_by_name(
-      model.variables_by_name(), checkpoint,
-      exclude_scopes=[scope + '/' + name
-                      for name in model_lib.BACKBONE_EXCLUDES])
+      model.variables_by_name(), checkpoint, exclude_scopes=excluded)
+  if not partial:
+    report.check(
+        'initial checkpoint %s does not fit the %s backbone' % (checkpoint,
+                                                               scope),
+        allow_missing=excluded, scope=scope + '/', checkpoint=checkpoint,
+        hint='to restore only the variables that fit, train with '
+        '--partial-restore (partial_restore=True)')
   backbone_missing = [n for n in report.missing if n.startswith(scope + '/')]
   log('Initial checkpoint %s: restored %d variables; initialized '
       '%d head variables; backbone variables not in the checkpoint: %s; '
