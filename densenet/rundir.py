@@ -9,12 +9,76 @@ The file is written atomically (temporary file + `os.replace`) and, by both
 training APIs, only after the model has been built and restored, so a first
 start that fails does not leave a directory locked to its settings. A
 resumed run must share the `fixed` settings with the saved config.
+
+`writable_dir` checks an output directory before any work, `writing_to`
+names it when a write fails later (a full disk): both raise
+`OutputDirError`, an OSError the command line prints as one line (exit 1).
 """
 
+import contextlib
 import json
 import os
+import tempfile
 
 CONFIG_FILE = 'config.json'
+
+
+class OutputDirError(OSError):
+  """An output directory that cannot be created or written."""
+
+
+def _output_dir_error(path, what, error):
+  reason = getattr(error, 'strerror', None) or getattr(
+      error, 'message', None) or str(error)
+  return OutputDirError('cannot write to %s %s: %s' % (
+      what, path, reason.strip().splitlines()[0]))
+
+
+def writable_dir(path, what='output directory'):
+  """Creates `path` if needed and checks that a file can be written in it.
+
+  Returns:
+    `path`.
+
+  Raises:
+    OutputDirError: Naming `what` and `path` and the reason (a read-only
+      file system, no permission, a parent that is a file, a full disk).
+  """
+  try:
+    os.makedirs(path, exist_ok=True)
+    handle, probe = tempfile.mkstemp(prefix='.write-test-', dir=path)
+    try:
+      os.write(handle, b'0')
+    finally:
+      os.close(handle)
+      os.remove(probe)
+  except OSError as error:
+    raise _output_dir_error(path, what, error) from error
+  return path
+
+
+# TensorFlow's errors for a failed write (named: no TensorFlow import here).
+_TF_WRITE_ERRORS = ('PermissionDeniedError', 'ResourceExhaustedError',
+                    'OutOfRangeError', 'FailedPreconditionError',
+                    'UnknownError', 'InternalError')
+
+
+@contextlib.contextmanager
+def writing_to(path, what='output directory'):
+  """Turns an OSError (or TensorFlow's I/O error) raised inside into an
+  `OutputDirError` naming `what` and `path`."""
+  try:
+    yield
+  except OutputDirError:
+    raise
+  except OSError as error:
+    raise _output_dir_error(path, what, error) from error
+  except Exception as error:  # pylint: disable=broad-except
+    kind = type(error)
+    if not (kind.__module__.startswith('tensorflow') and
+            kind.__name__ in _TF_WRITE_ERRORS):
+      raise
+    raise _output_dir_error(path, what, error) from error
 
 
 def read_json(path):
