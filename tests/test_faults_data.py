@@ -77,7 +77,8 @@ def python(argv, **kwargs):
 
 def error_line(err):
   assert 'Traceback' not in err
-  lines = [line for line in err.splitlines() if 'error:' in line]
+  lines = [line for line in err.splitlines()
+           if line.startswith('segmentation ') and ': error: ' in line]
   assert len(lines) == 1, err
   return lines[0]
 
@@ -283,11 +284,15 @@ def test_unwritable_output_directory_is_one_line_and_status_1(
                             % (command, what, output)), message
 
 
-def _full_disk():
-  """In the child: files may not grow past 64 KiB; writing more fails with
-  EFBIG instead of killing the process."""
-  signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-  resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+def _file_size_limit(size):
+  """A preexec_fn: files of the child may not grow past `size` bytes, and
+  writing more fails with EFBIG instead of killing it (a full disk)."""
+
+  def limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+  return limit
 
 
 def test_full_disk_during_build_data_keeps_old_records(pairs, tmp_path):
@@ -295,7 +300,7 @@ def test_full_disk_during_build_data_keeps_old_records(pairs, tmp_path):
   assert cli.main(build_argv(pairs['old'], output)) == 0
   before = snapshot(output)
   process = python(build_argv(pairs['new'], output, '--num-shards', '1'),
-                   preexec_fn=_full_disk)
+                   preexec_fn=_file_size_limit(1 << 16))
   _, err = process.communicate(timeout=TIMEOUT)
   assert process.returncode == 1, err
   message = error_line(err)
@@ -303,3 +308,17 @@ def test_full_disk_during_build_data_keeps_old_records(pairs, tmp_path):
                             'to output directory %s: ' % output), message
   assert 'File too large' in message
   assert snapshot(output) == before  # No temporary left, old records whole.
+
+
+def test_full_disk_during_predict_leaves_no_partial_file(pairs, model_dir,
+                                                         tmp_path):
+  output = str(tmp_path / 'out')
+  process = python(['predict', os.path.join(pairs['old'], 'images',
+                                            'im0000.png'),
+                    '--model-dir', model_dir, '--output-dir', output],
+                   preexec_fn=_file_size_limit(100))
+  _, err = process.communicate(timeout=TIMEOUT)
+  assert process.returncode == 1, err
+  assert error_line(err) == ('segmentation predict: error: cannot write to '
+                             'output directory %s: File too large' % output)
+  assert os.listdir(output) == []

@@ -96,7 +96,8 @@ def error_line(capsys):
   """The one error line on stderr (progress bars aside), no traceback."""
   err = capsys.readouterr().err
   assert 'Traceback' not in err
-  lines = [line for line in err.splitlines() if 'error:' in line]
+  lines = [line for line in err.splitlines()
+           if line.startswith('segmentation ') and ': error: ' in line]
   assert len(lines) == 1, err
   return lines[0]
 
