@@ -110,12 +110,16 @@ def add_classify_parser(subparsers):
 
 
 def run_classify(args):
-  from densenet import pretrained  # pylint: disable=g-import-not-at-top
-  model = pretrained.load_pretrained(
-      args.model, args.checkpoint, resize_size=args.resize_size,
+  # pylint: disable=g-import-not-at-top
+  from densenet import convert
+  from densenet import pretrained
+  weights, metadata = convert.read_weights(args.checkpoint,
+                                           model_name=args.model)
+  pretrained.check_top(args.top, metadata.get('num_classes'))
+  model = pretrained.Classifier(
+      weights, metadata, model_name=args.model, resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
   try:
-    pretrained.check_top(args.top, len(model.class_names))
     results, errors = classify_images(model, args.images, args.top,
                                       args.batch_size)
   finally:

@@ -61,7 +61,8 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
     raise ValueError('export_dir %r already exists.' % (export_dir,))
   weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
   model_name = model_name or metadata['model']
-  pretrained.check_top(top, metadata.get('num_classes'))
+  num_classes = metadata.get('num_classes')
+  pretrained.check_top(top, num_classes)
   with tf.Graph().as_default() as graph:
     image_bytes = tf.compat.v1.placeholder(tf.string, [None],
                                            name='image_bytes')
