@@ -65,8 +65,9 @@ _TF_WRITE_ERRORS = ('PermissionDeniedError', 'ResourceExhaustedError',
 
 @contextlib.contextmanager
 def writing_to(path, what='output directory'):
-  """Turns an OSError (or TensorFlow's I/O error) raised inside into an
-  `OutputDirError` naming `what` and `path`."""
+  """Turns an OSError raised inside, or a TensorFlow I/O error whose message
+  names a file under `path`, into an `OutputDirError` naming `what` and
+  `path`. Wrap only code that writes there."""
   try:
     yield
   except OutputDirError:
@@ -76,7 +77,8 @@ def writing_to(path, what='output directory'):
   except Exception as error:  # pylint: disable=broad-except
     kind = type(error)
     if not (kind.__module__.startswith('tensorflow') and
-            kind.__name__ in _TF_WRITE_ERRORS):
+            kind.__name__ in _TF_WRITE_ERRORS and
+            os.path.join(path, '') in str(error)):
       raise
     raise _output_dir_error(path, what, error) from error
 

@@ -399,7 +399,6 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
     eval_scales, flip: See `evaluate`.
     label_paths: Optional ground-truth label PNGs, one per image (None
       entries allowed), shown in the pictures.
-
     errors: Optional dict: an image (or its label) that is missing or
       cannot be decoded is then recorded as `errors[path] = message` and
       skipped, and the others are still segmented; without it, the error

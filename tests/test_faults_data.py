@@ -25,6 +25,7 @@ from PIL import Image
 from densenet import records
 from segmentation import cli
 from segmentation import tasks
+from test_segmentation_labels import error_line  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {'num_units_per_block': [1, 1], 'growth_rate': 4,
@@ -73,14 +74,6 @@ def python(argv, **kwargs):
   return subprocess.Popen([sys.executable, '-m', 'segmentation.cli'] + argv,
                           cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def error_line(err):
-  assert 'Traceback' not in err
-  lines = [line for line in err.splitlines()
-           if line.startswith('segmentation ') and ': error: ' in line]
-  assert len(lines) == 1, err
-  return lines[0]
 
 
 @pytest.fixture(scope='module')

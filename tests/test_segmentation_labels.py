@@ -92,9 +92,9 @@ def snapshot(directory):
           for name in sorted(os.listdir(directory))}
 
 
-def error_line(capsys):
-  """The one error line on stderr (progress bars aside), no traceback."""
-  err = capsys.readouterr().err
+def error_line(err):
+  """The one error line in `err` (stderr; progress bars and TensorFlow's
+  start-up logs aside); fails on a traceback."""
   assert 'Traceback' not in err
   lines = [line for line in err.splitlines()
            if line.startswith('segmentation ') and ': error: ' in line]
@@ -144,7 +144,7 @@ def test_build_data_prints_the_histogram_and_refuses_bad_values(
   # With --num-classes 3: refused, naming values, pixel counts and files;
   # the earlier records are untouched.
   assert build(bad, output, '--num-classes', '3') == 2
-  message = error_line(capsys)
+  message = error_line(capsys.readouterr().err)
   assert message.startswith('segmentation build-data: error: train: ')
   assert '7: %d pixels (e.g. img1.png, img3.png)' % counts[7] in message
   assert '9: %d pixels (e.g. img0.png, img2.png)' % counts[9] in message
@@ -158,7 +158,7 @@ def test_binary_masks_suggest_remap_and_remap_gives_0_and_1(
   binary = str(root / 'binary')
   output = str(tmp_path / 'records')
   assert build(binary, output, '--num-classes', '2') == 2
-  message = error_line(capsys)
+  message = error_line(capsys.readouterr().err)
   assert 'labels look like 0/255 binary masks: use --remap 255:1' in message
   assert not os.path.exists(os.path.join(output, 'labels-train.json'))
   # No --num-classes: written, with a warning that says the same.
@@ -222,7 +222,7 @@ def test_train_and_evaluate_check_labels_in_the_pipeline(
   else:
     argv = ['evaluate', '--model-dir', model_dir, '--eval', pattern]
   assert cli.main(argv) == 2
-  message = error_line(capsys)
+  message = error_line(capsys.readouterr().err)
   # The first bad record read: its image, its 32 bad pixels, its value.
   match = re.search(r'label check: record of image (img\d)\.png: (\d+) '
                     r'pixels have label values (\d+), neither < '
