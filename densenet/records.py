@@ -20,9 +20,11 @@ first (rolls forward), so the directory again holds exactly the new shards.
 A run that raises (a bad record, a failed check) lands nothing.
 """
 
+import collections
 import glob
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -43,6 +45,42 @@ def _split_shards(output_dir, split):
       glob.escape(output_dir),
       '%s-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]%s'
       % (glob.escape(split), SUFFIX)))
+
+
+_SHARD = re.compile(r'^(.+)-(\d{5})-of-(\d{5})%s$' % re.escape(SUFFIX))
+
+
+def parse_shard_name(path):
+  """`(split, index, num_shards)` of a `shard_name` path, else None."""
+  match = _SHARD.match(os.path.basename(path))
+  return match and (match.group(1), int(match.group(2)), int(match.group(3)))
+
+
+def check_complete(paths):
+  """Raises ValueError unless the shards among `paths` form whole splits.
+
+  Files named like `shard_name` are grouped by directory and split: each
+  split must have one shard count and every shard of it. Other files are
+  not checked. A split found otherwise was being replaced when its writer
+  was killed, or mixes files of several runs.
+
+  Raises:
+    ValueError: Naming the split, the shards found and what to do.
+  """
+  found = collections.defaultdict(set)
+  for path in paths:
+    shard = parse_shard_name(path)
+    if shard:
+      found[os.path.dirname(path), shard[0]].add(shard[1:])
+  for (directory, split), shards in sorted(found.items()):
+    counts = sorted({n for _, n in shards})
+    if len(counts) > 1 or len(shards) != counts[0]:
+      raise ValueError(
+          '%s: the shards of split %r are not one whole set (%d files, of '
+          '%s): a run writing it was killed while its new shards landed, or '
+          'files of several runs are mixed; write the split again.' % (
+              directory or '.', split, len(shards),
+              ' and '.join('%d' % n for n in counts)))
 
 
 def count_records(paths):

@@ -49,7 +49,6 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 LABELS_FILE = 'labels-%s.json'  # A split's label histogram, next to its shards.
 BINARY_MASK_HINT = ('labels look like 0/255 binary masks: use --remap 255:1 '
                     '(255 is the ignore label)')
-_SHARD = re.compile(r'^(.+)-\d{5}-of-\d{5}\.tfrecord$')
 _EXAMPLE_FILES = 3  # Example files named per label value.
 
 
@@ -364,10 +363,10 @@ def read_histogram(file_pattern):
   from their `labels-<split>.json`; None unless every split has one."""
   splits = set()
   for path in tf.io.gfile.glob(file_pattern):
-    match = _SHARD.match(os.path.basename(path))
-    if not match:
+    shard = records.parse_shard_name(path)
+    if not shard:
       return None
-    splits.add((os.path.dirname(path), match.group(1)))
+    splits.add((os.path.dirname(path), shard[0]))
   histogram = collections.Counter()
   for directory, split in sorted(splits):
     path = os.path.join(directory, LABELS_FILE % split)
@@ -505,13 +504,15 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
     filenames [1])`.
 
   Raises:
-    ValueError: If no file matches `file_pattern`.
+    ValueError: If no file matches `file_pattern`, or its shards are not
+      whole splits (`densenet.records.check_complete`).
     LabelError: If the histograms of the records hold label values that are
       neither below `num_classes` nor `ignore_label`, or only 0 and 255.
   """
   files = sorted(tf.io.gfile.glob(file_pattern))
   if not files:
     raise ValueError('No TFRecord file matches %r.' % file_pattern)
+  records.check_complete(files)
   preprocessing.normalization(normalization)  # Validates the mode early.
   if num_classes is not None:
     histogram = read_histogram(file_pattern)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from densenet import records
 from segmentation import cli
+from segmentation import data
 from segmentation import tasks
 from test_segmentation_labels import error_line  # pylint: disable=g-bad-import-order
 
@@ -162,11 +163,24 @@ def test_a_run_killed_while_landing_is_finished_by_the_next(tmp_path,
   monkeypatch.setattr(os, 'replace', real_replace)
   commits = glob.glob(os.path.join(output, '.train-commit-*'))
   assert len(commits) == 1
+  # Meanwhile the old shards are gone and one new one of two landed: a
+  # reader refuses the partial set instead of training on half the data.
+  pattern = os.path.join(output, 'train-*')
+  assert sorted(os.path.basename(p) for p in glob.glob(pattern)) == [
+      records.shard_name('train', 0, 2)]
+  with pytest.raises(ValueError, match=r"split 'train' are not one whole "
+                     r'set \(1 files, of 2\).*write the split again'):
+    data.make_dataset(pattern, True)
   # The next run of the split (or `recover`) rolls the commit forward.
   assert records.recover(output, 'train') == (commits, [])
   assert sorted(os.listdir(output)) == [
       records.shard_name('train', i, 2) for i in range(2)]
-  assert count(os.path.join(output, 'train-*')) == 6
+  assert count(pattern) == 6
+  records.check_complete(glob.glob(pattern))
+  # Mixed shard counts (files of two runs) are refused too.
+  open(os.path.join(output, records.shard_name('train', 0, 3)), 'wb').close()
+  with pytest.raises(ValueError, match=r'3 files, of 2 and 3'):
+    records.check_complete(glob.glob(pattern))
 
 
 def test_failing_strict_run_keeps_the_old_shards(pairs, tmp_path, capsys):
