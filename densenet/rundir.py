@@ -16,8 +16,11 @@ names it when a write fails later (a full disk): both raise
 """
 
 import contextlib
+import functools
+import inspect
 import json
 import os
+import re
 import tempfile
 
 CONFIG_FILE = 'config.json'
@@ -28,10 +31,16 @@ class OutputDirError(OSError):
 
 
 def _output_dir_error(path, what, error):
-  reason = getattr(error, 'strerror', None) or getattr(
-      error, 'message', None) or str(error)
+  if os.path.exists(path) and not os.path.isdir(path):
+    reason = 'it is a file, not a directory'
+  elif getattr(error, 'strerror', None):  # An OSError.
+    reason = error.strerror
+  else:  # TensorFlow's: '<file>; No space left on device'.
+    message = (getattr(error, 'message', None) or str(error)).strip()
+    reason = re.sub(r'\s*\[Op:\w+\]$', '', message.splitlines()[0].split(
+        '; ')[-1]) if message else ''
   return OutputDirError('cannot write to %s %s: %s' % (
-      what, path, reason.strip().splitlines()[0]))
+      what, path, reason or type(error).__name__))
 
 
 def writable_dir(path, what='output directory'):
@@ -64,23 +73,45 @@ _TF_WRITE_ERRORS = ('PermissionDeniedError', 'ResourceExhaustedError',
 
 
 @contextlib.contextmanager
-def writing_to(path, what='output directory'):
+def writing_to(path, what='output directory', named_only=False):
   """Turns an OSError raised inside, or a TensorFlow I/O error whose message
   names a file under `path`, into an `OutputDirError` naming `what` and
-  `path`. Wrap only code that writes there."""
+  `path`. Wrap only code that writes there, or pass `named_only`: then an
+  OSError too must name a file under `path`."""
+  under = os.path.join(path, '')
   try:
     yield
   except OutputDirError:
     raise
   except OSError as error:
+    if named_only and not str(error.filename or '').startswith(under):
+      raise
     raise _output_dir_error(path, what, error) from error
   except Exception as error:  # pylint: disable=broad-except
     kind = type(error)
     if not (kind.__module__.startswith('tensorflow') and
-            kind.__name__ in _TF_WRITE_ERRORS and
-            os.path.join(path, '') in str(error)):
+            kind.__name__ in _TF_WRITE_ERRORS and under in str(error)):
       raise
     raise _output_dir_error(path, what, error) from error
+
+
+def writes_to(argument, what):
+  """Decorates a function that writes into the directory given as its
+  `argument`: its failed writes there raise `OutputDirError` naming `what`
+  and the directory (`writing_to(..., named_only=True)`)."""
+
+  def decorate(function):
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+      path = signature.bind(*args, **kwargs).arguments[argument]
+      with writing_to(path, what, named_only=True):
+        return function(*args, **kwargs)
+
+    return wrapper
+
+  return decorate
 
 
 def read_json(path):

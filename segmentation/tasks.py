@@ -190,6 +190,7 @@ def _optimizer_fn(optimizer):
 
 
 @data.label_errors()
+@rundir.writes_to('model_dir', 'model directory')
 def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,

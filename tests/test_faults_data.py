@@ -260,6 +260,11 @@ def _under_a_file(tmp_path):
   return str(blocker / 'out')
 
 
+def _a_file(tmp_path):
+  _under_a_file(tmp_path)
+  return str(tmp_path / 'a_file')
+
+
 def _read_only(tmp_path):
   if os.geteuid() == 0:
     pytest.skip('root writes into a 0555 directory')
@@ -269,7 +274,7 @@ def _read_only(tmp_path):
   return str(directory / 'out')
 
 
-@pytest.mark.parametrize('make_dir', [_under_a_file, _read_only])
+@pytest.mark.parametrize('make_dir', [_under_a_file, _a_file, _read_only])
 @pytest.mark.parametrize('command', ['build-data', 'predict', 'train'])
 def test_unwritable_output_directory_is_one_line_and_status_1(
     pairs, model_dir, tmp_path, capsys, command, make_dir):
@@ -289,6 +294,8 @@ def test_unwritable_output_directory_is_one_line_and_status_1(
   what = 'model directory' if command == 'train' else 'output directory'
   assert message.startswith('segmentation %s: error: cannot write to %s %s: '
                             % (command, what, output)), message
+  if make_dir is _a_file:
+    assert message.endswith(': it is a file, not a directory')
 
 
 def _file_size_limit(size):
@@ -329,3 +336,21 @@ def test_full_disk_during_predict_leaves_no_partial_file(pairs, model_dir,
   assert error_line(err) == ('segmentation predict: error: cannot write to '
                              'output directory %s: File too large' % output)
   assert os.listdir(output) == []
+
+
+def test_full_disk_while_training_saves_names_the_model_directory(
+    model_dir, tmp_path):
+  # The tiny model's checkpoint is ~45 KB: its save hits the limit.
+  output = str(tmp_path / 'model')
+  process = python(['train', '--model-dir', output, '--train',
+                    os.path.join(os.path.dirname(model_dir), 'records',
+                                 'train-*'), '--num-classes', '3',
+                    '--backbone', json.dumps(TINY), '--head', 'fcn',
+                    '--depth', '8', '--output-stride', '8', '--steps', '1',
+                    '--batch-size', '2', '--crop-size', str(SIZE),
+                    '--no-progress'], preexec_fn=_file_size_limit(20000))
+  _, err = process.communicate(timeout=TIMEOUT)
+  assert process.returncode == 1, err
+  assert error_line(err) == ('segmentation train: error: cannot write to '
+                             'model directory %s: File too large' % output)
+  assert not glob.glob(os.path.join(output, 'model.ckpt-*'))
