@@ -358,11 +358,11 @@ def as_dict(histogram):
           for value in np.flatnonzero(histogram)}
 
 
-def read_histogram(file_pattern):
-  """`{label value: pixels}` summed over the splits `file_pattern` matches,
-  from their `labels-<split>.json`; None unless every split has one."""
+def read_histogram(paths):
+  """`{label value: pixels}` summed over the splits whose shards `paths`
+  are, from their `labels-<split>.json`; None unless every split has one."""
   splits = set()
-  for path in tf.io.gfile.glob(file_pattern):
+  for path in paths:
     shard = records.parse_shard_name(path)
     if not shard:
       return None
@@ -515,7 +515,7 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
   records.check_complete(files)
   preprocessing.normalization(normalization)  # Validates the mode early.
   if num_classes is not None:
-    histogram = read_histogram(file_pattern)
+    histogram = read_histogram(files)
     if histogram is not None:
       check_labels(histogram, num_classes, where=file_pattern,
                    ignore_label=ignore_label)
