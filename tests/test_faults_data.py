@@ -85,24 +85,23 @@ def pairs(tmp_path_factory):
           'new': write_pairs(str(root / 'new'), NUM_NEW, seed=2)}
 
 
-def _temporary_bytes(output):
-  """Bytes written so far into the shards of build-data's temporary dirs;
-  None while there is none."""
-  temporaries = glob.glob(os.path.join(output, '.train-tmp-*'))
-  if not temporaries:
-    return None
-  return sum(os.path.getsize(path) for directory in temporaries
-             for path in glob.glob(os.path.join(directory, 'train-*')))
+def _shard_sizes(output):
+  """Sizes of the shards in build-data's temporary directories so far."""
+  sizes = []
+  for path in glob.glob(os.path.join(output, '.train-tmp-*', 'train-*')):
+    try:
+      sizes.append(os.path.getsize(path))
+    except FileNotFoundError:  # Removed since the glob.
+      pass
+  return sizes
 
 
-# Moments to kill at: the temporary directory exists; the first shard has
-# data; a later shard has data (the first ones are complete).
+# Moments to kill at: the first shard has data; a later shard has data (the
+# first ones are complete).
 KILL_POINTS = {
-    'temporary_dir': lambda output: _temporary_bytes(output) is not None,
-    'first_bytes': lambda output: (_temporary_bytes(output) or 0) > 0,
-    'later_shard': lambda output: len([
-        p for p in glob.glob(os.path.join(output, '.train-tmp-*', 'train-*'))
-        if os.path.getsize(p)]) >= 3,
+    'first_bytes': lambda output: sum(_shard_sizes(output)) > 0,
+    'later_shard': lambda output: sum(
+        size > 0 for size in _shard_sizes(output)) >= 3,
 }
 
 
