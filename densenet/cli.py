@@ -110,21 +110,25 @@ def add_classify_parser(subparsers):
 
 
 def run_classify(args):
-  from densenet import pretrained  # pylint: disable=g-import-not-at-top
-  model = pretrained.load_pretrained(
-      args.model, args.checkpoint, resize_size=args.resize_size,
+  # pylint: disable=g-import-not-at-top
+  from densenet import convert
+  from densenet import pretrained
+  weights, metadata = convert.read_weights(args.checkpoint,
+                                           model_name=args.model)
+  pretrained.check_top(args.top, metadata.get('num_classes'))
+  model = pretrained.Classifier(
+      weights, metadata, model_name=args.model, resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
-  top = min(args.top, len(model.class_names))
-  results, errors = classify_images(model, args.images, top, args.batch_size)
-  model.close()
+  try:
+    results, errors = classify_images(model, args.images, args.top,
+                                      args.batch_size)
+  finally:
+    model.close()
   if args.json:
     print(format_json(args.images, results, errors))
   elif results:
     print(format_lines(args.images, results))
-  for path, message in errors.items():
-    print('densenet classify: cannot read %s: %s' % (path, message),
-          file=sys.stderr)
-  return cli_common.EXIT_FAILURE if errors else cli_common.EXIT_SUCCESS
+  return cli_common.report_unreadable('densenet classify', errors)
 
 
 def classify_images(model, paths, top=5, batch_size=16):

@@ -114,6 +114,16 @@ def error_message(error):
   return message or type(error).__name__
 
 
+def report_unreadable(command, errors):
+  """Prints `<command>: cannot read PATH: MESSAGE` on stderr for each of
+  `errors` ({path: message}) and returns the exit status: 1 if there were
+  any (the other files were still processed), else 0."""
+  for path, message in errors.items():
+    print('%s: cannot read %s: %s' % (command, path, message),
+          file=sys.stderr)
+  return EXIT_FAILURE if errors else EXIT_SUCCESS
+
+
 # ---------------------------------------------------------------------------
 # Parsers
 

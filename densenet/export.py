@@ -62,9 +62,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
   weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
   model_name = model_name or metadata['model']
   num_classes = metadata.get('num_classes')
-  if not num_classes or not 1 <= top <= num_classes:
-    raise ValueError('top must be in [1, num_classes=%r], got %r.' %
-                     (num_classes, top))
+  pretrained.check_top(top, num_classes)
   with tf.Graph().as_default() as graph:
     image_bytes = tf.compat.v1.placeholder(tf.string, [None],
                                            name='image_bytes')

@@ -43,6 +43,25 @@ def class_names(num_classes):
   return [str(i) for i in range(num_classes)]
 
 
+def check_top(top, num_classes):
+  """Checks `top` (`--top`: classes per image) against the model's classes.
+
+  Raises:
+    ValueError: Unless 1 <= top <= num_classes; one message for every
+      entry point (`classify`, `export`, `Classifier.predict`).
+  """
+  if not num_classes:
+    raise ValueError('--top needs a model with classes, got num_classes=%r.'
+                     % (num_classes,))
+  if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or (
+      top < 1):
+    raise ValueError('--top must be a positive integer, got %r.' % (top,))
+  if top > num_classes:
+    raise ValueError("--top must be <= the model's %d classes, got %d." %
+                     (num_classes, top))
+  return top
+
+
 def build_classifier(model_name, metadata, images=None):
   """Builds the inference network in the current graph.
 
@@ -168,9 +187,7 @@ class Classifier(object):
 
   def decode(self, probabilities, top=5):
     """`[batch, num_classes]` probabilities -> top-k (name, probability)."""
-    if not 1 <= top <= probabilities.shape[-1]:
-      raise ValueError('top must be in [1, %d], got %r.' %
-                       (probabilities.shape[-1], top))
+    check_top(top, probabilities.shape[-1])
     result = []
     for row in probabilities:
       order = np.argsort(-row, kind='stable')[:top]

@@ -6,21 +6,32 @@
 
 A split is written as `<split>-<i>-of-<n>.tfrecord` shards. They are first
 written into a temporary directory `.<split>-tmp-<id>` inside `output_dir`
-(which no `<split>-*` glob matches), counted back from disk, and only when
-every shard is complete moved into place, the shards of an earlier run of that
-split (any shard count) removed in the same step. A killed run leaves only its
-temporary directory, removed by the next run of the split; the previous
-shards stay untouched until then.
+(which no `<split>-*` glob matches) and counted back from disk. When every
+shard is complete, the temporary directory is renamed `.<split>-commit-<id>`
+with a manifest of its files: that rename is the commit. The new files are
+then moved into place and the shards of an earlier run of that split (any
+shard count) removed, in one short loop of renames.
+
+A run killed before its commit leaves only its temporary directory: the
+previous shards stay untouched, and the next run of the split removes it. A
+run killed after its commit, inside that loop of renames (microseconds),
+leaves its commit directory: the next run of the split finishes the move
+first (rolls forward), so the directory again holds exactly the new shards.
+A run that raises (a bad record, a failed check) lands nothing.
 """
 
+import collections
 import glob
+import json
 import os
+import re
 import shutil
 import uuid
 
 import tensorflow as tf
 
 SUFFIX = '.tfrecord'
+MANIFEST = 'MANIFEST.json'
 
 
 def shard_name(split, index, num_shards):
@@ -31,8 +42,45 @@ def shard_name(split, index, num_shards):
 def _split_shards(output_dir, split):
   """Existing final shards of `split`, any shard count."""
   return glob.glob(os.path.join(
-      output_dir, '%s-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]%s'
-      % (split, SUFFIX)))
+      glob.escape(output_dir),
+      '%s-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]%s'
+      % (glob.escape(split), SUFFIX)))
+
+
+_SHARD = re.compile(r'^(.+)-(\d{5})-of-(\d{5})%s$' % re.escape(SUFFIX))
+
+
+def parse_shard_name(path):
+  """`(split, index, num_shards)` of a `shard_name` path, else None."""
+  match = _SHARD.match(os.path.basename(path))
+  return match and (match.group(1), int(match.group(2)), int(match.group(3)))
+
+
+def check_complete(paths):
+  """Raises ValueError unless the shards among `paths` form whole splits.
+
+  Files named like `shard_name` are grouped by directory and split: each
+  split must have one shard count and every shard of it. Other files are
+  not checked. A split found otherwise was being replaced when its writer
+  was killed, or mixes files of several runs.
+
+  Raises:
+    ValueError: Naming the split, the shards found and what to do.
+  """
+  found = collections.defaultdict(set)
+  for path in paths:
+    shard = parse_shard_name(path)
+    if shard:
+      found[os.path.dirname(path), shard[0]].add(shard[1:])
+  for (directory, split), shards in sorted(found.items()):
+    counts = sorted({n for _, n in shards})
+    if len(counts) > 1 or len(shards) != counts[0]:
+      raise ValueError(
+          '%s: the shards of split %r are not one whole set (%d files, of '
+          '%s): a run writing it was killed while its new shards landed, or '
+          'files of several runs are mixed; write the split again.' % (
+              directory or '.', split, len(shards),
+              ' and '.join('%d' % n for n in counts)))
 
 
 def count_records(paths):
@@ -41,7 +89,45 @@ def count_records(paths):
     return sum(1 for _ in tf.data.TFRecordDataset(list(paths)))
 
 
-def write_shards(output_dir, split, shards):
+def _land(output_dir, split, commit_dir):
+  """Moves a committed run's files into `output_dir` (idempotent).
+
+  Removes the split's shards that the run did not write, moves the rest of
+  the commit directory's files (named by its manifest) into place, then
+  removes the commit directory.
+  """
+  with open(os.path.join(commit_dir, MANIFEST)) as f:
+    names = json.load(f)
+  for old in _split_shards(output_dir, split):
+    if os.path.basename(old) not in names:
+      os.remove(old)
+  for name in names:
+    source = os.path.join(commit_dir, name)
+    if os.path.exists(source):  # Else moved before a kill.
+      os.replace(source, os.path.join(output_dir, name))
+  shutil.rmtree(commit_dir, ignore_errors=True)
+
+
+def recover(output_dir, split):
+  """Finishes a committed run of `split` and removes uncommitted leftovers.
+
+  Returns:
+    `(rolled_forward, removed)`: the commit and temporary directories found.
+  """
+  prefix = os.path.join(glob.escape(output_dir), glob.escape('.' + split))
+  committed = sorted(glob.glob(prefix + '-commit-*'))
+  for commit_dir in committed:
+    if os.path.isfile(os.path.join(commit_dir, MANIFEST)):
+      _land(output_dir, split, commit_dir)
+    else:  # Not possible from write_shards; never trust it.
+      shutil.rmtree(commit_dir, ignore_errors=True)
+  temporaries = glob.glob(prefix + '-tmp-*')
+  for leftover in temporaries:  # Of a killed run.
+    shutil.rmtree(leftover, ignore_errors=True)
+  return committed, temporaries
+
+
+def write_shards(output_dir, split, shards, finish=None):
   """Writes one TFRecord file per iterable of `shards`, atomically.
 
   Args:
@@ -49,22 +135,26 @@ def write_shards(output_dir, split, shards):
     split: Split name, the prefix of the file names, e.g. 'train'.
     shards: A list of iterables of serialized records (bytes), one per
       shard, consumed in order (so they may share one iterator).
+    finish: Optional `finish(counts)` called once every shard is written and
+      counted back, before anything lands: it may raise to abort (nothing
+      lands), and returns None or a dict {file name: bytes} of side files
+      (not matched by `<split>-*`) that land with the shards.
 
   Returns:
     `(paths, counts)`: the shard paths and the records counted back from
     each file.
 
   Raises:
-    ValueError: If `shards` is empty. Whatever an iterable raises stops the
-      writing; the earlier shards of the split are then left as they were.
+    ValueError: If `shards` is empty. Whatever an iterable or `finish`
+      raises stops the writing; the earlier shards of the split are then
+      left as they were. OSError where `output_dir` cannot be written.
   """
   if not shards:
     raise ValueError('shards must hold at least one iterable of records.')
   os.makedirs(output_dir, exist_ok=True)
-  prefix = os.path.join(output_dir, '.%s-tmp-' % split)
-  for leftover in glob.glob(glob.escape(prefix) + '*'):  # Of a killed run.
-    shutil.rmtree(leftover, ignore_errors=True)
-  temporary = prefix + uuid.uuid4().hex
+  recover(output_dir, split)
+  run_id = uuid.uuid4().hex
+  temporary = os.path.join(output_dir, '.%s-tmp-%s' % (split, run_id))
   os.makedirs(temporary)
   try:
     names = [shard_name(split, i, len(shards)) for i in range(len(shards))]
@@ -73,12 +163,20 @@ def write_shards(output_dir, split, shards):
         for record in shard:
           writer.write(record)
     counts = [count_records([os.path.join(temporary, n)]) for n in names]
-    paths = [os.path.join(output_dir, n) for n in names]
-    for old in _split_shards(output_dir, split):
-      if old not in paths:
-        os.remove(old)
-    for name, path in zip(names, paths):
-      os.replace(os.path.join(temporary, name), path)
+    extras = (finish(counts) if finish else None) or {}
+    for name, content in extras.items():
+      if name.startswith(split + '-') or os.path.basename(name) != name:
+        raise ValueError('side file %r must be a plain name not starting '
+                         'with %r.' % (name, split + '-'))
+      with open(os.path.join(temporary, name), 'wb') as f:
+        f.write(content)
+    with open(os.path.join(temporary, MANIFEST), 'w') as f:
+      json.dump(sorted(extras) + names, f)
+    commit_dir = os.path.join(output_dir, '.%s-commit-%s' % (split, run_id))
+    os.rename(temporary, commit_dir)  # The commit.
+    temporary = commit_dir
+    _land(output_dir, split, commit_dir)
   finally:
-    shutil.rmtree(temporary, ignore_errors=True)
-  return paths, counts
+    if os.path.basename(temporary).startswith('.%s-tmp-' % split):
+      shutil.rmtree(temporary, ignore_errors=True)
+  return [os.path.join(output_dir, n) for n in names], counts

@@ -38,6 +38,23 @@ def _records(pattern):
   return pattern
 
 
+def _remap(text):
+  """'SRC:DST[,SRC:DST...]' -> {SRC: DST}, label values in [0, 255]."""
+  remap = {}
+  for item in text.split(','):
+    parts = item.split(':')
+    try:
+      source, target = [int(part) for part in parts]
+    except ValueError:
+      source = target = -1
+    if not (0 <= source <= 255 and 0 <= target <= 255):
+      raise argparse.ArgumentTypeError(
+          'must be SRC:DST label values in [0, 255] (e.g. 255:1), got %r' %
+          item)
+    remap[source] = target
+  return remap
+
+
 def add_build_data_parser(subparsers):
   """`segmentation build-data`: VOC layout or folder pair -> TFRecords."""
   parser = cli_common.add_command(
@@ -59,26 +76,53 @@ def add_build_data_parser(subparsers):
   parser.add_argument('--num-shards', type=cli_common.positive_int,
                       default=4, help='Shards per split.')
   parser.add_argument('--strict', action='store_true',
-                      help='Exit with status 1 if any pair is bad.')
+                      help='If any pair of a split is bad, write nothing for '
+                      'it (its earlier records stay) and exit with status '
+                      '1.')
+  parser.add_argument('--num-classes', type=cli_common.positive_int,
+                      help='Refuse a split (write nothing for it) whose '
+                      'labels hold values that are neither < N nor 255 '
+                      '(ignore), or only 0 and 255.')
+  parser.add_argument('--remap', type=_remap, action='append',
+                      metavar='SRC:DST[,SRC:DST]',
+                      help='Map label values before writing (repeatable), '
+                      'e.g. 255:1 for 0/255 binary masks.')
 
 
 def run_build_data(args):
   if bool(args.voc_root) == bool(args.image_dir and args.label_dir):
     raise cli_common.UsageError('give either --voc-root or both --image-dir '
                                 'and --label-dir.')
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
-  results = tasks.build_data(args.output_dir, voc_root=args.voc_root,
-                             image_dir=args.image_dir,
-                             label_dir=args.label_dir,
-                             splits=args.splits.split(','),
-                             num_shards=args.num_shards)
-  failed = False
-  for split, (paths, written, errors) in results.items():
-    print('%s: %d records in %d shards' % (split, written, len(paths)))
-    for error in errors:
+  # pylint: disable=g-import-not-at-top
+  from segmentation import data
+  from segmentation import tasks
+  remap = {}
+  for item in args.remap or ():
+    remap.update(item)
+
+  def report(split, result):
+    print('%s: %d records in %d shards' % (split, result.num_written,
+                                           len(result.paths)))
+    print('%s label pixels: %s' % (split,
+                                   data.format_histogram(result.histogram)))
+    if args.num_classes is None and data.looks_binary(result.histogram):
+      print('%s: warning: %s' % (split, data.BINARY_MASK_HINT))
+    for error in result.errors:
       print('  skipped: ' + error)
-    failed = failed or bool(errors)
-  return cli_common.EXIT_FAILURE if failed and args.strict else 0
+
+  try:
+    tasks.build_data(args.output_dir, voc_root=args.voc_root,
+                     image_dir=args.image_dir, label_dir=args.label_dir,
+                     splits=args.splits.split(','),
+                     num_shards=args.num_shards, num_classes=args.num_classes,
+                     remap=remap, strict=args.strict, report=report)
+  except data.BadPairsError as error:
+    for message in error.errors:
+      print('  bad: ' + message)
+    print('segmentation build-data: error: %s: %d bad pairs (--strict): '
+          'nothing written for it, its earlier records stay.' %
+          (error.split, len(error.errors)), file=sys.stderr)
+    return cli_common.EXIT_FAILURE
 
 
 def add_train_parser(subparsers):
@@ -221,9 +265,10 @@ def add_predict_parser(subparsers):
   parser = cli_common.add_command(
       subparsers, 'predict', run_predict, help='Masks and overlays.',
       description='Write a class-index mask PNG and a colour overlay per '
-      'image; prints their paths.')
+      'image; prints their paths. An image that is missing or cannot be '
+      'decoded is reported on stderr and makes the exit status 1; the '
+      'others are still segmented.')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
-                      type=cli_common.existing_file,
                       help='Image files to segment.')
   _add_model_dir_arguments(parser)
   parser.add_argument('--output-dir', required=True,
@@ -241,11 +286,14 @@ def run_predict(args):
     labels = [os.path.join(args.label_dir, os.path.splitext(
         os.path.basename(image))[0] + '.png') for image in args.images]
     labels = [path if os.path.isfile(path) else None for path in labels]
+  errors = {}
   for mask, overlay in tasks.predict(args.model_dir, args.images,
                                      args.output_dir, args.checkpoint,
                                      eval_scales=args.eval_scales,
-                                     flip=args.flip, label_paths=labels):
+                                     flip=args.flip, label_paths=labels,
+                                     errors=errors):
     print(mask, overlay)
+  return cli_common.report_unreadable('segmentation predict', errors)
 
 
 def add_demo_parser(subparsers):

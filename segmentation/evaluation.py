@@ -79,7 +79,8 @@ def evaluate_model(model, config, eval_pattern,
   predict_fn = predict_fn or make_predict_fn(model, config, scales, flip)
   confusion = metrics.ConfusionMatrix(config.num_classes)
   dataset = data.make_dataset(eval_pattern, False,
-                              normalization=config.normalization)
+                              normalization=config.normalization,
+                              num_classes=config.num_classes)
   num_images = 0
   for images, labels, _ in tqdm(dataset, desc='evaluate', unit='image',
                                 disable=not progress):

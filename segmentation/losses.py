@@ -11,9 +11,10 @@ def softmax_cross_entropy(labels, logits, ignore_label=IGNORE_LABEL,
   """Per-image mean cross-entropy over the pixels that are not ignored.
 
   Args:
-    labels: `[batch, height, width]` (or `[..., 1]`) integer class ids;
-      pixels equal to `ignore_label` (or outside [0, num_classes)) count for
-      nothing: their logits do not change the loss or its gradients.
+    labels: `[batch, height, width]` (or `[..., 1]`) integer class ids in
+      [0, num_classes); pixels equal to `ignore_label` count for nothing:
+      their logits do not change the loss or its gradients. Any other value
+      fails an assertion (InvalidArgumentError), never silently ignored.
     logits: `[batch, height, width, num_classes]`.
     ignore_label: The label of pixels to ignore.
     class_weights: Optional `[num_classes]` weights multiplying each pixel's
@@ -29,9 +30,14 @@ def softmax_cross_entropy(labels, logits, ignore_label=IGNORE_LABEL,
   labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
   if labels.shape.rank == 4:
     labels = tf.squeeze(labels, 3)
-  valid = tf.logical_and(tf.not_equal(labels, ignore_label),
-                         tf.logical_and(labels >= 0, labels < num_classes))
+  valid = tf.not_equal(labels, ignore_label)
   safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
+  message = 'labels must be in [0, num_classes=%d) or %d (ignore)' % (
+      num_classes, ignore_label)
+  with tf.control_dependencies([
+      tf.debugging.assert_non_negative(safe_labels, message=message),
+      tf.debugging.assert_less(safe_labels, num_classes, message=message)]):
+    safe_labels = tf.identity(safe_labels)
   losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
       labels=safe_labels, logits=tf.cast(logits, tf.float32))
   weights = tf.cast(valid, tf.float32)

@@ -8,7 +8,8 @@ from segmentation.losses import IGNORE_LABEL
 class ConfusionMatrix(object):
   """`matrix[label, prediction]` pixel counts, accumulated image by image.
 
-  Pixels labelled `ignore_label` (or outside [0, num_classes)) are skipped.
+  Pixels labelled `ignore_label` are skipped; any other label outside
+  [0, num_classes) is an error (never silently dropped).
 
   Args:
     num_classes: Number of classes.
@@ -23,14 +24,25 @@ class ConfusionMatrix(object):
     self.matrix = np.zeros((num_classes, num_classes), np.int64)
 
   def update(self, labels, predictions):
-    """Adds `labels` and `predictions` (integer arrays of one shape)."""
+    """Adds `labels` and `predictions` (integer arrays of one shape).
+
+    Raises:
+      ValueError: If a label is neither in [0, num_classes) nor the ignore
+        label; names the values and counts their pixels.
+    """
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     predictions = np.asarray(predictions).reshape(-1).astype(np.int64)
     if labels.shape != predictions.shape:
       raise ValueError('labels and predictions must have the same size, got '
                        '%d and %d.' % (labels.size, predictions.size))
-    keep = ((labels != self.ignore_label) & (labels >= 0) &
-            (labels < self.num_classes))
+    keep = labels != self.ignore_label
+    bad = keep & ((labels < 0) | (labels >= self.num_classes))
+    if bad.any():
+      raise ValueError(
+          'labels must be < num_classes=%d or %d (ignore), got %d pixels '
+          'with values %s.' % (self.num_classes, self.ignore_label,
+                               int(bad.sum()), ', '.join(
+                                   str(v) for v in np.unique(labels[bad]))))
     index = labels[keep] * self.num_classes + np.clip(
         predictions[keep], 0, self.num_classes - 1)
     self.matrix += np.bincount(index, minlength=self.num_classes ** 2).reshape(

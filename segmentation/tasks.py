@@ -134,16 +134,32 @@ def net_fn(config):
 
 
 def build_data(output_dir, voc_root=None, image_dir=None, label_dir=None,
-               splits=('train', 'val'), num_shards=4, progress=True):
+               splits=('train', 'val'), num_shards=4, progress=True,
+               num_classes=None, remap=None, strict=False, report=None):
   """Writes TFRecords from a VOC root (its splits) or one folder pair.
 
+  Each split is written all or nothing (`data.write_tfrecords`): a split
+  refused for its labels or, with `strict`, for a bad pair leaves that
+  split's earlier records as they were, and stops before the next split.
+
+  Args:
+    output_dir: Directory of the shards (created).
+    voc_root: A Pascal VOC layout root, or
+    image_dir, label_dir: a folder pair (one split, `splits[0]`).
+    splits: VOC splits.
+    num_shards: Shards per split.
+    progress: Whether to show progress bars.
+    num_classes, remap, strict: See `data.write_tfrecords`.
+    report: Optional `report(split, SplitRecords)`, called as each split
+      lands.
+
   Returns:
-    {split: (shard_paths, num_written, errors)}; a folder pair is the
-    split named `splits[0]`.
+    {split: `data.SplitRecords(paths, num_written, errors, histogram)`}.
 
   Raises:
     ValueError: Unless exactly one of `voc_root` or `image_dir`+`label_dir`
-      is given.
+      is given; for a refused split (`data.LabelError` for its labels).
+    rundir.OutputDirError: If `output_dir` cannot be written.
   """
   if bool(voc_root) == bool(image_dir and label_dir):
     raise ValueError('Give either voc_root or both image_dir and label_dir.')
@@ -151,9 +167,17 @@ def build_data(output_dir, voc_root=None, image_dir=None, label_dir=None,
     sources = {split: data.voc_pairs(voc_root, split) for split in splits}
   else:
     sources = {splits[0]: data.folder_pairs(image_dir, label_dir)}
-  return {split: data.write_tfrecords(pairs, output_dir, split, num_shards,
-                                      progress)
-          for split, pairs in sources.items()}
+  data.check_remap(remap)
+  rundir.writable_dir(output_dir)
+  results = {}
+  for split, pairs in sources.items():
+    with rundir.writing_to(output_dir):
+      results[split] = data.write_tfrecords(
+          pairs, output_dir, split, num_shards, progress,
+          num_classes=num_classes, remap=remap, strict=strict)
+    if report:
+      report(split, results[split])
+  return results
 
 
 def _optimizer_fn(optimizer):
@@ -165,6 +189,8 @@ def _optimizer_fn(optimizer):
   return lambda: tf_keras.optimizers.SGD(0.01, momentum=0.9)
 
 
+@data.label_errors()
+@rundir.writes_to('model_dir', 'model directory')
 def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
@@ -226,6 +252,9 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
     densenet.weights.WeightMismatchError: (a ValueError) If
       `initial_checkpoint` leaves backbone variables unrestored and not
       `partial_restore`.
+    segmentation.data.LabelError: For a label that is neither below
+      `config.num_classes` nor 255 (checked as the records are read).
+    densenet.rundir.OutputDirError: If `model_dir` cannot be written.
     densenet.training.NaNLossError: If the loss becomes NaN.
     densenet.training.Interrupted: On SIGTERM / SIGINT, after saving the
       step reached (`densenet.training.Trainer.train`); re-running resumes.
@@ -242,8 +271,10 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   # Every worker resolved the config from the run's saved one; only the
   # chief writes to model_dir (the others to a temporary one: chief_dir).
   model_dir = training.chief_dir(model_dir, strategy)
+  rundir.writable_dir(model_dir, 'model directory')
   dataset = data.make_dataset(train_pattern, True, batch_size, crop_size,
-                              min_scale, max_scale, config.normalization)
+                              min_scale, max_scale, config.normalization,
+                              num_classes=config.num_classes)
 
   def init_fn(model):
     if initial_checkpoint:
@@ -339,6 +370,7 @@ def load_model(model_dir, checkpoint=None):
   return model, config, checkpoint, int(step)
 
 
+@data.label_errors()
 def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
              eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
              summary_dir=None):
@@ -361,6 +393,10 @@ def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
     `ConfusionMatrix.results()` plus 'checkpoint', 'global_step',
     'num_images', 'eval_scales', 'flip' and 'chart' (the chart's path or
     None).
+
+  Raises:
+    segmentation.data.LabelError: For a label that is neither below the
+      model's num_classes nor 255 (checked as the records are read).
   """
   model, config, checkpoint, step = load_model(model_dir, checkpoint)
   results = evaluation.evaluate_model(model, config, eval_pattern,
@@ -375,7 +411,7 @@ def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
 
 def predict(model_dir, image_paths, output_dir, checkpoint=None,
             progress=True, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
-            flip=False, label_paths=None):
+            flip=False, label_paths=None, errors=None):
   """Writes `<stem>.png` palette masks (input size) and `<stem>_overlay.png`
   pictures (`pictures.prediction_picture`: image | ground truth | prediction
   with a legend).
@@ -389,38 +425,66 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
     eval_scales, flip: See `evaluate`.
     label_paths: Optional ground-truth label PNGs, one per image (None
       entries allowed), shown in the pictures.
+    errors: Optional dict: an image (or its label) that is missing or
+      cannot be decoded is then recorded as `errors[path] = message` and
+      skipped, and the others are still segmented; without it, the error
+      is raised.
 
   Returns:
-    `[(mask_path, picture_path)]`.
+    `[(mask_path, picture_path)]` of the images segmented.
 
   Raises:
     ValueError: If `label_paths` does not match `image_paths` or a label's
       size differs from its image's.
+    rundir.OutputDirError: If `output_dir` cannot be written.
   """
   if label_paths is not None and len(label_paths) != len(image_paths):
     raise ValueError('label_paths must have one entry per image (%d), got '
                      '%d.' % (len(image_paths), len(label_paths)))
+  rundir.writable_dir(output_dir)
   model, config, _, _ = load_model(model_dir, checkpoint)
   predict_fn = inference.optimize_function(evaluation.make_predict_fn(
       model, config, eval_scales, flip).get_concrete_function())
-  os.makedirs(output_dir, exist_ok=True)
   written = []
   for i, path in enumerate(tqdm(image_paths, desc='predict', unit='image',
                                 disable=not progress)):
-    pixels = preprocessing.load_image(path, resize_size=None, crop_size=None)
+    try:
+      pixels = preprocessing.load_image(path, resize_size=None,
+                                        crop_size=None)
+      label = (data.read_label(label_paths[i]) if label_paths and
+               label_paths[i] else None)
+    except (OSError, ValueError) as error:
+      if errors is None:
+        raise
+      errors[path] = str(error) or type(error).__name__
+      continue
     inputs = config.spec().normalize(pixels[None])
     mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
-    label = (data.read_label(label_paths[i]) if label_paths and
-             label_paths[i] else None)
     stem = os.path.splitext(os.path.basename(path))[0]
     mask_path = os.path.join(output_dir, stem + '.png')
     picture_path = os.path.join(output_dir, stem + '_overlay.png')
-    data.save_label_png(mask_path, mask)
-    pictures.save_prediction_picture(picture_path, pixels, mask,
-                                     config.names(), label=label,
-                                     title=os.path.basename(path))
+    with rundir.writing_to(output_dir):
+      _write_whole(mask_path, lambda temporary: data.save_label_png(
+          temporary, mask))
+      _write_whole(picture_path, lambda temporary: (
+          pictures.save_prediction_picture(
+              temporary, pixels, mask, config.names(), label=label,
+              title=os.path.basename(path))))
     written.append((mask_path, picture_path))
   return written
+
+
+def _write_whole(path, write):
+  """`write(temporary)` then rename it to `path`: a failed write (a full
+  disk) leaves no partial file. The temporary keeps the extension."""
+  directory, name = os.path.split(path)
+  temporary = os.path.join(directory, '.tmp-' + name)
+  try:
+    write(temporary)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
 
 
 def format_results(results):
@@ -457,10 +521,11 @@ def demo(work_dir='runs/demo', num_steps=600, batch_size=16, size=128,
                                                        dataset_dir))
     synthetic.generate(dataset_dir, num_train, num_val, size, seed, progress)
   if not tf.io.gfile.glob(os.path.join(records_dir, 'val-*.tfrecord')):
-    for split, (_, written, errors) in build_data(
-        records_dir, voc_root=dataset_dir, progress=progress).items():
-      log('%s: %d records%s' % (split, written, ''.join(
-          '\n  skipped: ' + e for e in errors)))
+    for split, result in build_data(
+        records_dir, voc_root=dataset_dir, progress=progress,
+        num_classes=synthetic.NUM_CLASSES).items():
+      log('%s: %d records%s' % (split, result.num_written, ''.join(
+          '\n  skipped: ' + e for e in result.errors)))
   tf.random.set_seed(seed)
   config = ModelConfig(num_classes=synthetic.NUM_CLASSES,
                        backbone=dict(DEMO_BACKBONE),

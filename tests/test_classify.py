@@ -124,3 +124,19 @@ def test_load_pretrained_predict_and_json(model):
     np.testing.assert_allclose([p['probability'] for p in entry['predictions']],
                                expected_probabilities, rtol=1e-4)
   classifier.close()
+
+
+def test_top_beyond_the_classes_is_refused_alike_by_classify_and_export(
+    model, tmp_path, capsys):
+  # classify used to clamp it silently, export refused it: now one check.
+  export_dir = str(tmp_path / 'export' / '1')
+  for argv in (['classify', model['paths']['photo']], ['export', export_dir]):
+    assert cli.main(argv + ['--checkpoint', model['checkpoint'], '--top',
+                            '5000']) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "densenet %s: error: --top must be <= the model's 1000 classes, got "
+        "5000." % argv[0])
+  assert not (tmp_path / 'export').exists()
+  with pytest.raises(ValueError, match="--top must be <= the model's 1000 "
+                     'classes, got 1001'):
+    pretrained.check_top(1001, 1000)

@@ -40,11 +40,12 @@ def write_voc(root, sizes, split='train'):
 def test_voc_round_trip_labels_pixel_equal(tmp_path):
   root, records = str(tmp_path / 'voc'), str(tmp_path / 'records')
   labels = write_voc(root, [(20, 30), (17, 23), (32, 32)])
-  paths, written, errors = tasks.build_data(
+  paths, written, errors, _ = tasks.build_data(
       records, voc_root=root, splits=['train'], num_shards=2,
       progress=False)['train']
   assert (len(paths), written, errors) == (2, 3, [])
-  assert sorted(os.listdir(records)) == ['train-00000-of-00002.tfrecord',
+  assert sorted(os.listdir(records)) == ['labels-train.json',
+                                         'train-00000-of-00002.tfrecord',
                                          'train-00001-of-00002.tfrecord']
   seen = {}
   for images, label, filename in data.make_dataset(
@@ -74,14 +75,15 @@ def test_corrupt_and_mismatched_pairs_reported_by_name(tmp_path):
   mismatched = os.path.join(root, 'SegmentationClass', 'train_2.png')
   Image.fromarray(np.zeros((21, 30), np.uint8)).save(mismatched)
   records = str(tmp_path / 'records')
-  _, written, errors = data.write_tfrecords(
+  _, written, errors, _ = data.write_tfrecords(
       data.voc_pairs(root, 'train'), records, 'train', 1, progress=False)
   assert written == 1
   assert len(errors) == 2
   assert 'train_1.jpg' in errors[0] and 'decode' in errors[0]
   assert 'train_2.png' in errors[1] and '30x20' in errors[1] and (
       '30x21' in errors[1])
-  assert os.listdir(records) == ['train-00000-of-00001.tfrecord']
+  assert sorted(os.listdir(records)) == ['labels-train.json',
+                                         'train-00000-of-00001.tfrecord']
 
 
 def test_training_augmentation_keeps_image_and_label_aligned():
