@@ -94,11 +94,10 @@ def add_classify_parser(subparsers):
       help='Print the top-k classes of images.',
       description='Classify image files (JPEG, PNG, WebP...) with pretrained '
       'weights. Prints one line per class: image, rank, probability, name. '
-      'A path that does not exist is a usage error (exit status 2, nothing '
-      'runs); files that exist but cannot be decoded are reported on stderr '
-      'and make the exit status 1; the others are still classified.')
+      'Files that are missing or cannot be decoded are reported on stderr '
+      'and make the exit status 1; the others are still classified (as '
+      '`segmentation predict` does).')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
-                      type=cli_common.existing_file,
                       help='Image files to classify.')
   _add_weights_arguments(parser)
   parser.add_argument('--top', type=cli_common.positive_int, default=5,

@@ -79,11 +79,13 @@ def test_imagenet_class_names():
 def test_classify_command(model, capsys):
   paths = model['paths']
   status = cli.main(['classify', paths['photo'], paths['truncated'],
-                     paths['gray'], '--checkpoint', model['checkpoint'],
-                     '--top', '3', '--batch-size', '1'])
+                     paths['missing'], paths['gray'], '--checkpoint',
+                     model['checkpoint'], '--top', '3', '--batch-size', '1'])
   out, err = capsys.readouterr()
-  assert status == 1  # A file that exists but cannot be decoded.
-  assert paths['truncated'] in err
+  assert status == 1  # Files missing or that cannot be decoded.
+  assert err.count('densenet classify: cannot read ') == 2, err
+  assert paths['truncated'] in err and paths['missing'] in err
+  assert 'Traceback' not in err
   lines = [line.split('\t') for line in out.splitlines()]
   assert len(lines) == 6  # 3 per readable image.
   for i, name in enumerate(('photo', 'gray')):

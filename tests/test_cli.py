@@ -62,8 +62,8 @@ def workdir(tmp_path_factory):
 # (command, argv, exit status, substring of stderr, TensorFlow loaded).
 ERROR_TABLE = [
     # densenet
-    ('densenet', ['classify', 'missing.jpg', '--checkpoint', 'garbage.h5'],
-     2, 'no such file: missing.jpg', False),
+    ('densenet', ['classify', 'missing.jpg', '--checkpoint', 'nowhere.ckpt'],
+     2, 'nowhere.ckpt', False),
     ('densenet', ['classify', 'image.jpg', '--checkpoint', 'nowhere.ckpt'],
      2, 'nowhere.ckpt', False),
     ('densenet', ['classify', 'image.jpg', '--checkpoint', 'garbage.h5',
