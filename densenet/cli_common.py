@@ -291,6 +291,23 @@ def backbone(text):
   return config
 
 
+def add_run_arguments(parser):
+  """The options both training commands share: `--strategy`,
+  `--sync-batch-norm`, `--no-progress`, `--log-every` (`parser` may be an
+  argument group)."""
+  parser.add_argument('--strategy', choices=STRATEGIES, default='auto',
+                      help='tf.distribute strategy (auto: multi-worker with '
+                      'TF_CONFIG, mirrored with several GPUs, else default).')
+  parser.add_argument('--sync-batch-norm', action='store_true',
+                      help='Batch norm over the global batch of all '
+                      'replicas.')
+  parser.add_argument('--no-progress', action='store_true',
+                      help='Show no progress bar.')
+  parser.add_argument('--log-every', type=non_negative_int, default=0,
+                      help='Print "step N loss L" lines every N steps (0: '
+                      'none).')
+
+
 def crop_size(text):
   """'N' or 'HxW' -> (height, width), both >= 1."""
   try:

@@ -124,20 +124,9 @@ def add_train_parser(subparsers):
                    help='Evaluate every N epochs (0: only at the end).')
   run.add_argument('--checkpoint-every', type=positive_int, default=1000,
                    help='Steps between checkpoints.')
-  run.add_argument('--strategy', choices=cli_common.STRATEGIES,
-                   default='auto',
-                   help='tf.distribute strategy (auto: multi-worker with '
-                   'TF_CONFIG, mirrored with several GPUs, else default).')
-  run.add_argument('--sync-batch-norm', action='store_true',
-                   help='Batch norm over the global batch of all replicas.')
+  cli_common.add_run_arguments(run)
   run.add_argument('--seed', type=int,
                    help='Seed of the shuffle and augmentation.')
-  run.add_argument('--no-progress', action='store_true',
-                   help='Show no progress bars.')
-  run.add_argument('--log-every', type=cli_common.non_negative_int,
-                   default=0,
-                   help='Print "step N loss L" lines every N steps (0: '
-                   'none).')
   run.add_argument('--json', action='store_true',
                    help='Print the results as JSON.')
   return parser

@@ -186,19 +186,7 @@ def add_train_parser(subparsers):
                       'report the others and train them from scratch.')
   parser.add_argument('--class-weights', type=cli_common.comma_list(float),
                       help='Comma-separated loss weight per class.')
-  parser.add_argument('--strategy', default='auto',
-                      choices=cli_common.STRATEGIES,
-                      help='tf.distribute strategy (auto: multi-worker with '
-                      'TF_CONFIG, mirrored with several GPUs, else default).')
-  parser.add_argument('--sync-batch-norm', action='store_true',
-                      help='Batch norm over the global batch of all '
-                      'replicas.')
-  parser.add_argument('--no-progress', action='store_true',
-                      help='Show no progress bar.')
-  parser.add_argument('--log-every', type=cli_common.non_negative_int,
-                      default=0,
-                      help='Print "step N loss L" lines every N steps (0: '
-                      'none).')
+  cli_common.add_run_arguments(parser)
   eval_options.add_train_arguments(parser, records_type=_records,
                                    steps_type=positive_int)
 
