@@ -95,3 +95,29 @@ def test_profile_ops_smoke():
     assert record['nodes_per_step'] > 0
   assert 'Conv2D' in {op['op'] for op in records[0]['top_ops']} | {
       op['op'] for op in records[1]['top_ops']}
+
+
+def test_conv_bound_smoke():
+  # Every Conv2D of the tiny network, grouped by shape; the alternatives
+  # (matmul, flipped convolution, shifted matmul) were checked against
+  # TensorFlow's ops by the script itself (it fails past 1e-4).
+  records = run_script('conv_bound.py', '--smoke', '--onednn', 'off')
+  shapes, summary = records[:-1], records[-1]
+  assert summary['benchmark'] == 'conv_bound'
+  assert summary['machine']['onednn'] is False
+  assert summary['distinct_shapes'] == len(shapes)
+  assert summary['convolutions'] == sum(r['count'] for r in shapes) > len(
+      shapes) - 1
+  three_by_three = [r for r in shapes if r['shape']['kernel'] == 3]
+  assert three_by_three and all(
+      set(r['kernels']) == {
+          'forward/conv2d', 'input_grad/backprop_input',
+          'input_grad/flipped_conv2d', 'filter_grad/backprop_filter',
+          'filter_grad/shifted_matmul'} for r in three_by_three)
+  for record in shapes:
+    assert all(k['relative_error'] <= 1e-4 for k in record['kernels'].values())
+  best = summary['best_seconds']
+  ops = summary['tensorflow_op_seconds']
+  assert set(best) == set(ops) == {'forward', 'input_grad', 'filter_grad'}
+  assert all(0 < best[name] <= ops[name] for name in best)
+  assert abs(summary['step_bound_seconds'] - sum(best.values())) < 1e-3
