@@ -72,19 +72,9 @@ Shape = collections.namedtuple(
 
 def convolutions(args):
   """{Shape: count} of the network's Conv2D ops at `args.batch_size`."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tf_slim as slim  # pylint: disable=g-import-not-at-top
-  import densenet  # pylint: disable=g-import-not-at-top
-  graph = tf.Graph()
-  with graph.as_default():
-    images = tf.compat.v1.placeholder(
-        tf.float32, [args.batch_size, args.image_size, args.image_size, 3])
-    with slim.arg_scope(densenet.densenet_arg_scope()):
-      speed._build_ours(images, args.smoke, is_training=True)  # pylint: disable=protected-access
+  ops = speed.convolutions(args.image_size, args.batch_size, args.smoke)
   shapes = collections.Counter()
-  for op in graph.get_operations():
-    if op.type != 'Conv2D':
-      continue
+  for op in ops:
     _, height, width, c_in = op.inputs[0].shape.as_list()
     kernel, _, _, c_out = op.inputs[1].shape.as_list()
     shapes[Shape(height, width, c_in, kernel, c_out,

@@ -172,22 +172,26 @@ def relaunch(script, argv):
       env={'TF_ENABLE_ONEDNN_OPTS': '1' if setting == 'on' else '0'})
 
 
-def forward_flops(image_size, smoke=False):
-  """FLOPs of one forward pass of our network (2 x MACs of its convolutions)."""
+def convolutions(image_size, batch_size=1, smoke=False):
+  """The Conv2D ops of our network (training mode), in graph order."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_slim as slim  # pylint: disable=g-import-not-at-top
   import densenet  # pylint: disable=g-import-not-at-top
   graph = tf.Graph()
   with graph.as_default():
-    images = tf.compat.v1.placeholder(tf.float32,
-                                      [1, image_size, image_size, 3])
+    images = tf.compat.v1.placeholder(
+        tf.float32, [batch_size, image_size, image_size, 3])
     with slim.arg_scope(densenet.densenet_arg_scope()):
-      _build_ours(images, smoke, is_training=False)
+      _build_ours(images, smoke, is_training=True)
+  return [op for op in graph.get_operations() if op.type == 'Conv2D']
+
+
+def forward_flops(image_size, smoke=False):
+  """FLOPs of one forward pass of our network (2 x MACs of its convolutions)."""
   flops = 0
-  for op in graph.get_operations():
-    if op.type == 'Conv2D':
-      kh, kw, cin, _ = op.inputs[1].shape.as_list()
-      flops += 2 * kh * kw * cin * int(np_prod(op.outputs[0].shape[1:]))
+  for op in convolutions(image_size, smoke=smoke):
+    kh, kw, cin, _ = op.inputs[1].shape.as_list()
+    flops += 2 * kh * kw * cin * int(np_prod(op.outputs[0].shape[1:]))
   return flops
 
 
