@@ -316,7 +316,10 @@ def test_cifar_model_shapes_and_dropout():
 
 def test_moving_statistics_update_with_update_ops():
   with tf.Graph().as_default():
-    images = create_test_input(2, 32, 32, 3)
+    # Two different images: dense_block4 is 1x1 here, and two equal ones
+    # would normalize to zero there (its conv1's batch mean stays 0).
+    images = create_test_input(2, 32, 32, 3) * tf.constant(
+        [1.0, -2.0], shape=[2, 1, 1, 1])
     labels = tf.constant([1, 2])
     with slim.arg_scope(densenet_arg_scope()):
       logits, _ = tiny(images, num_classes=3, is_training=True)
