@@ -29,7 +29,7 @@ import tf_slim as slim
 from tf_slim.layers import utils as slim_utils
 from tf_slim.ops import variables as slim_variables
 
-from densenet import compat
+from densenet._env import compat
 
 compat.apply()  # tf-slim 1.1.0 on the installed TensorFlow.
 

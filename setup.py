@@ -4,7 +4,7 @@ import setuptools
 
 setuptools.setup(
     name='densenet',
-    version='0.1.0',
+    version='0.2.0',
     description=('TF-Slim DenseNets (121/161/169/201/264, CIFAR family) with '
                  'atrous output strides, segmentation heads and ImageNet '
                  'weight import.'),
@@ -18,7 +18,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'densenet': ['data/*'], 'segmentation': ['data/*']},
     install_requires=[
-        # tf-slim 1.1.0 needs the fixes in densenet/compat.py on TF >= 2.14;
+        # tf-slim 1.1.0 needs the fixes in densenet/_env/compat.py on TF >= 2.14;
         # tf-keras pins itself to TF's minor version.
         'tensorflow>=2.13',
         'tf-keras',

@@ -38,7 +38,7 @@ def parse_args(argv=None):
                       default='both')
   parser.add_argument('--graph', choices=['plain', 'inference'],
                       default='plain',
-                      help='inference: densenet.inference.optimize (infer '
+                      help='inference: densenet.serve.rewrite.optimize (infer '
                            'configs only)')
   parser.add_argument('--image-size', type=int, default=224)
   parser.add_argument('--steps', type=int, default=3)

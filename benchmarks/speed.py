@@ -2,7 +2,7 @@
 
 In one process, in alternating rounds, on the same random images (224x224):
   inference at batch 1 and 16: our network in a Session (`plain`), the same
-    weights through `densenet.inference.optimize` (`inference`), Keras 3's
+    weights through `densenet.serve.rewrite.optimize` (`inference`), Keras 3's
     `keras.applications.DenseNet121(weights=None)` in a `tf.function`, and,
     when `torch` is importable, torchvision's `densenet121()` in eval mode
     under `torch.inference_mode`, NCHW and channels_last;
@@ -118,8 +118,8 @@ class OursInference(object):
       inference_benchmark.randomize_batch_norm_statistics(
           self.session, tf1.global_variables())
     if optimized:
-      from densenet import inference  # pylint: disable=g-import-not-at-top
-      self.session, (self.images, self.logits) = inference.optimize(
+      from densenet.serve import rewrite  # pylint: disable=g-import-not-at-top
+      self.session, (self.images, self.logits) = rewrite.optimize(
           self.session, (self.images, self.logits))
 
   def __call__(self, images):

@@ -13,24 +13,25 @@ TensorFlow 2 (eager, tf.function, Keras fit, SavedModel):
     logits = model(images, training=False)
 
 Importing this package makes tf-slim 1.1.0 work on the installed TensorFlow
-(see `densenet.compat`), and loads nothing else: the public names below are
+(see `densenet._env.compat`), and loads nothing else: the public names below are
 imported from their modules on first use (PEP 562), so `import densenet` and
 the `densenet --help` command line do not load TensorFlow.
 """
 
 # Before anything imports TensorFlow: oneDNN on by default (or a warning).
-from densenet import runtime  # pylint: disable=g-bad-import-order
+from densenet._env import runtime  # pylint: disable=g-bad-import-order
 
 runtime.enable_onednn()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from densenet import architectures
-from densenet import compat
-from densenet import lazy
+from densenet._env import compat
+from densenet._env import lazy
 
 compat.install()
+lazy.install_moved()  # The 0.1 module paths, for one release.
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 # Public name -> the module that defines it.
 _PUBLIC = dict(
@@ -38,8 +39,8 @@ _PUBLIC = dict(
                                         'densenet_blocks', 'densenet_cifar')
      + architectures.NAMES},
     densenet_arg_scope='densenet_utils',
-    load_pretrained='densenet.pretrained',
-    keras_model='densenet.tf2')
+    load_pretrained='densenet.serve.pretrained',
+    keras_model='densenet.training.slim_model')
 
 __all__ = sorted(_PUBLIC) + ['__version__']
 

@@ -58,7 +58,7 @@ from tf_slim.layers import utils as slim_utils
 
 import densenet_utils
 from densenet import architectures
-from densenet import compat
+from densenet._env import compat
 
 _ROOTS = ('imagenet', 'cifar')
 _INITIAL_OUTPUT_STRIDES = (1, 2, 4)

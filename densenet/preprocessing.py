@@ -80,6 +80,35 @@ def normalize_with_statistics(images, mean, std):
   return _shift_and_scale(images, mean, 1.0 / std)
 
 
+def normalizer(description):
+  """A function `images -> float32 normalized images` from a description.
+
+  Args:
+    description: A mode of `NORMALIZATIONS` ('torch', 'pudae'), `{'mode':
+      name}`, or `{'mean': [c values], 'std': [c values]}` in [0, 255] pixel
+      units (a dataset's own statistics, as CIFAR's metadata records them).
+
+  Returns:
+    A function mapping `[..., channels]` images in [0, 255] to float32.
+
+  Raises:
+    ValueError: If `description` is none of the above.
+  """
+  if isinstance(description, str):
+    description = {'mode': description}
+  if isinstance(description, dict) and 'mode' in description:
+    mode = description['mode']
+    normalization(mode)  # Validates the mode.
+    return lambda images: normalize(images, mode)
+  if isinstance(description, dict) and {'mean', 'std'} <= set(description):
+    mean, std = description['mean'], description['std']
+    normalize_with_statistics(np.zeros([len(mean)]), mean, std)  # Validates.
+    return lambda images: normalize_with_statistics(images, mean, std)
+  raise ValueError("normalization must be a preprocessing mode, {'mode': "
+                   "mode} or {'mean': [...], 'std': [...]}, got %r." %
+                   (description,))
+
+
 def _shift_and_scale(images, mean, scale):
   """`(images - mean) * scale` in float32, numpy in numpy out."""
   if isinstance(images, np.ndarray):
@@ -224,7 +253,7 @@ def load_image(source, resize_size=DEFAULT_RESIZE_SIZE,
 
 
 # The same geometry in TensorFlow, for graphs that take encoded images
-# (`densenet.export`). TF decodes without EXIF orientation and drops alpha
+# (`densenet.serve.export`). TF decodes without EXIF orientation and drops alpha
 # instead of compositing, and its antialiased bilinear resize is close to but
 # not bit-identical with Pillow's.
 

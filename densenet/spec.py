@@ -240,21 +240,8 @@ class ModelSpec(object):
 
   @classmethod
   def from_metadata(cls, metadata, architecture=None):
-    """From a checkpoint's `densenet_metadata` (see `densenet.convert`)."""
+    """From a checkpoint's `densenet_metadata` (see `densenet.weights.convert`)."""
     return cls.from_dict(metadata, architecture=architecture)
-
-  @classmethod
-  def from_checkpoint(cls, checkpoint, architecture=None):
-    """From the metadata inside a converted checkpoint (reads the file).
-
-    Raises:
-      ValueError: If the checkpoint has no `densenet_metadata`.
-    """
-    metadata = read_metadata(checkpoint)
-    if metadata is None:
-      raise ValueError('%s has no densenet_metadata (not written by '
-                       'densenet.convert).' % (checkpoint,))
-    return cls.from_metadata(metadata, architecture)
 
   def replace(self, **changes):
     """A copy with `changes`."""
@@ -336,22 +323,10 @@ class ModelSpec(object):
 
   def normalizer(self):
     """`fn(images in [0, 255]) -> float32 normalized images`."""
-    from densenet.datasets import pipeline  # pylint: disable=g-import-not-at-top
-    return pipeline.normalizer(self.normalization)
+    from densenet import preprocessing  # pylint: disable=g-import-not-at-top
+    return preprocessing.normalizer(self.normalization)
 
   def normalize(self, images):
     """`[..., 3]` RGB in [0, 255] -> what the weights expect (float32)."""
     return self.normalizer()(images)
 
-
-def read_metadata(checkpoint):
-  """A checkpoint's `densenet_metadata` dict, or None (reads the file)."""
-  from densenet import convert  # pylint: disable=g-import-not-at-top
-  return convert.read_metadata(checkpoint)
-
-
-def read_contract(checkpoint):
-  """{name: value} of `CONTRACT` a checkpoint's metadata records ({} if it
-  has none): what fine-tuning from it must build and normalize with."""
-  metadata = read_metadata(checkpoint) or {}
-  return {name: metadata[name] for name in CONTRACT if name in metadata}

@@ -18,11 +18,11 @@ The public names below are imported from their modules on first use
 application modules.
 """
 
-from densenet import lazy
+from densenet._env import lazy
 
 # Public name -> the module that defines it.
 _PUBLIC = {
-    'IGNORE_LABEL': 'segmentation.losses',
+    'IGNORE_LABEL': 'segmentation.options',
     'softmax_cross_entropy': 'segmentation.losses',
     'ConfusionMatrix': 'segmentation.metrics',
     'BACKBONE_EXCLUDES': 'segmentation.model',

@@ -9,7 +9,7 @@
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
 
 Built like `densenet/cli.py`: one registrar per sub-command, and
-`densenet.cli_common` for argument types, `--verbose`, `--version` and the
+`densenet.cli.common` for argument types, `--verbose`, `--version` and the
 table from error kind to exit status (0 success, 1 runtime failure, 2 bad
 usage, 130 Ctrl-C, 143 SIGTERM: `train` saves the step reached first).
 Imports no TensorFlow until a command runs.
@@ -21,8 +21,8 @@ import json
 import os
 import sys
 
-from densenet import cli_common
-from segmentation import eval_options
+from densenet.cli import common
+from segmentation import options
 
 # Choices of `segmentation.model` and `segmentation.tasks`, here without
 # loading TensorFlow (tests/test_cli.py checks they match).
@@ -57,29 +57,29 @@ def _remap(text):
 
 def add_build_data_parser(subparsers):
   """`segmentation build-data`: VOC layout or folder pair -> TFRecords."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'build-data', run_build_data,
       help='VOC layout or folder pair -> sharded TFRecords.',
       description='Write sharded TFRecords from a Pascal VOC layout '
       '(--voc-root) or from a pair of folders (--image-dir and --label-dir).')
-  parser.add_argument('--voc-root', type=cli_common.existing_dir,
+  parser.add_argument('--voc-root', type=common.existing_dir,
                       help='A Pascal VOC layout root.')
-  parser.add_argument('--image-dir', type=cli_common.existing_dir,
+  parser.add_argument('--image-dir', type=common.existing_dir,
                       help='Images (with --label-dir).')
-  parser.add_argument('--label-dir', type=cli_common.existing_dir,
+  parser.add_argument('--label-dir', type=common.existing_dir,
                       help='Label PNGs named <image stem>.png.')
   parser.add_argument('--splits', default='train,val',
                       help='VOC splits (or the one split name of a folder '
                       'pair).')
   parser.add_argument('--output-dir', required=True,
                       help='Directory of the TFRecord shards.')
-  parser.add_argument('--num-shards', type=cli_common.positive_int,
+  parser.add_argument('--num-shards', type=common.positive_int,
                       default=4, help='Shards per split.')
   parser.add_argument('--strict', action='store_true',
                       help='If any pair of a split is bad, write nothing for '
                       'it (its earlier records stay) and exit with status '
                       '1.')
-  parser.add_argument('--num-classes', type=cli_common.positive_int,
+  parser.add_argument('--num-classes', type=common.positive_int,
                       help='Refuse a split (write nothing for it) whose '
                       'labels hold values that are neither < N nor 255 '
                       '(ignore), or only 0 and 255.')
@@ -91,7 +91,7 @@ def add_build_data_parser(subparsers):
 
 def run_build_data(args):
   if bool(args.voc_root) == bool(args.image_dir and args.label_dir):
-    raise cli_common.UsageError('give either --voc-root or both --image-dir '
+    raise common.UsageError('give either --voc-root or both --image-dir '
                                 'and --label-dir.')
   # pylint: disable=g-import-not-at-top
   from segmentation import data
@@ -122,13 +122,13 @@ def run_build_data(args):
     print('segmentation build-data: error: %s: %d bad pairs (--strict): '
           'nothing written for it, its earlier records stay.' %
           (error.split, len(error.errors)), file=sys.stderr)
-    return cli_common.EXIT_FAILURE
+    return common.EXIT_FAILURE
 
 
 def add_train_parser(subparsers):
   """`segmentation train`: train or resume a segmentation model."""
-  positive_int = cli_common.positive_int
-  parser = cli_common.add_command(
+  positive_int = common.positive_int
+  parser = common.add_command(
       subparsers, 'train', run_train, help='Train or resume training.',
       description='Train a DenseNet segmentation model on TFRecords of '
       '`segmentation build-data`; resumes from the latest checkpoint of '
@@ -139,9 +139,9 @@ def add_train_parser(subparsers):
                       type=_records, help='Glob of the training TFRecords.')
   parser.add_argument('--num-classes', type=positive_int, required=True,
                       help='Classes, background included.')
-  parser.add_argument('--class-names', type=cli_common.comma_list(str),
+  parser.add_argument('--class-names', type=common.comma_list(str),
                       help='Comma-separated class names.')
-  parser.add_argument('--backbone', type=cli_common.backbone,
+  parser.add_argument('--backbone', type=common.backbone,
                       default='densenet_121',
                       help='A densenet.MODELS name or a densenet_X JSON '
                       'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
@@ -161,22 +161,22 @@ def add_train_parser(subparsers):
                       help='Global step to reach.')
   parser.add_argument('--batch-size', type=positive_int, default=8,
                       help='Global batch size.')
-  parser.add_argument('--crop-size', type=cli_common.crop_size,
+  parser.add_argument('--crop-size', type=common.crop_size,
                       default='321x321',
                       help='Training crops: N or HxW.')
-  parser.add_argument('--learning-rate', type=cli_common.non_negative_float,
+  parser.add_argument('--learning-rate', type=common.non_negative_float,
                       default=0.01,
                       help='Base learning rate of the poly schedule.')
   parser.add_argument('--optimizer', default='momentum', choices=OPTIMIZERS,
                       help='SGD with momentum 0.9, or Adam.')
-  parser.add_argument('--warmup-steps', type=cli_common.non_negative_int,
+  parser.add_argument('--warmup-steps', type=common.non_negative_int,
                       default=0, help='Linear learning-rate warm-up.')
-  parser.add_argument('--weight-decay', type=cli_common.non_negative_float,
+  parser.add_argument('--weight-decay', type=common.non_negative_float,
                       default=1e-4, help='L2 weight decay.')
   parser.add_argument('--checkpoint-every', type=positive_int, default=100,
                       help='Steps between checkpoints.')
   parser.add_argument('--initial-checkpoint',
-                      type=cli_common.checkpoint_path,
+                      type=common.checkpoint_path,
                       help='Classification checkpoint for the backbone: '
                       'every backbone variable must be in it (logits '
                       'aside), else it is an error.')
@@ -184,10 +184,10 @@ def add_train_parser(subparsers):
                       help='Restore only the backbone variables '
                       '--initial-checkpoint has with the right shape; '
                       'report the others and train them from scratch.')
-  parser.add_argument('--class-weights', type=cli_common.comma_list(float),
+  parser.add_argument('--class-weights', type=common.comma_list(float),
                       help='Comma-separated loss weight per class.')
-  cli_common.add_run_arguments(parser)
-  eval_options.add_train_arguments(parser, records_type=_records,
+  common.add_run_arguments(parser)
+  options.add_train_arguments(parser, records_type=_records,
                                    steps_type=positive_int)
 
 
@@ -219,23 +219,23 @@ def run_train(args):
 
 def _add_model_dir_arguments(parser):
   parser.add_argument('--model-dir', required=True,
-                      type=cli_common.existing_dir,
+                      type=common.existing_dir,
                       help='A directory of `segmentation train`.')
-  parser.add_argument('--checkpoint', type=cli_common.checkpoint_path,
+  parser.add_argument('--checkpoint', type=common.checkpoint_path,
                       help='Checkpoint prefix (default: the latest in '
                       '--model-dir).')
 
 
 def add_evaluate_parser(subparsers):
   """`segmentation evaluate`: mIoU on a TFRecord set."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'evaluate', run_evaluate, help='mIoU on a TFRecord set.')
   _add_model_dir_arguments(parser)
   parser.add_argument('--eval', required=True, dest='eval_pattern',
                       type=_records, help='Glob of the TFRecords to score.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')
-  eval_options.add_arguments(parser)
+  options.add_arguments(parser)
 
 
 def run_evaluate(args):
@@ -250,7 +250,7 @@ def run_evaluate(args):
 
 def add_predict_parser(subparsers):
   """`segmentation predict IMAGE...`: masks and overlays."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'predict', run_predict, help='Masks and overlays.',
       description='Write a class-index mask PNG and a colour overlay per '
       'image; prints their paths. An image that is missing or cannot be '
@@ -261,10 +261,10 @@ def add_predict_parser(subparsers):
   _add_model_dir_arguments(parser)
   parser.add_argument('--output-dir', required=True,
                       help='Where the masks and overlays go.')
-  parser.add_argument('--label-dir', type=cli_common.existing_dir,
+  parser.add_argument('--label-dir', type=common.existing_dir,
                       help='Ground-truth <image stem>.png labels to show '
                       'next to the predictions.')
-  eval_options.add_arguments(parser)
+  options.add_arguments(parser)
 
 
 def run_predict(args):
@@ -281,19 +281,19 @@ def run_predict(args):
                                      flip=args.flip, label_paths=labels,
                                      errors=errors):
     print(mask, overlay)
-  return cli_common.report_unreadable('segmentation predict', errors)
+  return common.report_unreadable('segmentation predict', errors)
 
 
 def add_demo_parser(subparsers):
   """`segmentation demo`: synthetic data -> train -> mIoU."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'demo', run_demo,
       help='Synthetic dataset -> train DenseNet + DeepLab v3+ -> mIoU.')
   parser.add_argument('--work-dir', default=os.path.join('runs', 'demo'),
                       help='Where the data, model and overlays go.')
-  parser.add_argument('--steps', type=cli_common.positive_int, default=600,
+  parser.add_argument('--steps', type=common.positive_int, default=600,
                       help='Training steps.')
-  parser.add_argument('--batch-size', type=cli_common.positive_int,
+  parser.add_argument('--batch-size', type=common.positive_int,
                       default=16, help='Training batch size.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')
@@ -324,14 +324,14 @@ REGISTRARS = [
 
 def build_parser(registrars=None):
   """The argument parser with one subcommand per registrar."""
-  return cli_common.build_parser(
+  return common.build_parser(
       'segmentation', 'Semantic segmentation with DenseNet backbones.',
       REGISTRARS if registrars is None else registrars)
 
 
 def main(argv=None):
   """Entry point of the `segmentation` console script; returns the status."""
-  return cli_common.main(build_parser(), argv)
+  return common.main(build_parser(), argv)
 
 
 if __name__ == '__main__':

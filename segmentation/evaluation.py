@@ -11,7 +11,7 @@ model being trained, `EvalCallback`) share `evaluate_model` and
 
 TensorBoard (`<model_dir>/eval`): `mean_iou`, `pixel_accuracy` and
 `iou/<class name>` at the checkpoint's global step; options other than one
-scale without flips add their `eval_options.describe` name as a suffix
+scale without flips add their `options.describe` name as a suffix
 (`mean_iou_scales_0.5-0.75-1-1.25-1.5-1.75_flip`), so both curves can live
 side by side. Next to the events: `per_class_iou.png`, a bar chart of the
 latest results (`pictures.iou_chart`).
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from densenet import training
 from segmentation import data
-from segmentation import eval_options
+from segmentation import options
 from segmentation import metrics
 from segmentation import multiscale
 from segmentation import pictures
@@ -42,7 +42,7 @@ BEST_FILE = 'best.json'
 CHART_FILE = 'per_class_iou.png'
 
 
-def make_predict_fn(model, config, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
+def make_predict_fn(model, config, eval_scales=options.DEFAULT_EVAL_SCALES,
                     flip=False):
   """`images [batch, h, w, 3] -> labels [batch, h, w]` of a built
   `SlimModel` at any size (see `segmentation.multiscale`)."""
@@ -52,7 +52,7 @@ def make_predict_fn(model, config, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
 
 
 def evaluate_model(model, config, eval_pattern,
-                   eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
+                   eval_scales=options.DEFAULT_EVAL_SCALES, flip=False,
                    progress=True, predict_fn=None, should_stop=None):
   """Whole-image evaluation of `model` over every record of `eval_pattern`.
 
@@ -75,7 +75,7 @@ def evaluate_model(model, config, eval_pattern,
   Raises:
     ValueError: If no file matches `eval_pattern` or `eval_scales` is bad.
   """
-  scales = eval_options.check_scales(eval_scales)
+  scales = options.check_scales(eval_scales)
   predict_fn = predict_fn or make_predict_fn(model, config, scales, flip)
   confusion = metrics.ConfusionMatrix(config.num_classes)
   dataset = data.make_dataset(eval_pattern, False,
@@ -95,7 +95,7 @@ def evaluate_model(model, config, eval_pattern,
 
 
 def _tag(name, results):
-  suffix = eval_options.describe(results['eval_scales'], results['flip'])
+  suffix = options.describe(results['eval_scales'], results['flip'])
   if not suffix:
     return name
   head, _, tail = name.partition('/')
@@ -169,7 +169,7 @@ class EvalCallback(object):
   """
 
   def __init__(self, model_dir, eval_pattern, config, eval_every, num_steps,
-               eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
+               eval_scales=options.DEFAULT_EVAL_SCALES, flip=False,
                log=print):
     if not isinstance(eval_every, int) or eval_every < 1:
       raise ValueError('eval_every must be an int >= 1, got %r.' %
@@ -182,7 +182,7 @@ class EvalCallback(object):
     self.config = config
     self.eval_every = eval_every
     self.num_steps = num_steps
-    self.eval_scales = eval_options.check_scales(eval_scales)
+    self.eval_scales = options.check_scales(eval_scales)
     self.flip = flip
     self.log = log
     self.history = []   # [(step, results)] of this run.

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-IGNORE_LABEL = 255
+from segmentation.options import IGNORE_LABEL
 
 
 def softmax_cross_entropy(labels, logits, ignore_label=IGNORE_LABEL,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from segmentation.losses import IGNORE_LABEL
+from segmentation.options import IGNORE_LABEL
 
 
 class ConfusionMatrix(object):

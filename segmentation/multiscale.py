@@ -21,7 +21,7 @@ prediction is its argmax.
 
 import tensorflow as tf
 
-from segmentation import eval_options
+from segmentation import options
 
 
 def scaled_size(size, scale):
@@ -52,7 +52,7 @@ def logits_at_any_size(logits_fn, images, multiple):
 
 
 def averaged_probabilities(logits_fn, images, multiple,
-                           eval_scales=eval_options.DEFAULT_EVAL_SCALES,
+                           eval_scales=options.DEFAULT_EVAL_SCALES,
                            flip=False):
   """The softmax averaged over scales (and flips) at the input resolution.
 
@@ -69,7 +69,7 @@ def averaged_probabilities(logits_fn, images, multiple,
   Raises:
     ValueError: For bad `eval_scales`.
   """
-  scales = eval_options.check_scales(eval_scales)
+  scales = options.check_scales(eval_scales)
   images = tf.convert_to_tensor(images, tf.float32)
   size = tf.shape(images)[1:3]
   probabilities = []
@@ -89,14 +89,14 @@ def averaged_probabilities(logits_fn, images, multiple,
 
 
 def make_predict_fn(logits_fn, multiple,
-                    eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False):
+                    eval_scales=options.DEFAULT_EVAL_SCALES, flip=False):
   """A `tf.function` `images [batch, h, w, 3] -> labels [batch, h, w] int32`
   (one trace for every image size).
 
   Raises:
     ValueError: For bad `eval_scales` or `multiple`.
   """
-  scales = eval_options.check_scales(eval_scales)
+  scales = options.check_scales(eval_scales)
   if multiple < 1:
     raise ValueError('multiple must be >= 1, got %r.' % (multiple,))
 

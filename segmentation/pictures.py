@@ -1,7 +1,7 @@
 """Pictures people can read: prediction panels with a legend, IoU bar charts.
 
 Pillow and numpy only. Colours are the Pascal VOC palette of the mask PNGs
-(`data.voc_palette`), so a picture, its mask and its legend agree.
+(`labels_lib.voc_palette`), so a picture, its mask and its legend agree.
 
     from segmentation import pictures
     picture = pictures.prediction_picture(image, prediction, class_names,
@@ -23,8 +23,8 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from segmentation import data
-from segmentation.losses import IGNORE_LABEL
+from segmentation.data import labels as labels_lib
+from segmentation.options import IGNORE_LABEL
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -76,7 +76,7 @@ def _luminance(colors):
 def class_colors(num_colors=256):
   """`[num_colors, 3]` uint8: the VOC palette (255, the ignore label, is
   white)."""
-  return data.voc_palette(256)[:num_colors]
+  return labels_lib.voc_palette(256)[:num_colors]
 
 
 def outline_overlay(image, mask, fill_alpha=0.35, muted=0.4, thickness=2,

@@ -20,19 +20,20 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
-from densenet import inference
+from densenet.serve import rewrite
 from densenet import preprocessing
-from densenet import rundir
-from densenet import schedules
+from densenet.training import rundir
+from densenet.training import schedules
 from densenet import spec as spec_lib
 from densenet import training
+from densenet.weights import checkpoints as weights_checkpoints
 from segmentation import data
-from segmentation import eval_options
+from segmentation import options
 from segmentation import evaluation
 from segmentation import losses
 from segmentation import model as model_lib
 from segmentation import pictures
-from segmentation import synthetic
+from segmentation.data import synthetic
 
 CONFIG_FILE = rundir.CONFIG_FILE
 OPTIMIZERS = ('momentum', 'adam')
@@ -197,14 +198,14 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           class_weights=None, strategy=None, min_scale=0.5, max_scale=2.0,
           progress=True, log_every=0, log=print, memory_efficient=None,
           sync_batch_norm=False, eval_pattern=None, eval_every=None,
-          eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
+          eval_scales=options.DEFAULT_EVAL_SCALES, flip=False,
           partial_restore=False):
   """Trains (or resumes training) a segmentation model.
 
   The config is written to `model_dir` once the model has been built (and
   restored), so a failed first start does not lock the directory. With
   `initial_checkpoint`, the batch-norm epsilon, stem padding and
-  normalization its metadata records (a `densenet.convert` checkpoint) are
+  normalization its metadata records (a `densenet.weights.convert` checkpoint) are
   the run's.
 
   Args:
@@ -254,7 +255,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       `partial_restore`.
     segmentation.data.LabelError: For a label that is neither below
       `config.num_classes` nor 255 (checked as the records are read).
-    densenet.rundir.OutputDirError: If `model_dir` cannot be written.
+    densenet.training.rundir.OutputDirError: If `model_dir` cannot be written.
     densenet.training.NaNLossError: If the loss becomes NaN.
     densenet.training.Interrupted: On SIGTERM / SIGINT, after saving the
       step reached (`densenet.training.Trainer.train`); re-running resumes.
@@ -263,7 +264,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   saved = rundir.read_config(model_dir)
   if memory_efficient is not None:
     config = dataclasses.replace(config, memory_efficient=memory_efficient)
-  config = config.resolved(saved, spec_lib.read_contract(initial_checkpoint)
+  config = config.resolved(saved, weights_checkpoints.read_contract(initial_checkpoint)
                            if initial_checkpoint else None)
   rundir.check_config(model_dir, saved, dataclasses.asdict(config),
                       [f.name for f in dataclasses.fields(config)
@@ -372,7 +373,7 @@ def load_model(model_dir, checkpoint=None):
 
 @data.label_errors()
 def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
-             eval_scales=eval_options.DEFAULT_EVAL_SCALES, flip=False,
+             eval_scales=options.DEFAULT_EVAL_SCALES, flip=False,
              summary_dir=None):
   """Whole-image evaluation over every record of `eval_pattern`, at any
   image size, at one or several scales, with or without flips.
@@ -383,7 +384,7 @@ def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
     checkpoint: A checkpoint prefix (default: the latest of `model_dir`).
     progress: Whether to show a progress bar.
     eval_scales: Input scales whose softmax is averaged at the input
-      resolution (DeepLab: `eval_options.DEEPLAB_EVAL_SCALES`).
+      resolution (DeepLab: `options.DEEPLAB_EVAL_SCALES`).
     flip: Whether to add the left-right flip of every scale.
     summary_dir: Where the TensorBoard scalars (at the checkpoint's global
       step) and the per-class IoU bar chart go (default `<model_dir>/eval`;
@@ -410,7 +411,7 @@ def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
 
 
 def predict(model_dir, image_paths, output_dir, checkpoint=None,
-            progress=True, eval_scales=eval_options.DEFAULT_EVAL_SCALES,
+            progress=True, eval_scales=options.DEFAULT_EVAL_SCALES,
             flip=False, label_paths=None, errors=None):
   """Writes `<stem>.png` palette masks (input size) and `<stem>_overlay.png`
   pictures (`pictures.prediction_picture`: image | ground truth | prediction
@@ -443,7 +444,7 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
                      '%d.' % (len(image_paths), len(label_paths)))
   rundir.writable_dir(output_dir)
   model, config, _, _ = load_model(model_dir, checkpoint)
-  predict_fn = inference.optimize_function(evaluation.make_predict_fn(
+  predict_fn = rewrite.optimize_function(evaluation.make_predict_fn(
       model, config, eval_scales, flip).get_concrete_function())
   written = []
   for i, path in enumerate(tqdm(image_paths, desc='predict', unit='image',

@@ -15,9 +15,9 @@ import tf_slim as slim
 import densenet
 import densenet_utils
 from densenet import architectures
-from densenet import inference
+from densenet.serve import rewrite
 from densenet import nets
-from densenet import pretrained
+from densenet.serve import pretrained
 from densenet import spec as spec_lib
 
 tf1 = tf.compat.v1
@@ -199,7 +199,7 @@ def test_dynamic_size_too_small_fails_at_run_time_through_the_inference_graph():
         dict(TINY), {'num_classes': 3})
     with tf1.Session() as session:
       session.run(tf1.global_variables_initializer())
-      session, (images, logits) = inference.optimize(session,
+      session, (images, logits) = rewrite.optimize(session,
                                                      (images, logits))
   with session:
     good = session.run(logits, {images: np.full([1, 29, 33, 3], 128.0)})

@@ -1,4 +1,4 @@
-"""Tests of densenet.classification and its commands (densenet.train_cli).
+"""Tests of densenet.classification and its commands (densenet.cli.train).
 
 Training runs a tiny DenseNet-BC (L=10, k=4) on a generated CIFAR-10 archive
 in the real format (see test_datasets.write_cifar).
@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import densenet
 from densenet import classification
 from densenet import datasets
 from densenet import cli
+from densenet.spec import ModelSpec
+from densenet.training import schedules
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order
 
 
@@ -39,14 +40,13 @@ def test_paper_learning_rate_schedule():
 
 def test_step_learning_rate_rejects_unsorted_boundaries():
   with pytest.raises(ValueError, match='boundaries must be increasing'):
-    classification.step_learning_rate(0.1, [20, 10])
+    schedules.step(0.1, [20, 10])
 
 
-def test_model_names():
-  assert classification.model_fn('densenet_121') is densenet.densenet_121
-  net_fn = classification.make_net_fn('densenet_bc_10_k4', num_classes=7)
+def test_cifar_names_of_any_depth():
+  spec = ModelSpec('densenet_bc_10_k4', num_classes=7)
   with tf.Graph().as_default():
-    logits = net_fn(tf.zeros([2, 32, 32, 3]), False)
+    logits = spec.net_fn()(tf.zeros([2, 32, 32, 3]), False)
     names = [v.op.name for v in tf.compat.v1.global_variables()]
   assert logits.shape.as_list() == [2, 7]
   # L=10 DenseNet-BC: (10 - 4) / 6 = 1 bottleneck unit per block, root of
@@ -56,7 +56,7 @@ def test_model_names():
       names)
   assert not [n for n in names if 'unit_2' in n]
   with pytest.raises(ValueError, match="Unknown model 'resnet_50'"):
-    classification.model_fn('resnet_50')
+    ModelSpec('resnet_50')
 
 
 @pytest.fixture(scope='module')

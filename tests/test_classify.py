@@ -1,4 +1,4 @@
-"""Tests for `densenet classify` and densenet.pretrained."""
+"""Tests for `densenet classify` and densenet.serve.pretrained."""
 
 import json
 
@@ -10,9 +10,10 @@ from PIL import Image
 
 import densenet
 from densenet import cli
-from densenet import convert
+from densenet.weights import assign
+from densenet.weights import checkpoints
 from densenet import preprocessing
-from densenet import pretrained
+from densenet.serve import pretrained
 
 METADATA = {'model': 'densenet_121', 'num_classes': 1000,
             'batch_norm_epsilon': 1.001e-5, 'normalization': 'torch',
@@ -47,12 +48,12 @@ def model(tmp_path_factory):
                       for name in ('photo', 'gray')]).astype(np.float32)
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.global_variables_initializer())
-      weights = convert.session_weights(session, 'densenet_121')
+      weights = assign.session_weights(session, 'densenet_121')
       # Spread the classes apart so the top-k order is clear.
       weights['logits/biases'] = rng.normal(0, 3, 1000).astype(np.float32)
-      convert.assign_fn(weights, 'densenet_121')(session)
+      assign.assign_fn(weights, 'densenet_121')(session)
       reference = session.run(logits, {images: batch})
-  checkpoint = convert.save_checkpoint(weights, METADATA,
+  checkpoint = checkpoints.save_checkpoint(weights, METADATA,
                                        str(directory / 'ckpt' / 'model.ckpt'))
   return {'checkpoint': checkpoint, 'paths': paths,
           'logits': {'photo': reference[0], 'gray': reference[1]}}
@@ -115,9 +116,9 @@ def test_load_pretrained_predict_and_json(model):
 
   # What `densenet classify --json` prints.
   order = [paths['gray'], paths['missing'], paths['photo']]
-  results, errors = cli.classify_images(classifier, order, top=5,
+  results, errors = cli.pretrained.classify_images(classifier, order, top=5,
                                         batch_size=2)
-  document = json.loads(cli.format_json(order, results, errors))
+  document = json.loads(cli.pretrained.format_json(order, results, errors))
   assert [entry['image'] for entry in document] == order
   assert 'error' in document[1] and 'predictions' not in document[1]
   for entry, name in ((document[0], 'gray'), (document[2], 'photo')):

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from densenet import cli
-from densenet import cli_common
+from densenet.cli import common
 from segmentation import cli as segmentation_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -272,16 +272,16 @@ def test_segmentation_choices_match_the_library():
   assert segmentation_cli.HEADS == model.HEADS
   assert segmentation_cli.OUTPUT_STRIDES == model.OUTPUT_STRIDES
   assert segmentation_cli.OPTIMIZERS == tasks.OPTIMIZERS
-  assert cli_common.STRATEGIES == training.STRATEGIES
+  assert common.STRATEGIES == training.STRATEGIES
 
 
 def _raising(error):
   """A parser whose one command, 'go', raises `error`."""
 
   def registrar(subparsers):
-    cli_common.add_command(subparsers, 'go', _raise(error), help='Raise.')
+    common.add_command(subparsers, 'go', _raise(error), help='Raise.')
 
-  return cli_common.build_parser('prog', 'A test.', [registrar])
+  return common.build_parser('prog', 'A test.', [registrar])
 
 
 def _raise(error):
@@ -298,7 +298,7 @@ def test_exit_status_table(capsys):
       (ValueError('num_classes must be >= 2'), 2, 'num_classes must be'),
       (FileNotFoundError('x/config.json does not exist.'), 2, 'x/config'),
       (NotADirectoryError('runs is a file'), 2, 'runs is a file'),
-      (cli_common.UsageError('give --train-dir'), 2, 'give --train-dir'),
+      (common.UsageError('give --train-dir'), 2, 'give --train-dir'),
       (tf.errors.NotFoundError(None, None, 'no checkpoint\nat x'), 2,
        'no checkpoint (more with --verbose)'),
       (PermissionError(13, 'Permission denied', 'out.ckpt'), 1,
@@ -316,7 +316,7 @@ def test_exit_status_table(capsys):
       (RuntimeError(), 1, 'prog go: error: RuntimeError\n'),
   ]
   for error, status, message in cases:
-    assert cli_common.main(_raising(error), ['go']) == status, error
+    assert common.main(_raising(error), ['go']) == status, error
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'Traceback' not in err, err
     assert err.startswith('prog go: error: ') and message in err, err

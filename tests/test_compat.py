@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 from tf_slim.nets import resnet_v2
-from densenet import compat
+from densenet._env import compat
 tf1 = tf.compat.v1
 
 print('patched:', compat.PATCHED_NAMES)
@@ -68,7 +68,7 @@ def test_slim_features_work_after_import(first_import):
 def test_apply_is_idempotent_and_changes_nothing_present():
   out = run_python("""
       import sys
-      from densenet import compat
+      from densenet._env import compat
       compat.apply()
       before = list(compat.PATCHED_NAMES)
       finders = len(sys.meta_path)

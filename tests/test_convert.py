@@ -1,4 +1,4 @@
-"""Tests for densenet.convert: Keras, pudae and torchvision weights."""
+"""Tests for densenet.weights.convert: Keras, pudae and torchvision weights."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,10 @@ import tensorflow as tf
 import tf_slim as slim
 
 import densenet
-from densenet import convert
+from densenet.weights import assign
+from densenet.weights import checkpoints
+from densenet.weights import convert
+from densenet.weights import names
 
 KERAS_MODELS = {
     # model: (our constructor, how the test saves the Keras weights)
@@ -97,7 +100,7 @@ def test_keras_weights_give_keras_logits(depth, tmp_path):
 
   with tf.Graph().as_default():
     inputs, logits, end_points = _our_graph(constructor, stored)
-    init_fn = convert.assign_fn(weights, scope=constructor.__name__)
+    init_fn = assign.assign_fn(weights, scope=constructor.__name__)
     assert init_fn.unused == []
     with tf.compat.v1.Session() as session:
       init_fn(session)
@@ -118,17 +121,17 @@ def test_keras_weights_give_keras_logits(depth, tmp_path):
 
 def test_keras_names():
   # tf-keras / Keras 2 stem names and the 'fc1000' classifier of Keras' files.
-  assert convert.map_name('keras', 'conv1_conv/kernel')[0] == 'conv1/weights'
-  assert convert.map_name('keras', 'conv5_block16_1_bn/moving_variance')[0] == (
+  assert names.map_name('keras', 'conv1_conv/kernel')[0] == 'conv1/weights'
+  assert names.map_name('keras', 'conv5_block16_1_bn/moving_variance')[0] == (
       'dense_block4/unit_16/dense_unit/conv1/BatchNorm/moving_variance')
-  assert convert.map_name('keras', 'pool4_conv/kernel')[0] == (
+  assert names.map_name('keras', 'pool4_conv/kernel')[0] == (
       'transition3/unit_1/transition/conv/weights')
-  name, transform = convert.map_name('keras', 'fc1000/kernel')
+  name, transform = names.map_name('keras', 'fc1000/kernel')
   assert name == 'logits/weights'
   assert transform(np.zeros((1024, 1000))).shape == (1, 1, 1024, 1000)
-  assert convert.map_name('keras', 'conv1_relu/kernel') == (None, None)
+  assert names.map_name('keras', 'conv1_relu/kernel') == (None, None)
   with pytest.raises(ValueError, match='caffe'):
-    convert.map_name('caffe', 'conv1')
+    names.map_name('caffe', 'conv1')
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +216,7 @@ def test_pudae_checkpoint_loads_completely(tmp_path, densenet_121_graph):
   assert metadata['unmatched'] == []  # global_step is not a weight.
   with densenet_121_graph.as_default():
     variables = tf.compat.v1.global_variables('densenet_121/')
-    pairs, unused = convert.match_variables(weights, variables, 'densenet_121')
+    pairs, unused = assign.match_variables(weights, variables, 'densenet_121')
   assert len(pairs) == len(variables) == 606
   assert unused == []
   ours = {v.op.name: value for v, value in pairs}
@@ -246,8 +249,8 @@ def test_pudae_checkpoint_missing_variable_fails(tmp_path, densenet_121_graph):
   prefix = _write_tf1_checkpoint(values, str(tmp_path / 'partial.ckpt'))
   weights, _ = convert.read_weights(prefix)
   with densenet_121_graph.as_default():
-    with pytest.raises(convert.WeightMismatchError) as error:
-      convert.assign_fn(weights, 'densenet_121')
+    with pytest.raises(checkpoints.WeightMismatchError) as error:
+      assign.assign_fn(weights, 'densenet_121')
   assert error.value.missing == [
       'densenet_121/dense_block3/unit_7/dense_unit/conv2/weights']
   assert 'densenet_121/dense_block3/unit_7/dense_unit/conv2/weights' in str(
@@ -264,11 +267,11 @@ def test_misshaped_and_unknown_weights_fail(tmp_path, densenet_121_graph):
   prefix = _write_tf1_checkpoint(values, str(tmp_path / 'odd.ckpt'))
   weights, metadata = convert.read_weights(prefix)
   assert metadata['unmatched'] == ['extra/Conv/weights']
-  with pytest.raises(convert.WeightMismatchError, match='extra/Conv/weights'):
+  with pytest.raises(checkpoints.WeightMismatchError, match='extra/Conv/weights'):
     convert.convert(prefix, str(tmp_path / 'out.ckpt'), check=False)
   with densenet_121_graph.as_default():
-    with pytest.raises(convert.WeightMismatchError) as error:
-      convert.assign_fn(weights, 'densenet_121')
+    with pytest.raises(checkpoints.WeightMismatchError) as error:
+      assign.assign_fn(weights, 'densenet_121')
   assert error.value.mismatched == [
       ('densenet_121/logits/biases', [1000], [10]),
       ('densenet_121/logits/weights', [1, 1, 1024, 1000], [1, 1, 1024, 10])]
@@ -323,7 +326,7 @@ def test_torchvision_state_dict(tmp_path, densenet_121_graph):
   assert metadata['batch_norm_epsilon'] == 1e-5
   assert metadata['unmatched'] == []
   with densenet_121_graph.as_default():
-    pairs, unused = convert.match_variables(
+    pairs, unused = assign.match_variables(
         weights, tf.compat.v1.global_variables('densenet_121/'),
         'densenet_121')
   assert len(pairs) == 606 and unused == []
@@ -349,13 +352,13 @@ def test_convert_command(tmp_path, capsys):
   output = str(tmp_path / 'converted' / 'model.ckpt')
   assert cli.main(['convert', source, output]) == 0
   assert 'densenet_121' in capsys.readouterr().out
-  metadata = convert.read_metadata(output)
+  metadata = checkpoints.read_metadata(output)
   assert metadata == {'model': 'densenet_121', 'num_classes': 1000,
                       'batch_norm_epsilon': 1.1e-5, 'normalization': 'pudae',
                       'root_padding': 'same', 'source': 'pudae',
                       'format_version': 1}
   reader = tf.train.load_checkpoint(output)
-  names = set(reader.get_variable_to_shape_map()) - {convert.METADATA_KEY}
+  names = set(reader.get_variable_to_shape_map()) - {checkpoints.METADATA_KEY}
   assert len(names) == 606
   np.testing.assert_array_equal(
       reader.get_tensor('densenet_121/dense_block4/unit_2/dense_unit/'

@@ -17,6 +17,7 @@ from PIL import Image
 
 import densenet  # noqa: F401  (applies the tf-slim compatibility fixes)
 from densenet import datasets
+from densenet import preprocessing
 from densenet.datasets import cifar
 from densenet.datasets import image_folder
 from densenet.datasets import pipeline
@@ -232,9 +233,9 @@ def test_pipeline_augmentation_is_a_padded_crop_maybe_flipped():
 
 def test_pipeline_bad_normalization():
   with pytest.raises(ValueError, match="Unknown normalization mode 'caffe'"):
-    pipeline.normalizer('caffe')
+    preprocessing.normalizer('caffe')
   with pytest.raises(ValueError, match='std must be > 0'):
-    pipeline.normalizer({'mean': [0, 0, 0], 'std': [1, 0, 1]})
+    preprocessing.normalizer({'mean': [0, 0, 0], 'std': [1, 0, 1]})
 
 
 def test_image_folder_round_trip(tmp_path):

@@ -12,9 +12,10 @@ from PIL import Image
 
 import densenet
 from densenet import cli
-from densenet import convert
+from densenet.weights import assign
+from densenet.weights import checkpoints
 from densenet import preprocessing
-from densenet import pretrained
+from densenet.serve import pretrained
 
 # Runs in a fresh interpreter: loads the SavedModel with TensorFlow only.
 _LOADER = r'''
@@ -63,10 +64,10 @@ def test_export_reloads_in_fresh_process(tmp_path):
           is_training=False)
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.global_variables_initializer())
-      weights = convert.session_weights(session, 'densenet_121')
+      weights = assign.session_weights(session, 'densenet_121')
       expected_images = session.run(logits, {images: float_images})
       expected_bytes = session.run(logits, {images: decoded})
-  checkpoint = convert.save_checkpoint(weights, metadata,
+  checkpoint = checkpoints.save_checkpoint(weights, metadata,
                                        str(tmp_path / 'ckpt' / 'model.ckpt'))
 
   export_dir = str(tmp_path / 'export' / '1')

@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from densenet import records
+from densenet.datasets import records
 from segmentation import cli
 from segmentation import data
 from segmentation import tasks

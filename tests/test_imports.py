@@ -14,11 +14,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Application code no plain import of a package (or of the blocks) needs.
-APPLICATION = {'densenet.convert', 'densenet.pretrained', 'densenet.training',
-               'densenet.classification', 'densenet.export',
-               'densenet.datasets', 'densenet.preprocessing',
-               'segmentation.tasks', 'segmentation.data',
-               'segmentation.synthetic', 'segmentation.model'}
+APPLICATION = {'densenet.weights.convert', 'densenet.serve.pretrained',
+               'densenet.training.trainer', 'densenet.training.slim_model',
+               'densenet.classification.run', 'densenet.serve.export',
+               'densenet.datasets.pipeline', 'densenet.preprocessing',
+               'segmentation.tasks', 'segmentation.data.pipeline',
+               'segmentation.data.synthetic', 'segmentation.model'}
 
 
 def loaded_after(statement):
@@ -46,7 +47,7 @@ def test_packages_and_commands_load_no_tensorflow(statement):
 def test_blocks_and_networks_load_no_application_code():
   loaded = loaded_after('import densenet_utils\n'
                         'from densenet import densenet_121, MODELS')
-  assert {'densenet_utils', 'densenet.nets', 'densenet.compat',
+  assert {'densenet_utils', 'densenet.nets', 'densenet._env.compat',
           'tensorflow'} <= loaded
   assert not loaded & APPLICATION, loaded & APPLICATION
 
@@ -58,7 +59,7 @@ def test_public_names_resolve_lazily_to_their_modules():
   import segmentation
   from densenet import architectures
   from densenet import nets
-  from densenet import pretrained
+  from densenet.serve import pretrained
   from segmentation import model
   assert densenet.load_pretrained is pretrained.load_pretrained
   assert densenet.densenet_arg_scope is densenet_utils.densenet_arg_scope

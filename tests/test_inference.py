@@ -1,4 +1,4 @@
-"""densenet.inference: the optimized graph computes what the plain one does.
+"""densenet.serve.rewrite: the optimized graph computes what the plain one does.
 
 Every test compares against the plain graph of the same weights (random
 convolutions and random batch-norm statistics, so a wrongly folded norm
@@ -14,7 +14,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 import densenet
-from densenet import inference
+from densenet.serve import rewrite
 from densenet import training
 from segmentation import tasks
 
@@ -93,7 +93,7 @@ def test_tiny_classifier_equal_and_rewritten():
   session, inputs, logits = session_of(lambda x: densenet.densenet_X(
       x, num_classes=7, is_training=False, **TINY)[0])
   expected = session.run(logits, {inputs: images()})
-  new_session, (new_inputs, new_logits) = inference.optimize(
+  new_session, (new_inputs, new_logits) = rewrite.optimize(
       session, (inputs, logits))
   assert new_inputs.name == inputs.name and new_logits.name == logits.name
   np.testing.assert_allclose(new_session.run(new_logits,
@@ -117,7 +117,7 @@ def test_tiny_dense_features_at_output_stride(output_stride):
   expected = session.run(features, {inputs: images()})
   assert expected.shape == (2, 64 // output_stride, 64 // output_stride,
                             features.shape[-1])
-  new_session, (new_inputs, new_features) = inference.optimize(
+  new_session, (new_inputs, new_features) = rewrite.optimize(
       session, (inputs, features))
   np.testing.assert_allclose(
       new_session.run(new_features, {new_inputs: images()}), expected,
@@ -132,7 +132,7 @@ def test_named_models_equal(name):
       x, num_classes=10, is_training=False)[0])
   batch = images(size=32)
   expected = session.run(logits, {inputs: batch})
-  new_session, (new_inputs, new_logits) = inference.optimize(
+  new_session, (new_inputs, new_logits) = rewrite.optimize(
       session, (inputs, logits))
   np.testing.assert_allclose(new_session.run(new_logits, {new_inputs: batch}),
                              expected, atol=ATOL, rtol=RTOL)
@@ -152,6 +152,6 @@ def test_optimize_function_segmentation_model():
                                                         tf.float32)])
   batch = tf.constant(images())
   expected = function(batch).numpy()
-  optimized = inference.optimize_function(function.get_concrete_function())
+  optimized = rewrite.optimize_function(function.get_concrete_function())
   np.testing.assert_allclose(optimized(batch).numpy(), expected, atol=ATOL,
                              rtol=RTOL)

@@ -26,11 +26,13 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from densenet import cli_common
-from densenet import signals
+from densenet.cli import common
+from densenet.training import signals
 from densenet import training
+from densenet import spec as spec_lib
 from densenet import weights
-from segmentation import synthetic
+from densenet.weights import checkpoints as weights_checkpoints
+from segmentation.data import synthetic
 from segmentation import tasks
 # pylint: disable=g-bad-import-order
 import test_multi_worker
@@ -105,7 +107,7 @@ def test_a_second_sigint_does_not_interrupt_the_save(tmp_path, monkeypatch):
   model_dir = str(tmp_path / 'run')
   trainer = make_trainer(model_dir, [signal_at(2, signal.SIGINT)])
   saves = []
-  real_save = weights.save
+  real_save = weights_checkpoints.save
 
   def save_with_a_second_sigint(tensors, prefix):
     os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, while saving.
@@ -114,7 +116,7 @@ def test_a_second_sigint_does_not_interrupt_the_save(tmp_path, monkeypatch):
     saves.append(path)
     return path
 
-  monkeypatch.setattr(weights, 'save', save_with_a_second_sigint)
+  monkeypatch.setattr(weights_checkpoints, 'save', save_with_a_second_sigint)
   with pytest.raises(training.Interrupted) as raised:
     trainer.train(dataset(images, labels, 4), num_steps=MAX_STEPS)
   assert (raised.value.signal_name, raised.value.step) == ('SIGINT', 2)
@@ -157,11 +159,11 @@ def test_handlers_come_back_after_an_error_and_only_in_the_main_thread(
 def test_exit_statuses_and_one_line():
   for name, status in (('SIGTERM', 143), ('SIGINT', 130)):
     error = signals.Interrupted(name, 37, 'runs/seg/model.ckpt-37')
-    assert cli_common.exit_status(error) == status
-    assert cli_common.error_message(error) == (
+    assert common.exit_status(error) == status
+    assert common.error_message(error) == (
         'stopped by %s at step 37; checkpoint runs/seg/model.ckpt-37 saved; '
         'run the same command to resume.' % name)
-  assert cli_common.error_message(signals.Interrupted('SIGTERM', 0, None)) == (
+  assert common.error_message(signals.Interrupted('SIGTERM', 0, None)) == (
       'stopped by SIGTERM at step 0, before the first checkpoint; run the '
       'same command to start again.')
   copy = pickle.loads(pickle.dumps(error))
@@ -333,7 +335,8 @@ def test_a_signal_during_evaluation_cuts_it_short_and_saves(
 def test_a_signal_during_the_final_classification_evaluation(
     cifar_dir, tmp_path, monkeypatch):
   from densenet import classification  # pylint: disable=g-import-not-at-top
-  real_evaluate_model = classification.evaluate_model
+  from densenet.classification import evaluation  # pylint: disable=g-import-not-at-top
+  real_evaluate_model = evaluation.evaluate_model
   stopped = []
 
   def evaluate_model(model, eval_dataset, should_stop=None):
@@ -345,7 +348,7 @@ def test_a_signal_during_the_final_classification_evaluation(
   kwargs = dict(model='densenet_bc_10_k4', batch_size=4, num_steps=3,
                 eval_every_epochs=0, progress=False)
   train_dir = str(tmp_path / 'run')
-  monkeypatch.setattr(classification, 'evaluate_model', evaluate_model)
+  monkeypatch.setattr(evaluation, 'evaluate_model', evaluate_model)
   with pytest.raises(training.Interrupted) as raised:
     classification.train(cifar_dir, train_dir, **kwargs)
   assert stopped == [True]
@@ -353,7 +356,7 @@ def test_a_signal_during_the_final_classification_evaluation(
   assert raised.value.checkpoint == os.path.join(train_dir, 'model.ckpt-3')
   assert not os.path.exists(os.path.join(train_dir, 'results.json'))
   # Re-running trains no step: it evaluates and writes the results.
-  monkeypatch.setattr(classification, 'evaluate_model', real_evaluate_model)
+  monkeypatch.setattr(evaluation, 'evaluate_model', real_evaluate_model)
   results = classification.train(cifar_dir, train_dir, **kwargs)
   assert (results['start_step'], results['global_step']) == (3, 3)
   assert results['test']['num_examples'] == 8
@@ -370,13 +373,13 @@ def segmentation_config():
 
 
 def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
-  from densenet import classification  # pylint: disable=g-import-not-at-top
-  from densenet import convert  # pylint: disable=g-import-not-at-top
+  from densenet.weights import checkpoints  # pylint: disable=g-import-not-at-top
   from segmentation import cli  # pylint: disable=g-import-not-at-top
   # A classification checkpoint of another densenet_X: a second unit in
   # block 2, so the final batch norm has more channels.
-  other = training.SlimModel(classification.make_net_fn(
-      {'num_units_per_block': [1, 2], 'growth_rate': 4}, num_classes=5))
+  other = training.SlimModel(spec_lib.ModelSpec(
+      {'num_units_per_block': [1, 2], 'growth_rate': 4},
+      num_classes=5).net_fn())
   other(tf.zeros([1, 32, 32, 3]))
   other_checkpoint = weights.save(
       {name: v.numpy() for name, v in other.variables_by_name().items()},
@@ -421,7 +424,7 @@ def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
 
   # A converted checkpoint of another model: the command says which, in one
   # line (exit status 2).
-  converted = convert.save_checkpoint(
+  converted = checkpoints.save_checkpoint(
       {'conv1/weights': np.zeros((7, 7, 3, 64), np.float32)},
       {'model': 'densenet_169', 'batch_norm_epsilon': 1.001e-5,
        'normalization': 'torch'}, str(tmp_path / 'd169' / 'model.ckpt'))

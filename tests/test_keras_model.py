@@ -19,7 +19,8 @@ import tf_keras
 import tf_slim as slim
 
 import densenet
-from densenet import convert
+from densenet.weights import assign
+from densenet.weights import convert
 from densenet import preprocessing
 from tests import test_convert
 
@@ -270,7 +271,7 @@ def test_eager_logits_equal_slim_graph(converted, densenet_121):
       logits_map, _ = densenet.densenet_121(
           inputs, 1000, is_training=False, output_stride=16,
           global_pool=False, reuse=True)
-    init_fn = convert.assign_fn(weights, scope='densenet_121')
+    init_fn = assign.assign_fn(weights, scope='densenet_121')
     with tf1.Session() as session:
       init_fn(session)
       graph = session.run([logits, logits_map])

@@ -1,11 +1,11 @@
-"""Tests of densenet.records: the atomic sharded TFRecord writer."""
+"""Tests of densenet.datasets.records: the atomic sharded TFRecord writer."""
 
 import glob
 import os
 
 import pytest
 
-from densenet import records
+from densenet.datasets import records
 
 
 def _records(prefix, count):

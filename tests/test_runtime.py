@@ -1,4 +1,4 @@
-"""densenet.runtime: oneDNN on by default, the user's choice kept, a warning.
+"""densenet._env.runtime: oneDNN on by default, the user's choice kept, a warning.
 
 Each case runs a fresh Python (TensorFlow reads the variable once, when it
 loads) and prints what the loaded TensorFlow reports.
@@ -40,7 +40,7 @@ def test_runtime_never_imports_tensorflow():
   # The module alone, not through the package's __init__.
   out, _ = run('import importlib.util, sys; '
                'spec = importlib.util.spec_from_file_location('
-               '"runtime", "densenet/runtime.py"); '
+               '"runtime", "densenet/_env/runtime.py"); '
                'm = importlib.util.module_from_spec(spec); '
                'spec.loader.exec_module(m); '
                'print(m.enable_onednn(), "tensorflow" in sys.modules)')

@@ -8,7 +8,7 @@ from PIL import Image
 
 from densenet import preprocessing
 from segmentation import data
-from segmentation import synthetic
+from segmentation.data import synthetic
 from segmentation import tasks
 
 

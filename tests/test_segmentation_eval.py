@@ -17,12 +17,12 @@ from PIL import Image
 from densenet import training
 from segmentation import cli
 from segmentation import data
-from segmentation import eval_options
+from segmentation import options
 from segmentation import evaluation
 from segmentation import metrics
 from segmentation import multiscale
 from segmentation import pictures
-from segmentation import synthetic
+from segmentation.data import synthetic
 from segmentation import tasks
 
 TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
@@ -132,15 +132,15 @@ def test_any_size_pads_to_output_stride_and_crops(output_stride, head):
 
 
 def test_eval_options():
-  assert eval_options.check_scales([1, '0.5']) == (1.0, 0.5)
-  assert eval_options.parse_scales('0.5,0.75,1.0,1.25,1.5,1.75') == (
-      eval_options.DEEPLAB_EVAL_SCALES)
+  assert options.check_scales([1, '0.5']) == (1.0, 0.5)
+  assert options.parse_scales('0.5,0.75,1.0,1.25,1.5,1.75') == (
+      options.DEEPLAB_EVAL_SCALES)
   for bad in ([], [0.5, 0], ['x']):
     with pytest.raises(ValueError, match='eval_scales'):
-      eval_options.check_scales(bad)
-  assert eval_options.describe((1.0,), False) == ''
-  assert eval_options.describe((1.0,), True) == 'scales_1_flip'
-  assert eval_options.describe((0.5, 1.0, 1.75), False) == (
+      options.check_scales(bad)
+  assert options.describe((1.0,), False) == ''
+  assert options.describe((1.0,), True) == 'scales_1_flip'
+  assert options.describe((0.5, 1.0, 1.75), False) == (
       'scales_0.5-1-1.75')
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from segmentation import cli
 from segmentation import data
 from segmentation import pictures
-from segmentation import synthetic
+from segmentation.data import synthetic
 from segmentation import tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -19,13 +19,13 @@ import tf_slim as slim
 
 import densenet_utils
 from densenet import classification
-from densenet import convert
+from densenet.weights import convert
 from densenet import datasets
-from densenet import pretrained
+from densenet.serve import pretrained
 from densenet import spec as spec_lib
 from densenet import training
 from segmentation import model as model_lib
-from segmentation import synthetic
+from segmentation.data import synthetic
 from segmentation import tasks
 from test_convert import _pudae_variables  # pylint: disable=g-bad-import-order
 from test_convert import _write_tf1_checkpoint  # pylint: disable=g-bad-import-order
@@ -271,9 +271,9 @@ def test_spec_module_imports_no_tensorflow():
           'sys.modules["densenet.architectures"] = module\n'
           'sys.modules["densenet"] = type(sys)("densenet")\n'
           'sys.modules["densenet"].architectures = module\n'
-          'for name in ("spec", "rundir"):\n'
+          'for name in ("spec", "training/rundir"):\n'
           '  s = importlib.util.spec_from_file_location(\n'
-          '      "densenet." + name, "densenet/%s.py" % name)\n'
+          '      "densenet." + name.replace("/", "."), "densenet/%s.py" % name)\n'
           '  s.loader.exec_module(importlib.util.module_from_spec(s))\n'
           'print("tensorflow" in sys.modules)\n')
   output = subprocess.run([sys.executable, '-c', code], cwd=ROOT,

@@ -232,6 +232,7 @@ def _compare_strategies(directory):
   tf.random.set_seed(1)
   results = {}
   weights = {}
+  initial = None  # The default run's initial weights.
   for name, strategy in (
       ('default', tf.distribute.get_strategy()),
       ('mirrored', tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))):

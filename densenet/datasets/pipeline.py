@@ -14,7 +14,6 @@ random horizontal flip), batch, prefetch. The "+" datasets of the paper
 (C10+, C100+) are the augmented ones: 4-pixel padding on 32x32 images.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from densenet import preprocessing
@@ -25,36 +24,6 @@ from densenet.datasets import tfrecords
 PADDING_FRACTION = 4 / 32
 
 
-def normalizer(normalization):
-  """A function `images -> float32 normalized images` from a description.
-
-  Args:
-    normalization: A `densenet.preprocessing` mode name ('torch', 'pudae'),
-      `{'mode': name}`, or `{'mean': [c values], 'std': [c values]}` in
-      [0, 255] pixel units (a dataset's own statistics, as CIFAR's metadata
-      records them).
-
-  Returns:
-    A function mapping `[..., channels]` images in [0, 255] to float32.
-
-  Raises:
-    ValueError: If `normalization` is none of the above.
-  """
-  if isinstance(normalization, str):
-    normalization = {'mode': normalization}
-  if isinstance(normalization, dict) and 'mode' in normalization:
-    preprocessing.normalization(normalization['mode'])  # Validates the mode.
-    return lambda images: preprocessing.normalize(images,
-                                                  normalization['mode'])
-  if isinstance(normalization, dict) and {'mean', 'std'} <= set(normalization):
-    mean, std = normalization['mean'], normalization['std']
-    preprocessing.normalize_with_statistics(
-        np.zeros([len(mean)]), mean, std)  # Validates mean and std.
-    return lambda images: preprocessing.normalize_with_statistics(
-        images, mean, std)
-  raise ValueError("normalization must be a preprocessing mode, {'mode': "
-                   "mode} or {'mean': [...], 'std': [...]}, got %r." %
-                   (normalization,))
 
 
 def augment(image, padding, seed=None):
@@ -103,7 +72,7 @@ def input_pipeline(dataset, batch_size, normalization, is_training,
   """
   if batch_size < 1:
     raise ValueError('batch_size must be >= 1, got %r.' % (batch_size,))
-  normalize = normalizer(normalization)
+  normalize = preprocessing.normalizer(normalization)
   if padding is None:
     padding = int(round(dataset.element_spec[0].shape[0] * PADDING_FRACTION))
   if drop_remainder is None:

@@ -14,7 +14,7 @@ Each example holds the raw `uint8` pixels (`image/raw`, row-major
 `image/channels` and `image/class/label` (int64). Raw pixels (no JPEG/PNG
 re-encoding) keep the images bit-exact and make decoding free.
 
-Shards are written by `densenet.records.write_shards` (temporary directory,
+Shards are written by `densenet.datasets.records.write_shards` (temporary directory,
 moved into place when all are complete), so an interrupted run never leaves a
 half-written shard under a final name, and `metadata.json` (replaced
 atomically) only names shards whose record counts were read back and
@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from densenet import records
+from densenet.datasets import records
 
 METADATA_FILE = 'metadata.json'
 FORMAT = 'densenet-classification-tfrecords'
@@ -69,7 +69,7 @@ def write_split(examples, output_dir, split, num_examples, num_shards,
   """Writes `(image, label)` pairs to `num_shards` TFRecord shards, atomically.
 
   Examples go to the shards in order, in contiguous runs of
-  `ceil(num_examples / num_shards)`, through `densenet.records.write_shards`
+  `ceil(num_examples / num_shards)`, through `densenet.datasets.records.write_shards`
   (complete shards replace the split's earlier ones in one step); the
   records are then counted back from disk.
 

@@ -1,10 +1,11 @@
-"""Our checkpoint format: the one writer, the one name-based restorer, and the
-one mismatch error.
+"""Our checkpoint format: the one writer, its metadata, the one name-based
+restorer, and the one mismatch error.
 
-    from densenet import weights
-    weights.save({'densenet_121/conv1/weights': array, ...}, 'ckpt/model.ckpt')
-    report = weights.restore_by_name(model.variables_by_name(), 'ckpt',
-                                     exclude_scopes=['densenet_121/logits'])
+    from densenet.weights import checkpoints
+    checkpoints.save({'densenet_121/conv1/weights': array, ...},
+                     'ckpt/model.ckpt')
+    report = checkpoints.restore_by_name(model.variables_by_name(), 'ckpt',
+                                         exclude_scopes=['densenet_121/logits'])
     report.check('initial_checkpoint ckpt does not fit densenet_121',
                  allow_missing=['densenet_121/logits'])
 
@@ -13,6 +14,15 @@ Checkpoints are TF's V2 format keyed by the slim variable names, so
 read them. `save` writes to a temporary prefix and renames the files into
 place, the index last, so a killed writer never leaves a half-written
 checkpoint under the final name.
+
+Metadata: a checkpoint written by `save_checkpoint` (converted weights)
+holds, next to the variables `<model>/...`, a string tensor
+`densenet_metadata` with a JSON object: `model` (e.g. 'densenet_121'),
+`num_classes` (None without logits), `batch_norm_epsilon`, `normalization`
+(a `densenet.preprocessing` normalization), `root_padding` (the stem's,
+`densenet.nets.root_block`), `source` and `format_version`. It cannot be
+separated from the weights; `tf.compat.v1.train.Saver` over the model's
+variables (or `slim.assign_from_checkpoint_fn`) ignores it.
 
 Every way weights can fail to fit a network (the converter's exact check,
 `restore_by_name`'s report, a resumed run's checkpoint) ends in one
@@ -24,14 +34,24 @@ import json
 import os
 import uuid
 
+import numpy as np
 import tensorflow as tf
 
+from densenet import spec as spec_lib
+
 _TEMPORARY = '.tmp-%s-%s'
+METADATA_KEY = 'densenet_metadata'
+FORMAT_VERSION = 1
 # Where training checkpoints keep the optimizer's slots (`densenet.training`).
 OPTIMIZER_PREFIX = 'optimizer/'
 
 
-def _listing(items, limit=30):
+def variable_key(variable):
+  """The key of a variable in our checkpoints: its name without ':0'."""
+  return variable.name.split(':')[0]
+
+
+def listing(items, limit=30):
   items = list(items)
   text = ', '.join(items[:limit])
   if len(items) > limit:
@@ -60,14 +80,14 @@ class WeightMismatchError(ValueError):
     parts = []
     if self.missing:
       parts.append('%d variable(s) missing from the weights: %s' %
-                   (len(self.missing), _listing(self.missing)))
+                   (len(self.missing), listing(self.missing)))
     if self.mismatched:
       parts.append('%d variable(s) with the wrong shape: %s' % (
           len(self.mismatched),
-          _listing('%s (network %s, weights %s)' % m for m in self.mismatched)))
+          listing('%s (network %s, weights %s)' % m for m in self.mismatched)))
     if self.unused:
       parts.append('%d weight(s) not used by the network: %s' %
-                   (len(self.unused), _listing(self.unused)))
+                   (len(self.unused), listing(self.unused)))
     if headline:  # A summary line, then the lists.
       super().__init__('%s\n%s.' % (headline, '; '.join(parts)))
     else:
@@ -141,10 +161,9 @@ def checkpoint_model(checkpoint):
     E.g. 'model densenet_169', 'variable scope densenet_169' or 'variable
     scopes aspp, densenet_121, logits'.
   """
-  from densenet import convert  # pylint: disable=g-import-not-at-top
   checkpoint_reader = reader(checkpoint)
-  if checkpoint_reader.has_tensor(convert.METADATA_KEY):
-    model = (convert.read_metadata(latest(checkpoint)) or {}).get('model')
+  if checkpoint_reader.has_tensor(METADATA_KEY):
+    model = (read_metadata(latest(checkpoint)) or {}).get('model')
     if model:
       return 'model %s' % (model if isinstance(model, str) else
                            json.dumps(model, sort_keys=True))
@@ -251,3 +270,55 @@ def save(tensors, prefix):
       temporary + '.index']:  # The index last.
     os.replace(name, prefix + name[len(temporary):])
   return prefix
+
+
+def _decode(value):
+  return value.decode('utf8') if isinstance(value, bytes) else str(value)
+
+
+def read_metadata(checkpoint):
+  """The metadata dict of a checkpoint written by `save_checkpoint`.
+
+  Returns:
+    The dict, or None if the checkpoint has no metadata.
+  """
+  reader = tf.train.load_checkpoint(checkpoint)
+  if not reader.has_tensor(METADATA_KEY):
+    return None
+  return json.loads(_decode(reader.get_tensor(METADATA_KEY)))
+
+
+def save_checkpoint(weights, metadata, prefix, progress=False):
+  """Writes a TF (V2) checkpoint of `weights` under the model's scope.
+
+  Args:
+    weights: Dict of names relative to the model scope to arrays.
+    metadata: Dict with at least 'model' (an architecture name or
+      `densenet_X` config), 'batch_norm_epsilon' and 'normalization'; stored
+      as the `densenet_metadata` JSON string.
+    prefix: The checkpoint prefix (`prefix.index`, `prefix.data-*` are
+      written, atomically); its directory is created.
+    progress: Unused (kept for callers); writing is one operation.
+
+  Returns:
+    `prefix`.
+  """
+  del progress
+  scope = spec_lib.resolve(metadata['model']).scope
+  stored = {key: metadata[key] for key in
+            ('model', 'num_classes', 'batch_norm_epsilon', 'normalization',
+             'root_padding', 'source') if key in metadata}
+  stored['format_version'] = FORMAT_VERSION
+  tensors = {'%s/%s' % (scope, name): np.asarray(value, np.float32)
+             for name, value in weights.items()}
+  tensors[METADATA_KEY] = np.array(json.dumps(stored, sort_keys=True),
+                                   dtype=object)
+  return save(tensors, prefix)
+
+
+def read_contract(checkpoint):
+  """{name: value} of `spec.CONTRACT` a checkpoint's metadata records ({}
+  if it has none): what fine-tuning from it must build and normalize with."""
+  metadata = read_metadata(latest(checkpoint)) or {}
+  return {name: metadata[name] for name in spec_lib.CONTRACT
+          if name in metadata}

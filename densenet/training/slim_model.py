@@ -5,7 +5,7 @@
     logits = model(images, training=False)              # [batch, 1000], eager
 
 The constructors of `densenet.nets` are tf-slim (TF1 graph) code; this wraps
-one in `training.SlimModel`, the tf_keras model our trainer uses, so the
+one in `SlimModel`, the tf_keras model our trainer uses, so the
 same network runs eagerly, inside `tf.function`, in `compile`/`fit`/
 `evaluate`/`predict` (with tf_keras optimizers and losses), under a
 `tf.distribute` strategy, and saves to a SavedModel. Its variables keep the
@@ -13,17 +13,21 @@ slim names (`densenet_121/conv1/weights`...), so our checkpoints and
 converted weights load into it by name.
 """
 
+import inspect
 import types
 
 import tensorflow as tf
+import tf_keras
 import tf_slim as slim
 
 import densenet_utils
-from densenet import convert
 from densenet import nets
 from densenet import preprocessing
 from densenet import spec as spec_lib
-from densenet import training
+from densenet._env import compat
+from densenet.weights import assign
+from densenet.weights import checkpoints as weights_lib
+from densenet.weights import convert
 
 # What the network needs when no checkpoint says otherwise: the defaults of
 # `densenet_arg_scope` and `nets.root_block`, inputs used as given.
@@ -35,11 +39,84 @@ _RESERVED = {'inputs': 'call the model on the images',
              'is_training': 'call the model with training=True or False'}
 
 
+class SlimModel(tf_keras.Model):
+  """A tf-keras Model running a tf-slim network function.
+
+  Args:
+    net_fn: `net_fn(images, is_training) -> logits` (or `(logits,
+      end_points)`), building its variables with tf-slim /
+      `tf.compat.v1.get_variable`. `images` is `[batch, height, width, 3]`.
+    name: Optional Keras name of the model.
+  """
+
+  def __init__(self, net_fn, name=None):
+    super().__init__(name=name)
+    self._net_fn = net_fn
+    # tf-slim's pooling layers need a graph name scope; eager calls trace.
+    # No autograph: slim code has no tensor-dependent Python control flow,
+    # and converting it would only slow the trace down. Held in a plain
+    # namespace, not as a tf.function attribute, which SavedModel would
+    # export and re-trace outside the variable store (it saves `call`).
+    self._eager = types.SimpleNamespace(
+        net=tf.function(self._run_net, autograph=False))
+
+  def _run_net(self, images, training):
+    # Each build numbers default-named scopes as a fresh graph would.
+    with compat.fresh_variable_scope_counts():
+      outputs = self._net_fn(images, training)
+    if isinstance(outputs, (tuple, list)):
+      outputs = outputs[0]
+    return outputs
+
+  @compat.track_tf1_style_variables
+  def call(self, inputs, training=False):  # pylint: disable=arguments-differ
+    """`[batch, height, width, 3]` images -> the logits of `net_fn`."""
+    if tf.executing_eagerly():
+      return self._eager.net(inputs, bool(training))
+    return self._run_net(inputs, training)
+
+  def compile(self, optimizer='rmsprop', loss=None, metrics=None, **kwargs):
+    """tf_keras' `Model.compile`, refusing Keras 3 objects with a clear error.
+
+    Raises:
+      ValueError: If `optimizer`, `loss` or a metric is a Keras 3 object
+        (`keras.*`, which `tf.keras` is in TensorFlow >= 2.16).
+    """
+    for argument, value in (('optimizer', optimizer), ('loss', loss),
+                            ('metrics', metrics),
+                            ('weighted_metrics',
+                             kwargs.get('weighted_metrics'))):
+      for item in tf.nest.flatten(value):
+        origin = _keras3_origin(item)
+        if origin:
+          raise ValueError(
+              '%s is a Keras 3 object (%s; tf.keras is Keras 3 in TensorFlow '
+              '>= 2.16), but this model is a tf_keras model: `import tf_keras` '
+              'and pass tf_keras objects, e.g. tf_keras.optimizers.SGD(0.01), '
+              'tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)'
+              ', or their string names.' % (argument, origin))
+    super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+  def variables_by_name(self):
+    """{slim variable name: variable} of every variable of the network."""
+    return {weights_lib.variable_key(v): v for v in self.variables}
+
+
+def _keras3_origin(item):
+  """'module.Name' of a Keras 3 object, function or class, else None."""
+  kind = item if inspect.isfunction(item) or isinstance(item, type) else (
+      type(item))
+  module = getattr(kind, '__module__', None) or ''
+  if module.split('.')[0] != 'keras':
+    return None
+  return '%s.%s' % (module, kind.__qualname__)
+
+
 def keras_model(model, num_classes=None, checkpoint=None,
                 **constructor_kwargs):
   """A DenseNet as a tf_keras model (`tf_keras.Model`, not Keras 3).
 
-  The model is a `training.SlimModel`: `model(images, training=False)`
+  The model is a `SlimModel`: `model(images, training=False)`
   maps `[batch, height, width, 3]` float32 images to the constructor's
   output: `[batch, num_classes]` logits, `[batch, h, w, num_classes]` with
   `global_pool=False`, or features when `num_classes` is None. It works
@@ -71,12 +148,12 @@ def keras_model(model, num_classes=None, checkpoint=None,
       (that is the call's `training`).
 
   Returns:
-    The built `training.SlimModel` (a `tf_keras.Model`), weights loaded.
+    The built `SlimModel` (a `tf_keras.Model`), weights loaded.
 
   Raises:
     ValueError: For an unknown model name, a constructor argument the model
       sets itself, or weights that do not fit the network (missing or
-      misshaped variables; `convert.WeightMismatchError`).
+      misshaped variables; `weights_lib.WeightMismatchError`).
   """
   for reserved, instead in _RESERVED.items():
     if reserved in constructor_kwargs:
@@ -101,7 +178,7 @@ def keras_model(model, num_classes=None, checkpoint=None,
                            is_training=is_training, **constructor_kwargs)
     return net
 
-  keras = training.SlimModel(net_fn, name=scope)
+  keras = SlimModel(net_fn, name=scope)
   _build(keras)
   if weights is not None:
     _assign(keras, weights, scope)
@@ -123,7 +200,7 @@ def checkpoint_contract(checkpoint, model_name=None):
   """
   weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
   recorded = (metadata['source'] != 'densenet' or
-              convert.read_metadata(checkpoint) is not None)
+              weights_lib.read_metadata(checkpoint) is not None)
   contract = {'batch_norm_epsilon': metadata['batch_norm_epsilon'],
               'root_padding': metadata.get('root_padding', 'symmetric'),
               'normalization': metadata['normalization'] if recorded else None}
@@ -172,12 +249,12 @@ def _assign(model, weights, scope):
   """Loads `{name relative to scope: array}` into the model, by name.
 
   Raises:
-    convert.WeightMismatchError: If a variable has no weight or one of
+    weights_lib.WeightMismatchError: If a variable has no weight or one of
       another shape.
   """
   named = [types.SimpleNamespace(op=types.SimpleNamespace(name=name),
                                  shape=variable.shape, variable=variable)
            for name, variable in model.variables_by_name().items()]
-  pairs, _ = convert.match_variables(weights, named, scope)
+  pairs, _ = assign.match_variables(weights, named, scope)
   for proxy, value in pairs:
     proxy.variable.assign(value)

@@ -36,7 +36,7 @@ import importlib.util
 import os
 import sys
 
-from densenet import runtime
+from densenet._env import runtime
 
 _ALIAS = 'tf_keras.legacy_tf_layers'
 _TARGET = 'tf_keras.src.legacy_tf_layers'

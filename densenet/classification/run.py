@@ -35,65 +35,24 @@ import time
 import tensorflow as tf
 import tf_keras
 
-from densenet import nets
-from densenet import recipe
-from densenet import rundir
-from densenet import schedules
-from densenet import signals
 from densenet import spec as spec_lib
-from densenet import training
+from densenet.classification import evaluation
+from densenet.classification import recipe
 from densenet.datasets import pipeline
 from densenet.datasets import tfrecords
+from densenet.training import distribute
+from densenet.training import rundir
+from densenet.training import schedules
+from densenet.training import signals
+from densenet.training import summaries
+from densenet.training import trainer as trainer_lib
+from densenet.weights import checkpoints
 
 # The paper's recipe (Huang et al. 2017, Section 4.2).
 DEFAULTS = recipe.PAPER_RECIPE
 
 CONFIG_FILE = rundir.CONFIG_FILE
 RESULTS_FILE = 'results.json'
-
-
-def model_fn(name):
-  """The constructor of model `name` (see the module docstring).
-
-  Returns:
-    `fn(images, num_classes, is_training, dropout_rate) -> (logits,
-    end_points)`, its variables under the scope `name`.
-
-  Raises:
-    ValueError: If `name` is neither an architecture name nor a CIFAR
-      DenseNet name (see `densenet.spec.resolve`).
-  """
-  resolved = spec_lib.resolve(name)
-  constructor = getattr(nets, resolved.constructor)
-  return functools.partial(constructor, **resolved.kwargs) if (
-      resolved.kwargs) else constructor
-
-
-def make_net_fn(model, num_classes, dropout_rate=0.0,
-                weight_decay=DEFAULTS['weight_decay']):
-  """`net_fn(images, is_training) -> logits` for `densenet.training`.
-
-  Args:
-    model: A model name or `densenet_X` config (see `model_fn`), or a
-      `densenet.spec.ModelSpec` (its epsilon, stem padding and
-      memory_efficient are used).
-    num_classes: Number of classes of the logits.
-    dropout_rate: Dropout after each convolution.
-    weight_decay: L2 weight decay of the convolution kernels (slim's
-      `l2_regularizer`: `weight_decay * sum(w ** 2) / 2`, whose gradient is
-      the `weight_decay * w` of SGD weight decay).
-
-  Returns:
-    A function mapping `[batch, height, width, 3]` normalized images to
-    `[batch, num_classes]` logits.
-  """
-  spec = model if isinstance(model, spec_lib.ModelSpec) else (
-      spec_lib.ModelSpec(model))
-  return spec.replace(num_classes=num_classes).net_fn(
-      weight_decay=weight_decay, dropout_rate=dropout_rate)
-
-
-step_learning_rate = schedules.step
 
 
 def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
@@ -108,10 +67,10 @@ def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
   [117150, 175725), 0.001 from 175725 on.
 
   Returns:
-    `fn(step) -> learning rate`; see `step_learning_rate`.
+    `fn(step) -> learning rate`; see `densenet.training.schedules.step`.
   """
   num_steps = steps_per_epoch * epochs
-  return step_learning_rate(
+  return schedules.step(
       base_learning_rate, [int(f * num_steps) for f in decay_fractions],
       decay)
 
@@ -141,7 +100,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   `train_dir`.
 
   Fine-tuning: the weights of `initial_checkpoint` define the contract. If
-  its `densenet_metadata` (a `densenet.convert` checkpoint) records a
+  its `densenet_metadata` (a `densenet.weights.convert` checkpoint) records a
   batch-norm epsilon, stem padding and input normalization, the run builds
   and normalizes with them and records them in its config.
 
@@ -149,7 +108,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     data_dir: A directory written by `densenet.datasets` (CIFAR or an image
       folder): its 'train' split is trained on.
     train_dir: Where checkpoints, summaries, config.json and results.json go.
-    model: A model name or `densenet_X` config dict (see `model_fn`).
+    model: An architecture name or `densenet_X` config dict (see
+      `densenet.spec.resolve`).
     augment: The standard augmentation (the paper's "+" datasets).
     batch_size: Global batch size (over all replicas).
     epochs: Epochs of training; the learning rate decays at
@@ -159,11 +119,13 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     learning_rate, learning_rate_decay_fractions, learning_rate_decay: The
       step schedule (see `paper_learning_rate`).
     momentum, nesterov: SGD momentum.
-    weight_decay: L2 weight decay (see `make_net_fn`).
+    weight_decay: L2 weight decay of the convolution kernels (slim's
+      `l2_regularizer`: `weight_decay * sum(w ** 2) / 2`, whose gradient is
+      the `weight_decay * w` of SGD weight decay).
     dropout_rate: Dropout after each convolution; default 0.2 without
       augmentation and 0 with it (the paper).
     normalization: Input normalization (see
-      `densenet.datasets.pipeline.normalizer`); default the initial
+      `densenet.preprocessing.normalizer`); default the initial
       checkpoint's, else a resumed run's, else the dataset's (CIFAR: its
       training-set mean/std; folders: 'torch').
     initial_checkpoint: Optional checkpoint (e.g. converted ImageNet weights)
@@ -174,7 +136,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     eval_every_epochs: Evaluate (TensorBoard `eval/`) every this many
       epochs; 0 only at the end.
     checkpoint_every: Steps between checkpoints.
-    strategy: A `tf.distribute.Strategy` (default `training.get_strategy()`).
+    strategy: A `tf.distribute.Strategy` (default `distribute.get_strategy()`).
     shuffle_buffer: Shuffle buffer in images.
     seed: Optional seed of the shuffle and augmentation.
     progress: Whether to show progress bars.
@@ -198,11 +160,11 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       (cut short; its step is already saved). Re-running resumes.
   """
   metadata = tfrecords.read_metadata(data_dir)
-  strategy = strategy or training.get_strategy()
+  strategy = strategy or distribute.get_strategy()
   # Every worker resolves the settings from the run's saved config; only the
   # chief writes to train_dir (the others to a temporary one: chief_dir).
   saved = rundir.read_config(train_dir)
-  train_dir = training.chief_dir(train_dir, strategy)
+  train_dir = distribute.chief_dir(train_dir, strategy)
   num_train = tfrecords.split_info(metadata, 'train')['num_examples']
   if batch_size < 1 or batch_size > num_train:
     raise ValueError('batch_size must be in [1, %d] (the training images), '
@@ -216,7 +178,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   settings = spec_lib.merge_settings(
       {'normalization': normalization, 'batch_norm_epsilon': None,
        'root_padding': None, 'memory_efficient': memory_efficient},
-      spec_lib.read_contract(initial_checkpoint) if initial_checkpoint
+      checkpoints.read_contract(initial_checkpoint) if initial_checkpoint
       else None, saved,
       dict(spec_lib.DEFAULTS, normalization=metadata['normalization']))
   config = dict(settings, **{
@@ -242,10 +204,10 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   })
   rundir.check_config(train_dir, saved, config, _FIXED_SETTINGS)
   spec = spec_lib.ModelSpec.from_config(config)
-  trainer = training.Trainer(
+  trainer = trainer_lib.Trainer(
       spec.net_fn(weight_decay=weight_decay,
                   dropout_rate=config['dropout_rate']),
-      _cross_entropy, train_dir, batch_size, strategy=strategy,
+      evaluation.cross_entropy, train_dir, batch_size, strategy=strategy,
       optimizer_fn=lambda: tf_keras.optimizers.SGD(
           learning_rate, momentum=momentum, nesterov=nesterov),
       learning_rate_fn=schedules.step(
@@ -278,7 +240,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     # next step): with several, the request goes into that step instead
     # (see Trainer.train), and evaluations run to their end.
     should_stop = ((lambda: request.signal_name is not None)
-                   if training.num_workers(strategy) == 1 else None)
+                   if distribute.num_workers(strategy) == 1 else None)
     while step < num_steps or result is None:
       target = min(num_steps, (step // chunk + 1) * chunk)
       result = trainer.train(dataset, target, num_files=len(
@@ -287,14 +249,14 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
       losses += result.losses
       if eval_dataset is not None and (step % chunk == 0 or
                                        step == num_steps):
-        metrics = evaluate_model(trainer.model, eval_dataset,
+        metrics = evaluation.evaluate_model(trainer.model, eval_dataset,
                                  should_stop=should_stop)
         if metrics is None:
-          raise training.Interrupted(request.signal_name, step,
+          raise trainer_lib.Interrupted(request.signal_name, step,
                                      result.checkpoint)
         with eval_writer.as_default():
-          training.write_scalar('top1_error', metrics['top1_error'], step)
-          training.write_scalar('loss', metrics['loss'], step)
+          summaries.write_scalar('top1_error', metrics['top1_error'], step)
+          summaries.write_scalar('loss', metrics['loss'], step)
         eval_writer.flush()
   results = {
       'config': config,
@@ -310,128 +272,10 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   return dict(results, losses=losses)
 
 
-def evaluate_model(model, dataset, should_stop=None):
-  """Top-1 error, accuracy and mean cross-entropy of `model` on `dataset`.
-
-  Args:
-    model: A `densenet.training.SlimModel` (or any callable `model(images,
-      training=False) -> [batch, num_classes]` logits).
-    dataset: Finite `tf.data.Dataset` of `(images, labels)` batches.
-    should_stop: Optional `() -> bool`, asked before every batch; when True
-      the evaluation stops and returns None (training's stop on a signal).
-
-  Returns:
-    {'top1_error', 'top1_accuracy', 'loss', 'num_examples'} (Python floats
-    and int), or None if `should_stop` cut it short.
-  """
-
-  @tf.function
-  def batch_metrics(images, labels):
-    logits = model(images, training=False)
-    labels = tf.cast(labels, tf.int64)
-    correct = tf.reduce_sum(tf.cast(
-        tf.equal(tf.argmax(logits, -1), labels), tf.int64))
-    loss = tf.reduce_sum(_cross_entropy(labels, logits))
-    return correct, loss
-
-  correct, loss, count = 0, 0.0, 0
-  for images, labels in dataset:
-    if should_stop is not None and should_stop():
-      return None
-    batch_correct, batch_loss = batch_metrics(images, labels)
-    correct += int(batch_correct)
-    loss += float(batch_loss)
-    count += int(labels.shape[0])
-  if not count:
-    raise ValueError('The evaluation dataset is empty.')
-  accuracy = correct / count
-  return {'top1_error': 1.0 - accuracy, 'top1_accuracy': accuracy,
-          'loss': loss / count, 'num_examples': count}
-
-
-def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
-             model=None, num_classes=None, normalization=None, batch_size=100,
-             output=None):
-  """Evaluates a checkpoint: top-1 error on a dataset split.
-
-  Everything not given is taken from `train_dir/config.json` (written by
-  `train`), and the checkpoint defaults to the latest in `train_dir`.
-
-  Args:
-    train_dir: A training directory of `train`, or None.
-    checkpoint: A checkpoint prefix or directory (default: `train_dir`).
-    data_dir: A `densenet.datasets` directory (default: the training one).
-    split: The split (default 'test', or 'validation' if there is no test).
-    model: Model name (see `model_fn`).
-    num_classes: Classes of the logits (default: the dataset's).
-    normalization: Input normalization (default: training's, or the
-      dataset's).
-    batch_size: Evaluation batch size.
-    output: Optional path of a JSON file for the results.
-
-  Returns:
-    {'top1_error', 'top1_accuracy', 'loss', 'num_examples', 'checkpoint',
-    'global_step', 'model', 'data_dir', 'split'}.
-
-  Raises:
-    ValueError: If a setting is missing, or the checkpoint lacks a variable
-      of the model or has another shape for it.
-  """
-  config = {}
-  if train_dir is not None:
-    config = rundir.read_json(os.path.join(train_dir, CONFIG_FILE))
-  checkpoint = checkpoint or train_dir
-  data_dir = data_dir or config.get('data_dir')
-  model = model or config.get('model')
-  for name, value in (('checkpoint', checkpoint), ('data_dir', data_dir),
-                      ('model', model)):
-    if value is None:
-      raise ValueError('%s is required (or a train_dir whose config.json '
-                       'has it).' % name)
-  if os.path.isdir(checkpoint):
-    directory, checkpoint = checkpoint, tf.train.latest_checkpoint(checkpoint)
-    if checkpoint is None:
-      raise ValueError('No checkpoint in %r.' % (directory,))
-  metadata = tfrecords.read_metadata(data_dir)
-  if split is None:
-    split = 'test' if 'test' in metadata['splits'] else 'validation'
-  num_classes = num_classes or config.get('num_classes') or (
-      metadata['num_classes'])
-  normalization = normalization or config.get('normalization') or (
-      metadata['normalization'])
-  dataset = pipeline.input_pipeline(
-      tfrecords.read_split(data_dir, split, metadata), batch_size,
-      normalization, is_training=False)
-  spec = spec_lib.ModelSpec.from_config(config, architecture=model,
-                                        num_classes=num_classes,
-                                        normalization=normalization)
-  net = training.SlimModel(spec.net_fn())
-  net(next(iter(dataset))[0][:1], training=False)  # Creates the variables.
-  training.restore_by_name(net.variables_by_name(), checkpoint).check(
-      'Checkpoint %s does not match %s with %d classes' %
-      (checkpoint, model, num_classes))
-  results = evaluate_model(net, dataset)
-  reader = tf.train.load_checkpoint(checkpoint)
-  results.update(
-      checkpoint=checkpoint, model=model, data_dir=os.path.abspath(data_dir),
-      split=split,
-      global_step=(int(reader.get_tensor(training.GLOBAL_STEP))
-                   if reader.has_tensor(training.GLOBAL_STEP) else None))
-  if output:
-    rundir.write_json(output, results)
-  return results
-
-
-def _cross_entropy(labels, logits):
-  """Per-example softmax cross-entropy, `[batch]`."""
-  return tf.nn.sparse_softmax_cross_entropy_with_logits(
-      tf.cast(labels, tf.int64), logits)
-
-
 def _restore_backbone(net, spec, checkpoint):
   """Fine-tuning start: every variable but the logits from `checkpoint`."""
   logits_scope = spec.scope + '/logits'
-  report = training.restore_by_name(net.variables_by_name(), checkpoint,
+  report = checkpoints.restore_by_name(net.variables_by_name(), checkpoint,
                                     exclude_scopes=[logits_scope])
   report.check('initial_checkpoint %s does not fit %s' %
                (checkpoint, spec.architecture), allow_missing=[logits_scope],

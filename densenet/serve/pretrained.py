@@ -1,14 +1,14 @@
 """Classify images with pretrained weights in three lines (notebook helpers).
 
-    from densenet.pretrained import load_pretrained
+    from densenet.serve.pretrained import load_pretrained
     model = load_pretrained('densenet_121', '/tmp/densenet_121/model.ckpt')
     model.predict(['cat.jpg', 'dog.png'])   # [[('tabby', 0.61), ...], ...]
 
-`load_pretrained` accepts anything `densenet.convert.read_weights` reads: a
+`load_pretrained` accepts anything `densenet.weights.convert.read_weights` reads: a
 converted checkpoint (its metadata gives the model, BN epsilon and input
 normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
 a torchvision state dict. The network runs in its own `tf.Graph` and
-`tf.compat.v1.Session`, as `densenet.inference.optimize` rewrites it (batch
+`tf.compat.v1.Session`, as `densenet.serve.rewrite.optimize` rewrites it (batch
 norm folded, weights constant).
 """
 
@@ -17,8 +17,9 @@ import importlib.resources
 import numpy as np
 import tensorflow as tf
 
-from densenet import convert
-from densenet import inference
+from densenet.weights import assign
+from densenet.weights import convert
+from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet import spec as spec_lib
 
@@ -112,13 +113,13 @@ class Classifier(object):
     with self.graph.as_default():
       self._images, self._logits = build_classifier(self.model_name, metadata)
       self._probabilities = tf.nn.softmax(self._logits)
-      init_fn = convert.assign_fn(weights, scope=spec_lib.resolve(
+      init_fn = assign.assign_fn(weights, scope=spec_lib.resolve(
           self.model_name).scope)
       self.graph.finalize()
     self.session = tf.compat.v1.Session(graph=self.graph)
     init_fn(self.session)
     self.session, (self._images, self._logits, self._probabilities) = (
-        inference.optimize(self.session, (self._images, self._logits,
+        rewrite.optimize(self.session, (self._images, self._logits,
                                           self._probabilities)))
     self.graph = self.session.graph
     self.graph.finalize()

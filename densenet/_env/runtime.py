@@ -5,7 +5,7 @@ command-line layer can call `configure()` first thing, before any module that
 loads TensorFlow. Library users who import TensorFlow themselves before
 `densenet` get whatever their environment says; see `configure`'s docstring.
 
-    from densenet import runtime
+    from densenet._env import runtime
     runtime.configure(verbose=False)   # before `import tensorflow`
 
 CPU kernels: TensorFlow leaves oneDNN off by default on x86 CPUs without

@@ -24,7 +24,7 @@ from PIL import Image
 from PIL import ImageDraw
 from tqdm import tqdm
 
-from segmentation import data
+from segmentation.data import labels as labels_lib
 
 CLASS_NAMES = ('background', 'disc', 'square', 'triangle', 'ring', 'cross')
 NUM_CLASSES = len(CLASS_NAMES)
@@ -176,7 +176,7 @@ def generate(root, num_train=320, num_val=80, size=128, seed=0,
       image, label = render_scene(rng, size)
       Image.fromarray(image).save(
           os.path.join(root, 'JPEGImages', image_id + '.jpg'), quality=90)
-      data.save_label_png(
+      labels_lib.save_label_png(
           os.path.join(root, 'SegmentationClass', image_id + '.png'), label)
       bar.update(1)
     with open(os.path.join(root, 'ImageSets', 'Segmentation', split + '.txt'),

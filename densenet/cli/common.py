@@ -18,7 +18,7 @@ status, by one table:
     143  terminated (SIGTERM), after training saved its checkpoint
 
 Training commands stop on SIGTERM or SIGINT between steps, save the step
-reached and end with one line (`densenet.signals.Interrupted`), e.g.
+reached and end with one line (`densenet.training.signals.Interrupted`), e.g.
 `segmentation train: stopped by SIGTERM at step 37; checkpoint
 runs/seg/model.ckpt-37 saved; run the same command to resume.`
 
@@ -34,8 +34,8 @@ import traceback
 
 import densenet
 from densenet import architectures
-from densenet import runtime
-from densenet import signals
+from densenet._env import runtime
+from densenet.training import signals
 from densenet import spec
 
 EXIT_SUCCESS = 0

@@ -1,6 +1,6 @@
 """Learning-rate schedules: `fn(global_step) -> learning rate` for the trainer.
 
-    from densenet import schedules
+    from densenet.training import schedules
     trainer = training.Trainer(..., learning_rate_fn=schedules.poly(
         0.01, num_steps=30000, warmup_steps=100))
 

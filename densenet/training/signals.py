@@ -7,7 +7,7 @@ signal only records its name; the training loop looks at the request between
 steps, never in the middle of a step or of a checkpoint write, saves the
 checkpoint of the step reached and raises `Interrupted`:
 
-    from densenet import signals
+    from densenet.training import signals
     with signals.stop_on_signals() as request:
       for step in range(num_steps):
         if request.signal_name:

@@ -1,29 +1,17 @@
-"""The `densenet` command: a thin layer over the library.
+"""`densenet convert`, `classify` and `export`: pretrained weights in use.
 
     densenet convert densenet121_weights_tf_dim_ordering_tf_kernels.h5 \\
         /tmp/densenet_121/model.ckpt
     densenet classify cat.jpg dog.png --checkpoint /tmp/densenet_121/model.ckpt
     densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
 
-Each command group lives in a registrar function `add_<name>_parser(
-subparsers)` that adds its subparser(s) with `cli_common.add_command`; the
-command's function receives the parsed `argparse.Namespace` and returns the
-exit status. To add commands, write a registrar (in any module) and append it
-to `REGISTRARS`. Exit statuses and `--verbose`: see `densenet.cli_common`.
-
-This module and its registrars import no TensorFlow at load time: each
-command imports the library when it runs.
+Registrars of `densenet.cli`; no TensorFlow at load time.
 """
 
 import json
 import os
-import sys
 
-from densenet import cli_common
-from densenet import train_cli
-
-# Registrars are appended at the end of this module (after their definitions).
-REGISTRARS = []
+from densenet.cli import common
 
 # ---------------------------------------------------------------------------
 # densenet convert
@@ -31,7 +19,7 @@ REGISTRARS = []
 
 def add_convert_parser(subparsers):
   """`densenet convert SOURCE OUTPUT`: pretrained weights -> our checkpoint."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'convert', run_convert,
       help='Convert Keras / pudae / torchvision DenseNet weights into a '
       'checkpoint of this library.',
@@ -39,7 +27,7 @@ def add_convert_parser(subparsers):
       'of densenet_121/169/201/161 that records the BN epsilon and the input '
       'normalization of its source.')
   parser.add_argument(
-      'source', type=cli_common.checkpoint_path,
+      'source', type=common.checkpoint_path,
       help='Keras .h5/.keras file, pudae checkpoint prefix '
       '(tf-densenet121.ckpt), or torchvision state dict as .npz.')
   parser.add_argument('output', help='Output checkpoint prefix, e.g. '
@@ -47,7 +35,7 @@ def add_convert_parser(subparsers):
   parser.add_argument('--source-format', choices=('keras', 'pudae',
                                                   'torchvision'),
                       help='Format of SOURCE (default: detected).')
-  parser.add_argument('--model', type=cli_common.architecture_name,
+  parser.add_argument('--model', type=common.architecture_name,
                       help='Target model (default: inferred from the '
                       'weights), e.g. densenet_121.')
 
@@ -55,10 +43,10 @@ def add_convert_parser(subparsers):
 def run_convert(args):
   if (args.source_format == 'pudae'
       and not os.path.isfile(args.source + '.index')):
-    raise cli_common.UsageError(
+    raise common.UsageError(
         '--source-format pudae needs a TF checkpoint prefix (%s.index does '
         'not exist).' % args.source)
-  from densenet import convert  # pylint: disable=g-import-not-at-top
+  from densenet.weights import convert  # pylint: disable=g-import-not-at-top
   metadata = convert.convert(args.source, args.output,
                              source_format=args.source_format,
                              model_name=args.model, progress=True)
@@ -76,20 +64,20 @@ def run_convert(args):
 
 def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
-                      type=cli_common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
+                      type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
                       '.h5/.keras file).')
-  parser.add_argument('--model', type=cli_common.architecture_name,
+  parser.add_argument('--model', type=common.architecture_name,
                       help='Model name (default: from the checkpoint), e.g. '
                       'densenet_121.')
-  parser.add_argument('--resize-size', type=cli_common.positive_int,
+  parser.add_argument('--resize-size', type=common.positive_int,
                       default=256, help='Shorter side after resizing.')
-  parser.add_argument('--crop-size', type=cli_common.positive_int,
+  parser.add_argument('--crop-size', type=common.positive_int,
                       default=224, help='Side of the central crop.')
 
 
 def add_classify_parser(subparsers):
   """`densenet classify IMAGE...`: top-k ImageNet classes of image files."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'classify', run_classify,
       help='Print the top-k classes of images.',
       description='Classify image files (JPEG, PNG, WebP...) with pretrained '
@@ -100,9 +88,9 @@ def add_classify_parser(subparsers):
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to classify.')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=cli_common.positive_int, default=5,
+  parser.add_argument('--top', type=common.positive_int, default=5,
                       help='Classes per image.')
-  parser.add_argument('--batch-size', type=cli_common.positive_int,
+  parser.add_argument('--batch-size', type=common.positive_int,
                       default=16, help='Images per network run.')
   parser.add_argument('--json', action='store_true',
                       help='Print one JSON document instead of lines.')
@@ -110,8 +98,8 @@ def add_classify_parser(subparsers):
 
 def run_classify(args):
   # pylint: disable=g-import-not-at-top
-  from densenet import convert
-  from densenet import pretrained
+  from densenet.weights import convert
+  from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
                                            model_name=args.model)
   pretrained.check_top(args.top, metadata.get('num_classes'))
@@ -127,14 +115,14 @@ def run_classify(args):
     print(format_json(args.images, results, errors))
   elif results:
     print(format_lines(args.images, results))
-  return cli_common.report_unreadable('densenet classify', errors)
+  return common.report_unreadable('densenet classify', errors)
 
 
 def classify_images(model, paths, top=5, batch_size=16):
   """Classifies image files in batches, collecting the unreadable ones.
 
   Args:
-    model: A `densenet.pretrained.Classifier`.
+    model: A `densenet.serve.pretrained.Classifier`.
     paths: Image file paths.
     top: Classes per image.
     batch_size: Images per network run.
@@ -193,7 +181,7 @@ def format_json(paths, results, errors):
 
 def add_export_parser(subparsers):
   """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'export', run_export, help='Write a SavedModel (serving_default: encoded image '
       'bytes; serving_images: float images).',
       description='Export a pretrained classifier as a SavedModel that runs '
@@ -201,43 +189,15 @@ def add_export_parser(subparsers):
   parser.add_argument('export_dir', help='Directory to create, e.g. '
                       '/tmp/export/1 (TF Serving wants a version number).')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=cli_common.positive_int, default=5,
+  parser.add_argument('--top', type=common.positive_int, default=5,
                       help='k of the top_k outputs.')
 
 
 def run_export(args):
-  from densenet import export  # pylint: disable=g-import-not-at-top
+  from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
                             model_name=args.model, top=args.top,
                             resize_size=args.resize_size,
                             crop_size=args.crop_size)
   print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))
   return 0
-
-
-# ---------------------------------------------------------------------------
-
-REGISTRARS.extend([
-    add_convert_parser,
-    add_classify_parser,
-    add_export_parser,
-    train_cli.add_train_parser,
-    train_cli.add_evaluate_parser,
-])
-
-
-def build_parser(registrars=None):
-  """The argument parser with one subcommand per registrar."""
-  return cli_common.build_parser(
-      'densenet', 'DenseNets in TF-Slim: convert pretrained weights, classify '
-      'images, export SavedModels, train and evaluate classifiers.',
-      REGISTRARS if registrars is None else registrars)
-
-
-def main(argv=None):
-  """Entry point of the `densenet` console script; returns the exit status."""
-  return cli_common.main(build_parser(), argv)
-
-
-if __name__ == '__main__':
-  sys.exit(main())

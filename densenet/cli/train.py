@@ -16,7 +16,7 @@ class):
         --learning-rate 0.01 --batch-size 32
 
 SIGTERM and Ctrl-C stop training between steps after saving the step reached
-(exit 143 / 130, one line; `densenet.signals`); the same command resumes.
+(exit 143 / 130, one line; `densenet.training.signals`); the same command resumes.
 
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
 registrars of `densenet/cli.py` (see there). This module imports no
@@ -27,8 +27,8 @@ import argparse
 import json
 import os
 
-from densenet import cli_common
-from densenet import recipe
+from densenet.cli import common
+from densenet.classification import recipe
 
 PAPER_DATASETS = recipe.PAPER_DATASETS
 # densenet.datasets.tfrecords.METADATA_FILE, checked before loading TensorFlow.
@@ -38,8 +38,8 @@ _METADATA_FILE = 'metadata.json'
 def add_train_parser(subparsers):
   """Adds the `train` sub-command to an argparse `subparsers` object."""
   defaults = recipe.PAPER_RECIPE
-  positive_int = cli_common.positive_int
-  parser = cli_common.add_command(
+  positive_int = common.positive_int
+  parser = common.add_command(
       subparsers, 'train', run_train,
       help='Train a DenseNet classifier (the paper\'s CIFAR recipe by '
       'default).',
@@ -57,10 +57,10 @@ def add_train_parser(subparsers):
   data.add_argument('--dataset', choices=sorted(PAPER_DATASETS),
                     help='The paper\'s CIFAR datasets; "+" means standard '
                     'augmentation (sets --augment).')
-  data.add_argument('--source', type=cli_common.existing_path,
+  data.add_argument('--source', type=common.existing_path,
                     help='cifar-10-python.tar.gz / cifar-100-python.tar.gz '
                     'or its extracted folder (with --dataset).')
-  data.add_argument('--image-folder', type=cli_common.existing_dir,
+  data.add_argument('--image-folder', type=common.existing_dir,
                     help='A folder with one sub-folder of images per class.')
   data.add_argument('--image-size', type=positive_int, default=224,
                     help='Side of the images stored from --image-folder.')
@@ -78,12 +78,12 @@ def add_train_parser(subparsers):
                      help='Checkpoints, TensorBoard events, config.json, '
                      'results.json.')
   model.add_argument('--model', default='densenet_bc_100_k12',
-                     type=cli_common.backbone,
+                     type=common.backbone,
                      help='A densenet.MODELS name, densenet[_bc]_<L>_k<k>, '
                      'or a densenet_X config as JSON, e.g. '
                      '\'{"num_units_per_block": [6, 6, 6], '
                      '"growth_rate": 12}\'.')
-  model.add_argument('--initial-checkpoint', type=cli_common.checkpoint_path,
+  model.add_argument('--initial-checkpoint', type=common.checkpoint_path,
                      help='Start from these weights (all but the logits).')
   model.add_argument('--memory-efficient', action='store_true',
                      help='Recompute activations in the backward pass '
@@ -96,7 +96,7 @@ def add_train_parser(subparsers):
                      default=defaults['epochs'], help='Epochs of training.')
   model.add_argument('--num-steps', type=positive_int,
                      help='Total steps, overriding --epochs.')
-  model.add_argument('--learning-rate', type=cli_common.non_negative_float,
+  model.add_argument('--learning-rate', type=common.non_negative_float,
                      default=defaults['learning_rate'],
                      help='Learning rate before the first decay.')
   model.add_argument('--learning-rate-decay-fractions', type=float,
@@ -112,19 +112,19 @@ def add_train_parser(subparsers):
   model.add_argument('--nesterov', action=argparse.BooleanOptionalAction,
                      default=defaults['nesterov'],
                      help='Nesterov momentum.')
-  model.add_argument('--weight-decay', type=cli_common.non_negative_float,
+  model.add_argument('--weight-decay', type=common.non_negative_float,
                      default=defaults['weight_decay'],
                      help='L2 weight decay of the convolution kernels.')
-  model.add_argument('--dropout-rate', type=cli_common.non_negative_float,
+  model.add_argument('--dropout-rate', type=common.non_negative_float,
                      help='Dropout after each convolution (default: 0.2 '
                      'without augmentation, 0 with it).')
   run = parser.add_argument_group('run')
-  run.add_argument('--eval-every-epochs', type=cli_common.non_negative_int,
+  run.add_argument('--eval-every-epochs', type=common.non_negative_int,
                    default=10,
                    help='Evaluate every N epochs (0: only at the end).')
   run.add_argument('--checkpoint-every', type=positive_int, default=1000,
                    help='Steps between checkpoints.')
-  cli_common.add_run_arguments(run)
+  common.add_run_arguments(run)
   run.add_argument('--seed', type=int,
                    help='Seed of the shuffle and augmentation.')
   run.add_argument('--json', action='store_true',
@@ -134,28 +134,28 @@ def add_train_parser(subparsers):
 
 def add_evaluate_parser(subparsers):
   """Adds the `evaluate` sub-command to an argparse `subparsers` object."""
-  parser = cli_common.add_command(
+  parser = common.add_command(
       subparsers, 'evaluate', run_evaluate,
       help='Top-1 error of a classifier checkpoint.',
       description='Evaluate a checkpoint on a densenet.datasets split. '
       'Settings not given come from --train-dir\'s config.json.')
-  parser.add_argument('--train-dir', type=cli_common.existing_dir,
+  parser.add_argument('--train-dir', type=common.existing_dir,
                       help='A directory of `densenet train`.')
-  parser.add_argument('--checkpoint', type=cli_common.checkpoint_path,
+  parser.add_argument('--checkpoint', type=common.checkpoint_path,
                       help='Checkpoint prefix or directory (default: the '
                       'latest in --train-dir).')
-  parser.add_argument('--data-dir', type=cli_common.existing_dir,
+  parser.add_argument('--data-dir', type=common.existing_dir,
                       help='TFRecord dataset directory (default: the one '
                       'of --train-dir).')
   parser.add_argument('--split',
                       help='Split to evaluate (default: test, or '
                       'validation).')
-  parser.add_argument('--model', type=cli_common.backbone,
+  parser.add_argument('--model', type=common.backbone,
                       help='Model name (default: the one of --train-dir).')
   parser.add_argument('--normalization',
                       help='A densenet.preprocessing mode (default: the one '
                       'of --train-dir, or the dataset\'s).')
-  parser.add_argument('--batch-size', type=cli_common.positive_int,
+  parser.add_argument('--batch-size', type=common.positive_int,
                       default=100, help='Images per evaluation step.')
   parser.add_argument('--output', help='Also write the results JSON here.')
   parser.add_argument('--json', action='store_true',
@@ -172,7 +172,7 @@ def run_train(args):
   augment = True if augment is None else augment
   has_data = os.path.isfile(os.path.join(args.data_dir, _METADATA_FILE))
   if not (has_data or (args.dataset and args.source) or args.image_folder):
-    raise cli_common.UsageError(
+    raise common.UsageError(
         '%s holds no dataset; give --dataset and --source (a CIFAR archive) '
         'or --image-folder to build it.' % args.data_dir)
   # pylint: disable=g-import-not-at-top

@@ -1,10 +1,10 @@
 """Inference graphs: variables frozen, batch norm folded, transitions reordered.
 
-    from densenet import inference
-    session, (images, logits) = inference.optimize(session, (images, logits))
+    from densenet.serve import rewrite
+    session, (images, logits) = rewrite.optimize(session, (images, logits))
     session.run(logits, {images: batch})          # same logits, faster
 
-    predict = inference.optimize_function(tf_function.get_concrete_function())
+    predict = rewrite.optimize_function(tf_function.get_concrete_function())
 
 `optimize` takes a Session whose graph is built in inference mode
 (`is_training=False`) and whose variables hold their values, and returns a

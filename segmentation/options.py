@@ -17,6 +17,9 @@ evaluation) the same two flags; `add_train_arguments` adds `--eval` and
 
 import argparse
 
+# The label of pixels that count for nothing (Pascal VOC's object borders,
+# padding): the loss, the metrics and the label checks skip them.
+IGNORE_LABEL = 255
 DEFAULT_EVAL_SCALES = (1.0,)
 DEEPLAB_EVAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 

@@ -1,10 +1,10 @@
 """Export a pretrained classifier as a SavedModel for serving.
 
-    from densenet import export
+    from densenet.serve import export
     export.export_saved_model('/tmp/densenet_121/model.ckpt', '/tmp/export/1')
 
 The SavedModel holds only core TensorFlow ops (no tf-slim, no Python code),
-and the network as `densenet.inference.optimize` rewrites it (weights
+and the network as `densenet.serve.rewrite.optimize` rewrites it (weights
 constant, batch norm folded),
 so `tf.saved_model.load` and TF Serving run it. Its signatures:
 
@@ -28,10 +28,11 @@ import os
 
 import tensorflow as tf
 
-from densenet import convert
-from densenet import inference
+from densenet.weights import assign
+from densenet.weights import convert
+from densenet.serve import rewrite
 from densenet import preprocessing
-from densenet import pretrained
+from densenet.serve import pretrained
 from densenet import spec as spec_lib
 
 BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
@@ -84,11 +85,11 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
         'top_k_probabilities': top_probabilities,
         'top_k_names': tf.gather(names, top_indices),
     }
-    init_fn = convert.assign_fn(weights,
+    init_fn = assign.assign_fn(weights,
                                 scope=spec_lib.resolve(model_name).scope)
     with tf.compat.v1.Session(graph=graph) as session:
       init_fn(session)
-      session, (image_bytes, images, outputs) = inference.optimize(
+      session, (image_bytes, images, outputs) = rewrite.optimize(
           session, (image_bytes, images, outputs))
       signature = tf.compat.v1.saved_model.predict_signature_def
       signatures = {

@@ -1,6 +1,6 @@
 """Atomic sharded TFRecord writing, for both applications.
 
-    from densenet import records
+    from densenet.datasets import records
     paths, counts = records.write_shards(output_dir, 'train',
                                          [shard_0_records, shard_1_records])
 

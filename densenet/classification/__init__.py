@@ -1,0 +1,26 @@
+"""Classification: the DenseNet paper's CIFAR recipe, fine-tuning, evaluation.
+
+    from densenet import classification, datasets
+
+    datasets.create_tfrecords('CIFAR10', 'cifar-10-python.tar.gz', 'data/c10')
+    results = classification.train('data/c10', 'runs/c10+',
+                                   model='densenet_bc_100_k12', augment=True)
+    classification.evaluate(train_dir='runs/c10+')
+
+Modules (their public names are also importable from this package, on first
+use): `recipe` (the paper's recipe as data, no TensorFlow), `run` (`train`,
+`paper_learning_rate`), `evaluation` (`evaluate`, `evaluate_model`).
+"""
+
+from densenet._env import lazy
+
+_PUBLIC = dict(
+    {name: 'densenet.classification.run'
+     for name in ('train', 'paper_learning_rate', 'DEFAULTS', 'CONFIG_FILE',
+                  'RESULTS_FILE')},
+    **{name: 'densenet.classification.evaluation'
+       for name in ('evaluate', 'evaluate_model')})
+
+__all__ = sorted(_PUBLIC)
+
+__getattr__, __dir__ = lazy.attributes(__name__, _PUBLIC)

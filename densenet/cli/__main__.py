@@ -1,0 +1,7 @@
+"""`python -m densenet.cli ...` runs the `densenet` command."""
+
+import sys
+
+from densenet import cli
+
+sys.exit(cli.main())

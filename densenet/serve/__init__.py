@@ -1,0 +1,23 @@
+"""Serving: pretrained classifiers, SavedModel export, faster inference graphs.
+
+Modules (their public names are also importable from this package, on first
+use):
+  pretrained:  `load_pretrained`, `Classifier` (a network in its own Session).
+  export:      `export_saved_model` (SavedModel signatures for TF Serving).
+  rewrite:     `optimize`, `optimize_function`: frozen weights, batch norm
+               folded into convolutions, transitions pooled first.
+"""
+
+from densenet._env import lazy
+
+_PUBLIC = {
+    'load_pretrained': 'densenet.serve.pretrained',
+    'Classifier': 'densenet.serve.pretrained',
+    'export_saved_model': 'densenet.serve.export',
+    'optimize': 'densenet.serve.rewrite',
+    'optimize_function': 'densenet.serve.rewrite',
+}
+
+__all__ = sorted(_PUBLIC)
+
+__getattr__, __dir__ = lazy.attributes(__name__, _PUBLIC)
