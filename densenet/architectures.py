@@ -54,6 +54,10 @@ ARCHITECTURES = collections.OrderedDict([
 
 NAMES = tuple(ARCHITECTURES)
 
+# Stem paddings of `densenet.layers.root.root_block`: 'symmetric' (Keras,
+# torchvision) or 'same' (TF's SAME, as pudae's checkpoints were built).
+ROOT_PADDINGS = ('symmetric', 'same')
+
 
 def cifar(depth, growth_rate, bc):
   """The settings of the paper's CIFAR DenseNet (-BC if `bc`), depth L, k."""

@@ -48,17 +48,24 @@ With initial_output_stride 4, S/dense_block1 is the stride-4 feature map and
 S/dense_block2 the stride-8 one (stride 2 and 4 with initial_output_stride 2).
 """
 
+import contextlib
 import inspect
 import numbers
 
-import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 from tf_slim.layers import utils as slim_utils
 
-import densenet_utils
 from densenet import architectures
-from densenet._env import compat
+from densenet.layers import batch_norm as batch_norm_lib
+from densenet.layers import blocks as blocks_lib
+from densenet.layers import inputs as inputs_lib
+from densenet.layers import root as root_lib
+
+# The stem, with its `padding` arg_scope (`slim.arg_scope([nets.root_block],
+# padding='same')` for pudae's checkpoints).
+root_block = root_lib.root_block
+ROOT_PADDINGS = architectures.ROOT_PADDINGS
 
 _ROOTS = ('imagenet', 'cifar')
 _INITIAL_OUTPUT_STRIDES = (1, 2, 4)
@@ -123,7 +130,7 @@ def densenet(inputs,
   Raises:
     ValueError: For a bad argument; the message names it.
   """
-  inputs = _as_inputs(inputs)
+  inputs = inputs_lib.as_inputs(inputs)
   if root not in _ROOTS:
     raise ValueError('root must be one of %s, got %r.' % (_ROOTS, root))
   if initial_output_stride not in _INITIAL_OUTPUT_STRIDES:
@@ -134,29 +141,29 @@ def densenet(inputs,
                                   num_classes < 1):
     raise ValueError('num_classes must be a positive int or None, got %r.' %
                      (num_classes,))
-  densenet_utils.check_is_training(is_training, allow_none=True)
-  inputs = _check_size(inputs, initial_output_stride * (
-      densenet_utils.minimum_input_size(blocks, output_stride,
+  batch_norm_lib.check_is_training(is_training, allow_none=True)
+  inputs = inputs_lib.check_size(inputs, initial_output_stride * (
+      blocks_lib.minimum_input_size(blocks, output_stride,
                                         initial_output_stride) - 1) + 1,
                        output_stride, scope or 'densenet')
   with tf.compat.v1.variable_scope(
       scope, 'densenet', [inputs], reuse=reuse,
-      custom_getter=_float32_variables(inputs.dtype)) as sc:
+      custom_getter=inputs_lib.float32_variables(inputs.dtype)) as sc:
     end_points_collection = sc.original_name_scope + '_end_points'
     with slim.arg_scope(
-        [slim.conv2d, slim.max_pool2d, densenet_utils.dense_unit,
-         densenet_utils.transition],
+        [slim.conv2d, slim.max_pool2d, blocks_lib.dense_unit,
+         blocks_lib.transition],
         outputs_collections=end_points_collection), \
         _training_scope(is_training), \
         _arg_scope_unless_none(
-            [densenet_utils.dense_unit, densenet_utils.transition],
+            [blocks_lib.dense_unit, blocks_lib.transition],
             memory_efficient=memory_efficient):
-      net = root_block(inputs, root, num_initial_filters,
+      net = root_lib.root_block(inputs, root, num_initial_filters,
                        initial_output_stride)
-      net = densenet_utils.stack_blocks_dense(
+      net = blocks_lib.stack_blocks_dense(
           net, blocks, output_stride, input_stride=initial_output_stride,
           outputs_collections=end_points_collection)
-      net = densenet_utils.batch_norm(
+      net = batch_norm_lib.batch_norm(
           net, activation_fn=tf.nn.relu, scope='postnorm',
           outputs_collections=end_points_collection)
       end_points = slim_utils.convert_collection_to_dict(
@@ -178,120 +185,9 @@ def densenet(inputs,
 densenet.default_image_size = 224
 
 
-_COMPUTE_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
-
-
-def _as_inputs(inputs):
-  """`inputs` as a Tensor the network computes in (see `densenet`).
-
-  Raises:
-    RuntimeError: Outside a TF1 graph and outside a TF1 variable store
-      (eagerly, or in a plain `tf.function`), where tf-slim cannot keep
-      variables.
-    ValueError: If the shape is not `[batch, height, width, channels]`.
-  """
-  _check_graph_mode()
-  if not tf.is_tensor(inputs):
-    array = np.asarray(inputs)
-    inputs = tf.convert_to_tensor(
-        array, None if array.dtype == np.float32 or array.dtype == np.float16
-        else tf.float32)
-  if inputs.dtype.base_dtype not in _COMPUTE_DTYPES:
-    inputs = tf.cast(inputs, tf.float32)
-  _check_inputs(inputs)
-  return inputs
-
-
-def _check_graph_mode():
-  """Raises the two ways to run the networks when neither is in use."""
-  if not tf.compat.v1.executing_eagerly_outside_functions():
-    return  # A TF1 graph: tf.compat.v1.Graph / Session code.
-  if not tf.executing_eagerly() and compat.has_tf1_variable_store():
-    return  # Traced under track_tf1_style_variables (densenet.keras_model).
-  raise RuntimeError(
-      'The DenseNet constructors are TF1 graph-mode (tf-slim) code and cannot '
-      'run %s. Two ways: densenet.keras_model(\'densenet_121\', ...) gives '
-      'the same network as a tf_keras model (eager, tf.function, fit, '
-      'SavedModel); or build it in tf.compat.v1 graph mode: `with '
-      'tf.Graph().as_default():` ... `tf.compat.v1.Session()`.' % (
-          'eagerly' if tf.executing_eagerly() else
-          'in a tf.function without a TF1 variable store'))
-
-
-def _check_inputs(inputs):
-  shape = inputs.shape
-  if shape.rank != 4:
-    raise ValueError('inputs must be a rank-4 [batch, height, width, '
-                     'channels] Tensor, got shape %s.' % shape)
-  if shape[-1] is None:
-    raise ValueError('inputs must have a known channel count, got shape %s.'
-                     % shape)
-
-
-def _check_size(inputs, minimum, output_stride, name):
-  """`inputs`, checked to be at least `minimum` pixels high and wide.
-
-  The root maps a size h to ceil(h / initial_output_stride) and every
-  downsampling transition floors a size by 2 (`minimum_input_size`); below
-  `minimum` a map would shrink to nothing. Sizes known when the graph is built
-  are checked now; unknown ones (placeholders, `tf.function`s with a dynamic
-  shape, SavedModel signatures) by an assertion that runs before the network
-  does, so small images fail with a message instead of giving NaN logits.
-
-  Raises:
-    ValueError: If a static height or width is below `minimum`.
-  """
-  what = ('%s needs images of at least %dx%d pixels (output_stride %s)' %
-          (name, minimum, minimum, output_stride))
-  height, width = inputs.shape[1], inputs.shape[2]
-  if (height is not None and height < minimum) or (
-      width is not None and width < minimum):
-    raise ValueError('inputs are too small: %s, got %sx%s (height x width).'
-                     % (what, height, width))
-  if height is not None and width is not None:
-    return inputs
-  size = tf.shape(inputs)[1:3]
-  check = tf.debugging.Assert(
-      tf.reduce_all(size >= minimum),
-      ['inputs are too small: %s, got (height, width):' % what, size],
-      name='check_input_size')
-  with tf.control_dependencies([check]):
-    return tf.identity(inputs)
-
-
-_LOW_PRECISION = (tf.bfloat16, tf.float16)
-
-
-def _float32_variables(dtype):
-  """A variable getter storing `dtype` variables as float32, or None.
-
-  Layers ask for variables of their inputs' dtype; for a low-precision dtype
-  the getter creates (or reuses) the float32 variable of the same name and
-  returns it cast to `dtype`.
-  """
-  if dtype.base_dtype not in _LOW_PRECISION:
-    return None
-
-  def float32_getter(getter, name, shape=None, dtype=None, *args, **kwargs):
-    if dtype is None or dtype.base_dtype not in _LOW_PRECISION:
-      return getter(name, shape, dtype, *args, **kwargs)
-    return tf.cast(getter(name, shape, tf.float32, *args, **kwargs), dtype)
-
-  return float32_getter
-
-
-class _NoOpScope(object):
-
-  def __enter__(self):
-    return None
-
-  def __exit__(self, *args):
-    return False
-
-
 def _training_scope(is_training):
   """arg_scope that sets `is_training` of batch norm and dropout."""
-  return _arg_scope_unless_none([densenet_utils.batch_norm, slim.dropout],
+  return _arg_scope_unless_none([batch_norm_lib.batch_norm, slim.dropout],
                                 is_training=is_training)
 
 
@@ -299,61 +195,8 @@ def _arg_scope_unless_none(list_ops, **kwargs):
   """`slim.arg_scope(list_ops, **kwargs)`, or no scope if the value is None."""
   (value,) = kwargs.values()
   if value is None:
-    return _NoOpScope()
+    return contextlib.nullcontext()
   return slim.arg_scope(list_ops, **kwargs)
-
-
-ROOT_PADDINGS = ('symmetric', 'same')
-
-
-@slim.add_arg_scope
-def root_block(inputs, root='imagenet', num_filters=64, initial_output_stride=4,
-               padding='symmetric'):
-  """The root block: `[B, H, W, C]` -> `[B, H / s, W / s, num_filters]`.
-
-  Args:
-    inputs: A `[batch, height, width, channels]` Tensor.
-    root: 'imagenet' (7x7 conv, BN-ReLU) or 'cifar' (3x3 conv).
-    num_filters: Filters of the convolution.
-    initial_output_stride: s: 4 (conv/2 then 3x3/2 max pool), 2 or 1.
-    padding: 'symmetric' zero-pads (3, 3) before the 7x7 conv and (1, 1)
-      before the max pool, as Keras and torchvision do (our default, and what
-      their weights need); 'same' uses TF's SAME padding ((2, 3) and (0, 1)
-      at even sizes), as pudae/tensorflow-densenet's checkpoints were built.
-      Set it with `slim.arg_scope([nets.root_block], padding='same')`; the
-      variables are the same either way.
-
-  Raises:
-    ValueError: If `padding` is not one of `ROOT_PADDINGS`.
-  """
-  if padding not in ROOT_PADDINGS:
-    raise ValueError('root_block padding must be one of %s, got %r.' %
-                     (ROOT_PADDINGS, padding))
-  same = padding == 'same'
-
-  def pad(net, amount):
-    return net if same else _pad(net, amount)
-
-  conv_stride = 1 if initial_output_stride == 1 else 2
-  conv_padding = 'SAME' if same else 'VALID'
-  if root == 'cifar':
-    net = slim.conv2d(pad(inputs, 1), num_filters, [3, 3], stride=conv_stride,
-                      padding=conv_padding, normalizer_fn=None,
-                      activation_fn=None, biases_initializer=None,
-                      scope='conv1')
-  else:
-    net = slim.conv2d(pad(inputs, 3), num_filters, [7, 7], stride=conv_stride,
-                      padding=conv_padding, scope='conv1')
-  if initial_output_stride == 4:
-    # Zero padding is safe for the max pool: its input is post-ReLU.
-    net = slim.max_pool2d(pad(net, 1), [3, 3], stride=2,
-                          padding=conv_padding, scope='pool1')
-  return net
-
-
-def _pad(inputs, amount):
-  """Zero-pads height and width by `amount` on each side (Keras' padding)."""
-  return tf.pad(inputs, [[0, 0], [amount, amount], [amount, amount], [0, 0]])
 
 
 class _Default(float):
@@ -473,19 +316,14 @@ def densenet_blocks(num_units_per_block, growth_rate, compression=0.5,
                      (dropout_rate,))
   blocks = []
   for i, num_units in enumerate(units):
-    blocks.append(densenet_utils.densenet_block(
+    blocks.append(blocks_lib.densenet_block(
         'dense_block%d' % (i + 1), num_units, growth_rate, bottleneck,
         dropout_rate))
     if i + 1 < len(units):
-      blocks.append(densenet_utils.transition_block(
+      blocks.append(blocks_lib.transition_block(
           'transition%d' % (i + 1), compression, stride=2,
           dropout_rate=dropout_rate))
   return blocks
-
-
-def _imagenet_model(name, num_units_per_block, growth_rate):
-  """Makes a `densenet_<name>` constructor for an ImageNet architecture."""
-
 
 
 # densenet_X's parameters that define an architecture: fixed by a named

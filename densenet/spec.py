@@ -41,7 +41,7 @@ import re
 from densenet import architectures
 
 NAMES = architectures.NAMES
-ROOT_PADDINGS = ('symmetric', 'same')
+ROOT_PADDINGS = architectures.ROOT_PADDINGS
 STRATEGIES = ('auto', 'default', 'mirrored', 'multi_worker')
 # What the weights expect from the network and the input pipeline.
 CONTRACT = ('batch_norm_epsilon', 'root_padding', 'normalization')
@@ -278,8 +278,8 @@ class ModelSpec(object):
     """
     import tf_slim as slim  # pylint: disable=g-import-not-at-top
     from densenet import nets  # pylint: disable=g-import-not-at-top
-    import densenet_utils  # pylint: disable=g-import-not-at-top
-    with slim.arg_scope(densenet_utils.densenet_arg_scope(
+    from densenet.layers import blocks  # pylint: disable=g-import-not-at-top
+    with slim.arg_scope(blocks.densenet_arg_scope(
         weight_decay=weight_decay,
         batch_norm_epsilon=self.batch_norm_epsilon,
         memory_efficient=self.memory_efficient, **kwargs)):

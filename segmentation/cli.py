@@ -24,11 +24,6 @@ import sys
 from densenet.cli import common
 from segmentation import options
 
-# Choices of `segmentation.model` and `segmentation.tasks`, here without
-# loading TensorFlow (tests/test_cli.py checks they match).
-HEADS = ('fcn', 'aspp', 'deeplabv3plus')
-OUTPUT_STRIDES = (8, 16, 32)
-OPTIMIZERS = ('momentum', 'adam')
 
 
 def _records(pattern):
@@ -147,9 +142,9 @@ def add_train_parser(subparsers):
                       'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
                       '"growth_rate": 12}\'.')
   parser.add_argument('--output-stride', type=int, default=16,
-                      choices=OUTPUT_STRIDES,
+                      choices=options.OUTPUT_STRIDES,
                       help='Stride of the backbone output.')
-  parser.add_argument('--head', default='aspp', choices=HEADS,
+  parser.add_argument('--head', default='aspp', choices=options.HEADS,
                       help='Segmentation head.')
   parser.add_argument('--depth', type=positive_int, default=256,
                       help='Channels of the ASPP and decoder.')
@@ -167,7 +162,8 @@ def add_train_parser(subparsers):
   parser.add_argument('--learning-rate', type=common.non_negative_float,
                       default=0.01,
                       help='Base learning rate of the poly schedule.')
-  parser.add_argument('--optimizer', default='momentum', choices=OPTIMIZERS,
+  parser.add_argument('--optimizer', default='momentum',
+                      choices=options.OPTIMIZERS,
                       help='SGD with momentum 0.9, or Adam.')
   parser.add_argument('--warmup-steps', type=common.non_negative_int,
                       default=0, help='Linear learning-rate warm-up.')
@@ -195,7 +191,8 @@ def run_train(args):
   # pylint: disable=g-import-not-at-top
   from densenet import training
   from segmentation import tasks
-  config = tasks.ModelConfig(
+  from segmentation.config import ModelConfig
+  config = ModelConfig(
       num_classes=args.num_classes, backbone=args.backbone,
       output_stride=args.output_stride, head=args.head, depth=args.depth,
       weight_decay=args.weight_decay, class_names=args.class_names,
@@ -300,8 +297,9 @@ def add_demo_parser(subparsers):
 
 
 def run_demo(args):
+  from segmentation import demo  # pylint: disable=g-import-not-at-top
   from segmentation import tasks  # pylint: disable=g-import-not-at-top
-  results = tasks.demo(args.work_dir, num_steps=args.steps,
+  results = demo.demo(args.work_dir, num_steps=args.steps,
                        batch_size=args.batch_size)
   if args.json:
     print(json.dumps(results, indent=2))

@@ -38,11 +38,12 @@ feature resolution) and `upsampled_logits`.
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet_utils
 from densenet import spec as spec_lib
+from densenet.layers.batch_norm import batch_norm
+from segmentation import options
 
-HEADS = ('fcn', 'aspp', 'deeplabv3plus')
-OUTPUT_STRIDES = (8, 16, 32)
+HEADS = options.HEADS
+OUTPUT_STRIDES = options.OUTPUT_STRIDES
 BASE_ATROUS_RATES = (6, 12, 18)   # At output stride 16.
 # Classification-only variables a backbone checkpoint holds.
 BACKBONE_EXCLUDES = ('logits',)
@@ -201,7 +202,7 @@ def build_model(images,
   spec = backbone_spec(backbone)
   network, scope = backbone_fn(spec)
   with spec.arg_scope(weight_decay=weight_decay), \
-      slim.arg_scope([densenet_utils.batch_norm, slim.dropout],
+      slim.arg_scope([batch_norm, slim.dropout],
                      is_training=is_training):
     features, end_points = network(images, is_training, output_stride,
                                    weight_decay=weight_decay)
@@ -223,3 +224,19 @@ def build_model(images,
   logits.set_shape([images.shape[0]] + static + [num_classes])
   end_points['upsampled_logits'] = logits
   return logits, end_points
+
+
+def net_fn(config):
+  """`net_fn(images, is_training) -> logits` of a `segmentation.config.ModelConfig`
+  (for `densenet.training`)."""
+  spec = config.spec()
+
+  def network(images, is_training):
+    logits, _ = build_model(
+        images, config.num_classes, backbone=spec,
+        output_stride=config.output_stride, head=config.head,
+        is_training=is_training, depth=config.depth,
+        dropout_rate=config.dropout_rate, weight_decay=config.weight_decay)
+    return logits
+
+  return network

@@ -1,4 +1,4 @@
-"""Evaluation options of the API and the command line (no TensorFlow import).
+"""Segmentation constants and evaluation options (no TensorFlow import).
 
 DeepLab evaluates at one scale by default and, for its best numbers, averages
 the softmax of six scales and their left-right flips:
@@ -20,6 +20,12 @@ import argparse
 # The label of pixels that count for nothing (Pascal VOC's object borders,
 # padding): the loss, the metrics and the label checks skip them.
 IGNORE_LABEL = 255
+
+# Segmentation heads (`segmentation.model`), output strides of the backbone,
+# optimizers of `segmentation train`.
+HEADS = ('fcn', 'aspp', 'deeplabv3plus')
+OUTPUT_STRIDES = (8, 16, 32)
+OPTIMIZERS = ('momentum', 'adam')
 DEFAULT_EVAL_SCALES = (1.0,)
 DEEPLAB_EVAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 

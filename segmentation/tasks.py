@@ -13,7 +13,6 @@ checkpoints of `densenet.training` and TensorBoard events (`train/`).
 
 import dataclasses
 import os
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -24,7 +23,6 @@ from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet.training import rundir
 from densenet.training import schedules
-from densenet import spec as spec_lib
 from densenet import training
 from densenet.weights import checkpoints as weights_checkpoints
 from segmentation import data
@@ -33,105 +31,7 @@ from segmentation import evaluation
 from segmentation import losses
 from segmentation import model as model_lib
 from segmentation import pictures
-from segmentation.data import synthetic
-
-CONFIG_FILE = rundir.CONFIG_FILE
-OPTIMIZERS = ('momentum', 'adam')
-
-# The demo's backbone: a small DenseNet (2, 3, 3, 2 units, k=16), with
-# DeepLab v3+ (ASPP and the stride-4 decoder, 64 channels) at output stride
-# 16. At equal steps (300, batch 16) the decoder lifts the validation mIoU
-# from 0.631 (ASPP alone, 128 channels) to 0.817 for 19 % more time a step.
-DEMO_BACKBONE = {'num_units_per_block': [2, 3, 3, 2], 'growth_rate': 16,
-                 'num_initial_filters': 32, 'scope': 'densenet_X'}
-DEMO_HEAD = {'head': 'deeplabv3plus', 'depth': 64, 'output_stride': 16}
-
-
-# Settings that may differ between a run and its resumption.
-_RESUMABLE = ('memory_efficient',)
-
-
-@dataclasses.dataclass
-class ModelConfig(object):
-  """Everything needed to rebuild a segmentation network (`config.json`).
-
-  Attributes:
-    num_classes: Classes, background included.
-    backbone: A `densenet.MODELS` name or a `densenet_X` config dict.
-    output_stride: 8, 16 or 32.
-    head: 'fcn', 'aspp' or 'deeplabv3plus'.
-    depth: ASPP / decoder channels.
-    dropout_rate: ASPP dropout.
-    weight_decay: L2 weight decay.
-    normalization: The `densenet.preprocessing` mode of the inputs.
-    class_names: Optional names, one per class.
-    batch_norm_epsilon, root_padding: What the backbone's weights expect
-      (see `densenet.spec.ModelSpec`).
-    memory_efficient: Dense units recompute in the backward pass; may change
-      when a run resumes.
-  normalization, batch_norm_epsilon, root_padding and memory_efficient left
-  None are resolved by `train` (`resolved`): the initial checkpoint's
-  contract, else the resumed run's, else `densenet.spec.DEFAULTS`.
-  """
-  num_classes: int
-  backbone: object = 'densenet_121'
-  output_stride: int = 16
-  head: str = 'aspp'
-  depth: int = 256
-  dropout_rate: float = 0.1
-  weight_decay: float = 1e-4
-  normalization: object = None
-  class_names: list = None
-  batch_norm_epsilon: float = None
-  root_padding: str = None
-  memory_efficient: bool = None
-
-  def names(self):
-    return list(self.class_names or ['class_%d' % i
-                                     for i in range(self.num_classes)])
-
-  def spec(self):
-    """The `densenet.spec.ModelSpec` of the network (backbone contract)."""
-    return spec_lib.ModelSpec.from_config(dataclasses.asdict(self))
-
-  def resolved(self, saved=None, checkpoint_contract=None):
-    """A copy with every None setting filled (see the class docstring).
-
-    Raises:
-      ValueError: If a given setting contradicts `checkpoint_contract`.
-    """
-    settings = spec_lib.merge_settings(
-        {name: getattr(self, name) for name in spec_lib.CONTRACT +
-         ('memory_efficient',)}, checkpoint_contract, saved)
-    return dataclasses.replace(self, **settings)
-
-  def save(self, model_dir):
-    """Writes `model_dir/config.json` atomically."""
-    rundir.write_config(model_dir, dataclasses.asdict(self))
-
-  @classmethod
-  def load(cls, model_dir):
-    """Raises ValueError if `model_dir` has no config.json."""
-    saved = rundir.read_config(model_dir)
-    if saved is None:
-      raise ValueError('%s has no %s: train a model there first.' %
-                       (model_dir, CONFIG_FILE))
-    return cls(**saved).resolved()
-
-
-def net_fn(config):
-  """`net_fn(images, is_training) -> logits` for `densenet.training`."""
-  spec = config.spec()
-
-  def network(images, is_training):
-    logits, _ = model_lib.build_model(
-        images, config.num_classes, backbone=spec,
-        output_stride=config.output_stride, head=config.head,
-        is_training=is_training, depth=config.depth,
-        dropout_rate=config.dropout_rate, weight_decay=config.weight_decay)
-    return logits
-
-  return network
+from segmentation.config import ModelConfig  # noqa: F401  (public here too)
 
 
 def build_data(output_dir, voc_root=None, image_dir=None, label_dir=None,
@@ -182,9 +82,9 @@ def build_data(output_dir, voc_root=None, image_dir=None, label_dir=None,
 
 
 def _optimizer_fn(optimizer):
-  if optimizer not in OPTIMIZERS:
+  if optimizer not in options.OPTIMIZERS:
     raise ValueError('optimizer must be one of %s, got %r.' %
-                     (OPTIMIZERS, optimizer))
+                     (options.OPTIMIZERS, optimizer))
   if optimizer == 'adam':
     return lambda: tf_keras.optimizers.Adam(1e-3)
   return lambda: tf_keras.optimizers.SGD(0.01, momentum=0.9)
@@ -264,11 +164,11 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   saved = rundir.read_config(model_dir)
   if memory_efficient is not None:
     config = dataclasses.replace(config, memory_efficient=memory_efficient)
-  config = config.resolved(saved, weights_checkpoints.read_contract(initial_checkpoint)
-                           if initial_checkpoint else None)
+  config = config.resolved(
+      saved, weights_checkpoints.read_contract(initial_checkpoint)
+      if initial_checkpoint else None)
   rundir.check_config(model_dir, saved, dataclasses.asdict(config),
-                      [f.name for f in dataclasses.fields(config)
-                       if f.name not in _RESUMABLE])
+                      config.fixed_settings())
   # Every worker resolved the config from the run's saved one; only the
   # chief writes to model_dir (the others to a temporary one: chief_dir).
   model_dir = training.chief_dir(model_dir, strategy)
@@ -293,7 +193,7 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
         checkpoint_every if eval_every is None else eval_every,
         num_steps, eval_scales, flip, log))
   trainer = training.Trainer(
-      net_fn(config), loss_fn, model_dir, batch_size, strategy=strategy,
+      model_lib.net_fn(config), loss_fn, model_dir, batch_size, strategy=strategy,
       optimizer_fn=_optimizer_fn(optimizer),
       learning_rate_fn=schedules.poly(
           learning_rate, num_steps, warmup_steps=warmup_steps),
@@ -363,7 +263,7 @@ def load_model(model_dir, checkpoint=None):
   checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
   if checkpoint is None:
     raise ValueError('No checkpoint in %s.' % model_dir)
-  model = training.SlimModel(net_fn(config))
+  model = training.SlimModel(model_lib.net_fn(config))
   model(tf.zeros([1, 64, 64, 3]), training=False)
   training.restore_by_name(model.variables_by_name(), checkpoint).check(
       'Checkpoint %s does not match %s' % (checkpoint, model_dir))
@@ -499,50 +399,3 @@ def format_results(results):
   return '\n'.join(lines)
 
 
-def demo(work_dir='runs/demo', num_steps=600, batch_size=16, size=128,
-         num_train=320, num_val=80, num_overlays=8, seed=0, progress=True,
-         log=print):
-  """The main job: synthetic data -> TFRecords -> train -> evaluate -> overlays.
-
-  Trains a small DenseNet (`DEMO_BACKBONE`) with DeepLab v3+ (`DEMO_HEAD`:
-  ASPP and the stride-4 decoder) at output stride 16. Re-running resumes
-  training (or just evaluates when done). The pictures show the validation
-  image, its ground truth and the prediction.
-
-  Returns:
-    The evaluation results plus 'wall_time_s' and 'overlays'.
-  """
-  started = time.time()
-  dataset_dir = os.path.join(work_dir, 'dataset')
-  records_dir = os.path.join(work_dir, 'records')
-  model_dir = os.path.join(work_dir, 'model')
-  if not os.path.isfile(os.path.join(dataset_dir, 'ImageSets', 'Segmentation',
-                                     'val.txt')):
-    log('Generating %d + %d synthetic scenes in %s' % (num_train, num_val,
-                                                       dataset_dir))
-    synthetic.generate(dataset_dir, num_train, num_val, size, seed, progress)
-  if not tf.io.gfile.glob(os.path.join(records_dir, 'val-*.tfrecord')):
-    for split, result in build_data(
-        records_dir, voc_root=dataset_dir, progress=progress,
-        num_classes=synthetic.NUM_CLASSES).items():
-      log('%s: %d records%s' % (split, result.num_written, ''.join(
-          '\n  skipped: ' + e for e in result.errors)))
-  tf.random.set_seed(seed)
-  config = ModelConfig(num_classes=synthetic.NUM_CLASSES,
-                       backbone=dict(DEMO_BACKBONE),
-                       class_names=list(synthetic.CLASS_NAMES), **DEMO_HEAD)
-  log('Training DenseNet (%s) + DeepLab v3+ (%s) to step %d in %s' %
-      (DEMO_BACKBONE, DEMO_HEAD, num_steps, model_dir))
-  train(model_dir, os.path.join(records_dir, 'train-*.tfrecord'), config,
-        num_steps, batch_size=batch_size, crop_size=(size, size),
-        learning_rate=3e-3, optimizer='adam', warmup_steps=50,
-        checkpoint_every=200, progress=progress, log=log)
-  results = evaluate(model_dir, os.path.join(records_dir, 'val-*.tfrecord'),
-                     progress=progress)
-  val_ids = data.voc_pairs(dataset_dir, 'val')[:num_overlays]
-  written = predict(model_dir, [image for image, _ in val_ids],
-                    os.path.join(work_dir, 'predictions'), progress=progress,
-                    label_paths=[label for _, label in val_ids])
-  results['overlays'] = [overlay_path for _, overlay_path in written]
-  results['wall_time_s'] = time.time() - started
-  return results

@@ -17,6 +17,7 @@ import densenet_utils
 from densenet import architectures
 from densenet.serve import rewrite
 from densenet import nets
+from densenet.layers import inputs as inputs_lib
 from densenet.serve import pretrained
 from densenet import spec as spec_lib
 
@@ -182,13 +183,13 @@ def test_minimum_size_is_exact(kwargs, geometry):
     build(image(minimum - 1), num_classes=3, **kwargs)
   # The check is not stricter than the network: remove it and the smaller
   # image fails inside TensorFlow.
-  original = nets._check_size
-  nets._check_size = lambda inputs, *args: inputs
+  original = inputs_lib.check_size
+  inputs_lib.check_size = lambda inputs, *args: inputs
   try:
     with pytest.raises(ValueError, match='Negative dimension size'):
       build(image(minimum - 1), num_classes=3, **kwargs)
   finally:
-    nets._check_size = original
+    inputs_lib.check_size = original
 
 
 def test_dynamic_size_too_small_fails_at_run_time_through_the_inference_graph():

@@ -264,17 +264,6 @@ def test_every_option_has_help_and_shows_its_default(module):
             name, action.dest)
 
 
-def test_segmentation_choices_match_the_library():
-  # pylint: disable=g-import-not-at-top
-  from densenet import training
-  from segmentation import model
-  from segmentation import tasks
-  assert segmentation_cli.HEADS == model.HEADS
-  assert segmentation_cli.OUTPUT_STRIDES == model.OUTPUT_STRIDES
-  assert segmentation_cli.OPTIMIZERS == tasks.OPTIMIZERS
-  assert common.STRATEGIES == training.STRATEGIES
-
-
 def _raising(error):
   """A parser whose one command, 'go', raises `error`."""
 

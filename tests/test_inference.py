@@ -17,6 +17,7 @@ import densenet
 from densenet.serve import rewrite
 from densenet import training
 from segmentation import tasks
+from segmentation import model as seg_model
 
 tf1 = tf.compat.v1
 ATOL, RTOL = 1e-4, 1e-5
@@ -144,7 +145,7 @@ def test_optimize_function_segmentation_model():
   # DeepLab v3+ at output stride 8: ASPP and decoder norms fold too.
   config = tasks.ModelConfig(num_classes=3, backbone=dict(TINY),
                              output_stride=8, head='deeplabv3plus', depth=8)
-  model = training.SlimModel(tasks.net_fn(config))
+  model = training.SlimModel(seg_model.net_fn(config))
   model(tf.zeros([1, 64, 64, 3]), training=False)
   randomize_batch_norm(lambda v, x: v.assign(x), model.variables)
   function = tf.function(lambda x: model(x, training=False),

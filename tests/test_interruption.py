@@ -34,6 +34,7 @@ from densenet import weights
 from densenet.weights import checkpoints as weights_checkpoints
 from segmentation.data import synthetic
 from segmentation import tasks
+from segmentation import model as seg_model
 # pylint: disable=g-bad-import-order
 import test_multi_worker
 from test_datasets import write_cifar
@@ -385,7 +386,7 @@ def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
       {name: v.numpy() for name, v in other.variables_by_name().items()},
       str(tmp_path / 'other' / 'model.ckpt'))
   shapes = tf.train.load_checkpoint(other_checkpoint).get_variable_to_shape_map()
-  model = training.SlimModel(tasks.net_fn(segmentation_config()))
+  model = training.SlimModel(seg_model.net_fn(segmentation_config()))
   model(tf.zeros([1, 32, 32, 3]))
   backbone = {name: v.shape.as_list() for name, v in
               model.variables_by_name().items()

@@ -203,6 +203,7 @@ def test_confusion_matrix_metrics_by_hand():
 def test_initial_checkpoint_restores_backbone_and_reports(tmp_path):
   from densenet import training  # pylint: disable=g-import-not-at-top
   from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  from segmentation import model as seg_model  # pylint: disable=g-import-not-at-top
 
   def classifier(images, is_training):
     with slim.arg_scope(densenet.densenet_arg_scope()):
@@ -215,7 +216,7 @@ def test_initial_checkpoint_restores_backbone_and_reports(tmp_path):
   path = training.NameBasedCheckpointManager(
       source.variables_by_name(), str(tmp_path)).save(1)
   config = tasks.ModelConfig(num_classes=3, backbone=TINY, depth=8)
-  target = training.SlimModel(tasks.net_fn(config))
+  target = training.SlimModel(seg_model.net_fn(config))
   target(images)
   messages = []
   report = tasks.restore_backbone(target, TINY, path, messages.append)

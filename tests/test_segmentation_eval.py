@@ -24,6 +24,7 @@ from segmentation import multiscale
 from segmentation import pictures
 from segmentation.data import synthetic
 from segmentation import tasks
+from segmentation import model as seg_model
 
 TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
         'num_initial_filters': 8, 'scope': 'tiny'}
@@ -40,7 +41,7 @@ def tiny_model(model_config, gain=10.0):
   """A built SlimModel whose logits vary across pixels and classes: the
   untrained logits, centred per class and multiplied by `gain`."""
   tf.random.set_seed(0)
-  model = training.SlimModel(tasks.net_fn(model_config))
+  model = training.SlimModel(seg_model.net_fn(model_config))
   mean = model(odd_images(64, 64, seed=5), training=False).numpy().mean(
       (0, 1, 2))
   variables = model.variables_by_name()

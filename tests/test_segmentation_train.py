@@ -22,6 +22,7 @@ from segmentation import data
 from segmentation import pictures
 from segmentation.data import synthetic
 from segmentation import tasks
+from segmentation import demo as seg_demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
@@ -175,7 +176,7 @@ def test_killed_training_loses_at_most_one_checkpoint_interval(records,
 
 def test_demo_runs_end_to_end_small(tmp_path):
   messages = []
-  results = tasks.demo(str(tmp_path / 'demo'), num_steps=2, batch_size=2,
+  results = seg_demo.demo(str(tmp_path / 'demo'), num_steps=2, batch_size=2,
                        size=48, num_train=4, num_val=2, num_overlays=1,
                        progress=False, log=messages.append)
   assert results['global_step'] == 2 and results['num_images'] == 2
@@ -188,5 +189,5 @@ def test_demo_runs_end_to_end_small(tmp_path):
   config = tasks.ModelConfig.load(str(tmp_path / 'demo' / 'model'))
   assert (config.head, config.output_stride, config.depth) == (
       'deeplabv3plus', 16, 64)
-  assert config.backbone == tasks.DEMO_BACKBONE
+  assert config.backbone == seg_demo.DEMO_BACKBONE
   assert any('train: 4 records' in m for m in messages)

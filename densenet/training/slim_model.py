@@ -20,11 +20,11 @@ import tensorflow as tf
 import tf_keras
 import tf_slim as slim
 
-import densenet_utils
 from densenet import nets
 from densenet import preprocessing
 from densenet import spec as spec_lib
 from densenet._env import compat
+from densenet.layers import blocks
 from densenet.weights import assign
 from densenet.weights import checkpoints as weights_lib
 from densenet.weights import convert
@@ -168,7 +168,7 @@ def keras_model(model, num_classes=None, checkpoint=None,
   constructor, scope = _constructor(model, constructor_kwargs)
 
   def net_fn(images, is_training):
-    arg_scope = densenet_utils.densenet_arg_scope(
+    arg_scope = blocks.densenet_arg_scope(
         batch_norm_epsilon=contract['batch_norm_epsilon'])
     with slim.arg_scope(arg_scope), slim.arg_scope(
         [nets.root_block], padding=contract['root_padding']):

@@ -26,7 +26,7 @@ import tf_keras
 import tf_slim as slim
 from tqdm import tqdm
 
-import densenet_utils
+from densenet.layers import batch_norm as batch_norm_lib
 from densenet.training import checkpoints as checkpoints_lib
 from densenet.training import distribute
 from densenet.training import slim_model
@@ -387,7 +387,7 @@ def _with_sync_batch_norm(net_fn):
   """`net_fn` with `densenet_utils.batch_norm(synchronized=True)`."""
 
   def synchronized_net_fn(images, is_training):
-    with slim.arg_scope([densenet_utils.batch_norm], synchronized=True):
+    with slim.arg_scope([batch_norm_lib.batch_norm], synchronized=True):
       return net_fn(images, is_training)
 
   return synchronized_net_fn
