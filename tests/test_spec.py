@@ -49,7 +49,7 @@ def test_resolve_names_cifar_names_and_configs():
                              'scope': 'densenet_bc_10_k4'}
   assert spec_lib.resolve({'num_units_per_block': [1]}).scope == 'densenet_X'
   assert spec_lib.infer_architecture((6, 12, 36, 24), 48) == 'densenet_161'
-  with pytest.raises(ValueError, match="Unknown model 'resnet_50'"):
+  with pytest.raises(ValueError, match="Unknown architecture 'resnet_50'"):
     spec_lib.resolve('resnet_50')
   with pytest.raises(ValueError, match='num_units_per_block'):
     spec_lib.resolve({'growth_rate': 4})

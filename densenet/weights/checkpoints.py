@@ -317,8 +317,25 @@ def save_checkpoint(weights, metadata, prefix, progress=False):
 
 
 def read_contract(checkpoint):
-  """{name: value} of `spec.CONTRACT` a checkpoint's metadata records ({}
-  if it has none): what fine-tuning from it must build and normalize with."""
-  metadata = read_metadata(latest(checkpoint)) or {}
-  return {name: metadata[name] for name in spec_lib.CONTRACT
-          if name in metadata}
+  """What a checkpoint of ours records about the network its weights are
+  for: the one reader of it (fine-tuning; `convert.read_weights`, hence
+  `keras_model`, `load_pretrained` and export, through `recorded_contract`).
+
+  Args:
+    checkpoint: A checkpoint prefix or directory (its latest checkpoint).
+
+  Returns:
+    `recorded_contract` of its metadata ({} without `densenet_metadata`).
+  """
+  return recorded_contract(read_metadata(latest(checkpoint)) or {})
+
+
+def recorded_contract(metadata):
+  """{field: value} of the `densenet.spec.ModelSpec` fields a checkpoint's
+  metadata dict records: 'architecture' (stored as 'model'), 'num_classes'
+  and the `spec.CONTRACT` settings, only those it has."""
+  recorded = {name: metadata[name] for name in
+              ('num_classes',) + spec_lib.CONTRACT if name in metadata}
+  if 'model' in metadata:
+    recorded['architecture'] = metadata['model']
+  return recorded

@@ -212,7 +212,9 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
   Returns:
     `(weights, metadata)`: weights maps names relative to the model scope to
     float32 arrays; metadata is the dict described in the module docstring
-    (with 'unmatched': source names no rule matched, for conversions).
+    (with 'unmatched': source names no rule matched, for conversions, and
+    'recorded': the `spec.CONTRACT` settings the source states; the others
+    are `spec.DEFAULTS`' guesses).
 
   Raises:
     ValueError: For an unknown `source_format` or an unreadable source.
@@ -231,11 +233,12 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
     scope = scopes.pop()
     weights = {name.split('/', 1)[1]: value
                for name, value in tensors.items() if not names_lib.ignored(name)}
+    recorded = checkpoints.recorded_contract(metadata)
+    metadata['recorded'] = sorted(set(recorded) & set(spec_lib.CONTRACT))
     metadata.setdefault('model', scope)
     metadata.setdefault('num_classes', _num_classes(weights))
-    metadata.setdefault('batch_norm_epsilon', 1.001e-5)
-    metadata.setdefault('normalization', 'torch')
-    metadata.setdefault('root_padding', 'symmetric')
+    for name in spec_lib.CONTRACT:
+      metadata.setdefault(name, spec_lib.DEFAULTS[name])
     metadata.setdefault('source', 'densenet')
     return weights, metadata
   if source_format == 'keras':
@@ -260,7 +263,8 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
   if not weights:
     raise ValueError('No %s DenseNet weights found in %r.' %
                      (source_format, source))
-  metadata = dict(SOURCE_DEFAULTS[source_format])
+  metadata = dict(SOURCE_DEFAULTS[source_format],
+                  recorded=sorted(spec_lib.CONTRACT))
   metadata.update(model=model_name or infer_model(weights),
                   num_classes=_num_classes(weights), source=source_format,
                   unmatched=unmatched)
