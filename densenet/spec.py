@@ -264,8 +264,6 @@ class ModelSpec(object):
         raise ValueError('%s must be None or an int >= 1, got %r.' %
                          (name, value))
     object.__setattr__(self, 'memory_efficient', bool(self.memory_efficient))
-    object.__setattr__(self, 'normalization',
-                       canonical_normalization(self.normalization))
 
   # -- Constructors ---------------------------------------------------------
 

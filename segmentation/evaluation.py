@@ -104,12 +104,15 @@ def _tag(name, results):
 
 def write_results(directory, results, step, title=None):
   """Writes `results` of `evaluate_model` as TensorBoard scalars at `step`
-  and as a bar chart `per_class_iou.png` in `directory`.
+  (0 if None: a checkpoint without a global step) and as a bar chart
+  `per_class_iou.png` in `directory`.
 
   Returns:
     The chart's path.
   """
   tf.io.gfile.makedirs(directory)
+  at = 'step %d' % step if step is not None else 'no global step'
+  step = step or 0
   writer = tf.summary.create_file_writer(directory)
   with writer.as_default():
     for name in ('mean_iou', 'pixel_accuracy'):
@@ -123,8 +126,8 @@ def write_results(directory, results, step, title=None):
   scales = ','.join('%g' % s for s in results['eval_scales'])
   chart = pictures.iou_chart(
       results['per_class_iou'],
-      title=title or 'Per-class IoU, step %d, %d images, scales %s%s' % (
-          step, results['num_images'], scales,
+      title=title or 'Per-class IoU, %s, %d images, scales %s%s' % (
+          at, results['num_images'], scales,
           ', flip' if results['flip'] else ''),
       mean_iou=None if math.isnan(results['mean_iou']) else
       results['mean_iou'])

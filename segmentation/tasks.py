@@ -4,7 +4,7 @@ A model directory holds `config.json` (the `ModelConfig`), the name-based
 checkpoints of `densenet.training` and TensorBoard events (`train/`).
 
     from segmentation import tasks
-    config = tasks.ModelConfig(num_classes=6, backbone='densenet_121')
+    config = tasks.ModelConfig(num_classes=6, architecture='densenet_121')
     tasks.train('runs/seg', 'records/train-*.tfrecord', config,
                 num_steps=2000, batch_size=8, crop_size=(321, 321))
     results = tasks.evaluate('runs/seg', 'records/val-*.tfrecord')
@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from densenet.serve import rewrite
 from densenet import preprocessing
+from densenet.training import run as run_lib
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet import training
-from densenet.weights import checkpoints as weights_checkpoints
+from segmentation import config as config_lib
 from segmentation import data
 from segmentation import options
 from segmentation import evaluation
@@ -161,25 +162,19 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       step reached (`densenet.training.Trainer.train`); re-running resumes.
   """
   strategy = strategy or training.get_strategy()
-  saved = rundir.read_config(model_dir)
+  run = run_lib.Run(model_dir, strategy, initial_checkpoint)
   if memory_efficient is not None:
     config = dataclasses.replace(config, memory_efficient=memory_efficient)
-  config = config.resolved(
-      saved, weights_checkpoints.read_contract(initial_checkpoint)
-      if initial_checkpoint else None)
-  rundir.check_config(model_dir, saved, dataclasses.asdict(config),
-                      config.fixed_settings())
-  # Every worker resolved the config from the run's saved one; only the
-  # chief writes to model_dir (the others to a temporary one: chief_dir).
-  model_dir = training.chief_dir(model_dir, strategy)
-  rundir.writable_dir(model_dir, 'model directory')
+  config = dataclasses.replace(config, **run.settings(
+      {name: getattr(config, name) for name in config_lib.RESOLVED}))
+  model_dir = run.prepare(config)  # The chief's; see run_lib.
   dataset = data.make_dataset(train_pattern, True, batch_size, crop_size,
                               min_scale, max_scale, config.normalization,
                               num_classes=config.num_classes)
 
   def init_fn(model):
     if initial_checkpoint:
-      restore_backbone(model, config.backbone, initial_checkpoint, log,
+      restore_backbone(model, config.architecture, initial_checkpoint, log,
                        partial=partial_restore)
 
   def loss_fn(labels, logits):
@@ -200,8 +195,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
       log_every=log_every, sync_batch_norm=sync_batch_norm,
       callbacks=callbacks)
-  trainer.build(next(iter(dataset))[0])  # Restores or initialises.
-  config.save(model_dir)  # It builds: recorded.
+  # Restores or initialises, then records the config.
+  run.start(trainer, next(iter(dataset))[0], config)
   return trainer.train(dataset, num_steps)
 
 
@@ -254,7 +249,8 @@ def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
 
 def load_model(model_dir, checkpoint=None):
   """`(model, config, checkpoint_path, global_step)` restored from
-  `model_dir`'s latest checkpoint (or `checkpoint`).
+  `model_dir`'s latest checkpoint (or `checkpoint`); global_step is None
+  for a checkpoint that records none.
 
   Raises:
     ValueError: If there is no checkpoint or it does not match the config.
@@ -267,8 +263,7 @@ def load_model(model_dir, checkpoint=None):
   model(tf.zeros([1, 64, 64, 3]), training=False)
   training.restore_by_name(model.variables_by_name(), checkpoint).check(
       'Checkpoint %s does not match %s' % (checkpoint, model_dir))
-  step = tf.train.load_checkpoint(checkpoint).get_tensor(training.GLOBAL_STEP)
-  return model, config, checkpoint, int(step)
+  return model, config, checkpoint, training.read_global_step(checkpoint)
 
 
 @data.label_errors()
@@ -287,13 +282,13 @@ def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
       resolution (DeepLab: `options.DEEPLAB_EVAL_SCALES`).
     flip: Whether to add the left-right flip of every scale.
     summary_dir: Where the TensorBoard scalars (at the checkpoint's global
-      step) and the per-class IoU bar chart go (default `<model_dir>/eval`;
-      '' writes nothing).
+      step; 0 if it records none) and the per-class IoU bar chart go
+      (default `<model_dir>/eval`; '' writes nothing).
 
   Returns:
-    `ConfusionMatrix.results()` plus 'checkpoint', 'global_step',
-    'num_images', 'eval_scales', 'flip' and 'chart' (the chart's path or
-    None).
+    `ConfusionMatrix.results()` plus 'checkpoint', 'global_step' (None if
+    the checkpoint records none), 'num_images', 'eval_scales', 'flip' and
+    'chart' (the chart's path or None).
 
   Raises:
     segmentation.data.LabelError: For a label that is neither below the

@@ -55,7 +55,7 @@ def test_cifar_names_of_any_depth():
   assert 'densenet_bc_10_k4/dense_block3/unit_1/dense_unit/conv2/weights' in (
       names)
   assert not [n for n in names if 'unit_2' in n]
-  with pytest.raises(ValueError, match="Unknown model 'resnet_50'"):
+  with pytest.raises(ValueError, match="Unknown architecture 'resnet_50'"):
     ModelSpec('resnet_50')
 
 
@@ -96,7 +96,7 @@ def test_train_lowers_the_loss_resumes_and_evaluates(cifar_dir, tmp_path):
   with open(tmp_path / 'run' / 'results.json') as f:
     assert json.load(f)['global_step'] == 40
   # Another model in the same directory is refused, naming the setting.
-  with pytest.raises(ValueError, match='other settings \\(model\\)'):
+  with pytest.raises(ValueError, match='other settings \\(architecture\\)'):
     classification.train(data_dir, train_dir, num_steps=40,
                          **dict(kwargs, model='densenet_bc_16_k4'))
 

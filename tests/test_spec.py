@@ -251,7 +251,8 @@ def test_a_failed_first_start_does_not_lock_the_run_directory(tmp_path):
   model_dir = str(tmp_path / 'model')
   pattern = str(tmp_path / 'records' / 'train-*')
   config = tasks.ModelConfig(num_classes=synthetic.NUM_CLASSES,
-                             backbone=TINY, output_stride=32, depth=8)
+                             backbone=TINY, output_stride=8, depth=8)
+  config.output_stride = 32  # After ModelConfig's own check.
   with pytest.raises(ValueError, match='output_stride'):
     tasks.train(model_dir, pattern, config, 1, batch_size=2,
                 crop_size=(32, 32), progress=False)

@@ -4,12 +4,15 @@
 
     datasets.create_tfrecords('CIFAR10', 'cifar-10-python.tar.gz', 'data/c10')
     results = classification.train('data/c10', 'runs/c10+',
-                                   model='densenet_bc_100_k12', augment=True)
+                                   architecture='densenet_bc_100_k12',
+                                   augment=True)
     classification.evaluate(train_dir='runs/c10+')
 
 Modules (their public names are also importable from this package, on first
-use): `recipe` (the paper's recipe as data, no TensorFlow), `run` (`train`,
-`paper_learning_rate`), `evaluation` (`evaluate`, `evaluate_model`).
+use): `recipe` (the paper's recipe as data, no TensorFlow), `config`
+(`ClassificationConfig`, a run's config.json, no TensorFlow), `run`
+(`train`, `paper_learning_rate`), `evaluation` (`evaluate`,
+`evaluate_model`).
 """
 
 from densenet._env import lazy
@@ -19,7 +22,8 @@ _PUBLIC = dict(
      for name in ('train', 'paper_learning_rate', 'DEFAULTS', 'CONFIG_FILE',
                   'RESULTS_FILE')},
     **{name: 'densenet.classification.evaluation'
-       for name in ('evaluate', 'evaluate_model')})
+       for name in ('evaluate', 'evaluate_model')},
+    ClassificationConfig='densenet.classification.config')
 
 __all__ = sorted(_PUBLIC)
 

@@ -94,7 +94,7 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
     config = rundir.read_json(os.path.join(train_dir, CONFIG_FILE))
   checkpoint = checkpoint or train_dir
   data_dir = data_dir or config.get('data_dir')
-  model = model or config.get('model')
+  model = model or config.get('architecture', config.get('model'))
   for name, value in (('checkpoint', checkpoint), ('data_dir', data_dir),
                       ('model', model)):
     if value is None:

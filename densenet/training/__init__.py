@@ -14,7 +14,10 @@ use, so `import densenet.training` loads no TensorFlow):
                 `keras_model(...)`, the TF2 face of the networks.
   distribute:   `get_strategy`, `is_chief`, `num_workers`, `chief_dir`,
                 `shard_policy`, `WorkerLostError`.
-  checkpoints:  `NameBasedCheckpointManager`, `checkpoint_variables`.
+  checkpoints:  `NameBasedCheckpointManager`, `checkpoint_variables`,
+                `read_global_step`.
+  run:          `Run`: how a run starts in its model directory (resolve,
+                check against config.json, chief_dir, build, write config).
   summaries:    `write_scalar` (TensorBoard without the tensorboard package).
   schedules:    learning rates (`step`, `poly`).
   signals:      SIGTERM / SIGINT -> a stop between steps (no TensorFlow).
@@ -37,7 +40,9 @@ _PUBLIC = dict(
              'chief_dir', 'shard_policy', 'WorkerLostError', 'STRATEGIES',
              'COLLECTIVE_TIMEOUT_SECONDS'),
     **_names('checkpoints', 'NameBasedCheckpointManager',
-             'checkpoint_variables', 'GLOBAL_STEP', 'OPTIMIZER_PREFIX'),
+             'checkpoint_variables', 'GLOBAL_STEP', 'OPTIMIZER_PREFIX',
+             'read_global_step'),
+    **_names('run', 'Run'),
     **_names('summaries', 'write_scalar'),
     restore_by_name='densenet.weights.checkpoints',
     RestoreReport='densenet.weights.checkpoints',
