@@ -5,7 +5,8 @@
     densenet classify cat.jpg dog.png --checkpoint /tmp/densenet_121/model.ckpt
     densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
 
-Registrars of `densenet.cli`; no TensorFlow at load time.
+Registrars of `densenet.cli`; no TensorFlow at load time. `--model`, the
+0.2 name of `--architecture`, still works for one release (hidden).
 """
 
 import json
@@ -35,9 +36,10 @@ def add_convert_parser(subparsers):
   parser.add_argument('--source-format', choices=('keras', 'pudae',
                                                   'torchvision'),
                       help='Format of SOURCE (default: detected).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Target model (default: inferred from the '
-                      'weights), e.g. densenet_121.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture_name,
+      help='Target architecture (default: inferred from the weights), e.g. '
+      'densenet_121.')
 
 
 def run_convert(args):
@@ -49,7 +51,7 @@ def run_convert(args):
   from densenet.weights import convert  # pylint: disable=g-import-not-at-top
   metadata = convert.convert(args.source, args.output,
                              source_format=args.source_format,
-                             model_name=args.model, progress=True)
+                             model_name=args.architecture, progress=True)
   print('Wrote %s: %s from %s weights (num_classes=%s, BN epsilon %g, '
         "normalization '%s')." % (args.output, metadata['model'],
                                   metadata['source'], metadata['num_classes'],
@@ -66,9 +68,10 @@ def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
                       type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
                       '.h5/.keras file).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Model name (default: from the checkpoint), e.g. '
-                      'densenet_121.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture_name,
+      help='The architecture (default: from the checkpoint), e.g. '
+      'densenet_121.')
   parser.add_argument('--resize-size', type=common.positive_int,
                       default=256, help='Shorter side after resizing.')
   parser.add_argument('--crop-size', type=common.positive_int,
@@ -101,10 +104,11 @@ def run_classify(args):
   from densenet.weights import convert
   from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
-                                           model_name=args.model)
+                                           model_name=args.architecture)
   pretrained.check_top(args.top, metadata.get('num_classes'))
   model = pretrained.Classifier(
-      weights, metadata, model_name=args.model, resize_size=args.resize_size,
+      weights, metadata, model_name=args.architecture,
+      resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
   try:
     results, errors = classify_images(model, args.images, args.top,
@@ -196,7 +200,7 @@ def add_export_parser(subparsers):
 def run_export(args):
   from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
-                            model_name=args.model, top=args.top,
+                            model_name=args.architecture, top=args.top,
                             resize_size=args.resize_size,
                             crop_size=args.crop_size)
   print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))
