@@ -29,6 +29,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
+from densenet._env import atomic
 from densenet import training
 from segmentation import data
 from segmentation import options
@@ -235,8 +236,5 @@ class EvalCallback(object):
               'per_class_iou': results['per_class_iou'],
               'checkpoint': checkpoint, 'eval_pattern': self.eval_pattern,
               'eval_scales': list(self.eval_scales), 'flip': self.flip}
-    temporary = os.path.join(directory, BEST_FILE + '.tmp')
-    with open(temporary, 'w') as f:
-      json.dump(record, f, indent=2)
-    os.replace(temporary, os.path.join(directory, BEST_FILE))
+    atomic.write_json(os.path.join(directory, BEST_FILE), record)
     write_results(directory, results, step)

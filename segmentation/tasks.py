@@ -19,6 +19,7 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
+from densenet._env import atomic
 from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet.training import run as run_lib
@@ -360,27 +361,14 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
     mask_path = os.path.join(output_dir, stem + '.png')
     picture_path = os.path.join(output_dir, stem + '_overlay.png')
     with rundir.writing_to(output_dir):
-      _write_whole(mask_path, lambda temporary: data.save_label_png(
+      atomic.write(mask_path, lambda temporary: data.save_label_png(
           temporary, mask))
-      _write_whole(picture_path, lambda temporary: (
+      atomic.write(picture_path, lambda temporary: (
           pictures.save_prediction_picture(
               temporary, pixels, mask, config.names(), label=label,
               title=os.path.basename(path))))
     written.append((mask_path, picture_path))
   return written
-
-
-def _write_whole(path, write):
-  """`write(temporary)` then rename it to `path`: a failed write (a full
-  disk) leaves no partial file. The temporary keeps the extension."""
-  directory, name = os.path.split(path)
-  temporary = os.path.join(directory, '.tmp-' + name)
-  try:
-    write(temporary)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
 
 
 def format_results(results):

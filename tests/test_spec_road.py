@@ -498,3 +498,59 @@ def test_unreachable_output_stride_is_one_line_before_tensorflow(tmp_path):
         'valid values: 4, 8 or None.']
     assert 'TF=False' in process.stdout
     assert not os_lib.path.exists(tmp_path / 'run' / 'config.json')
+
+
+# ---------------------------------------------------------------------------
+# One atomic write, one name rule.
+
+
+def test_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from densenet._env import atomic  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'sub' / 'config.json')
+  atomic.write_json(path, {'b': 2, 'a': [1]})
+  with open(path) as f:
+    assert f.read() == '{\n  "a": [\n    1\n  ],\n  "b": 2\n}\n'
+
+  def fail(temporary):
+    with open(temporary, 'w') as f:
+      f.write('{"half": ')
+    raise OSError(28, 'No space left on device')
+
+  with pytest.raises(OSError, match='No space left'):
+    atomic.write(path, fail)
+  with open(path) as f:
+    assert json.load(f) == {'a': [1], 'b': 2}
+  assert os.listdir(tmp_path / 'sub') == ['config.json']
+  # The temporary keeps the name's extension (Pillow picks the format).
+  assert atomic.temporary_path(path).endswith('-config.json')
+  assert os.path.basename(atomic.temporary_path(path)).startswith('.tmp-')
+
+
+def test_one_name_rule_for_restoring_and_assigning():
+  from densenet.weights import assign  # pylint: disable=g-import-not-at-top
+  from densenet.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  report = checkpoints.match_by_name(
+      {'s/a': [2], 's/b': [3], 's/c': [1], 's/logits/w': [4]},
+      {'s/a': (2,), 's/b': (4,), 'x': (1,), 's/logits/w': (4,)},
+      exclude_scopes=['s/logits'])
+  assert tuple(report) == (['s/a'], ['s/c', 's/logits/w'], ['s/b'],
+                           ['s/logits/w', 'x'], {'s/b': ([3], [4])})
+
+  class Variable(object):  # What match_variables reads of a tf.Variable.
+
+    def __init__(self, name, shape):
+      self.op = type('Op', (), {'name': name})
+      self.shape = tf.TensorShape(shape)
+
+  variables = [Variable('s/a', [2]), Variable('s/b', [3])]
+  weights = {'a': np.zeros(2), 'b': np.zeros(4), 'extra': np.zeros(1)}
+  with pytest.raises(ValueError) as error:
+    assign.match_variables(weights, variables, 's')
+  assert error.value.mismatched == [('s/b', [3], [4])]
+  assert error.value.unused == ['extra']
+  weights['b'] = np.ones(3)
+  pairs, unused = assign.match_variables(weights, variables, 's')
+  assert [(v.op.name, list(value)) for v, value in pairs] == [
+      ('s/a', [0, 0]), ('s/b', [1, 1, 1])]
+  assert unused == ['extra']

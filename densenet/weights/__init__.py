@@ -2,9 +2,10 @@
 
 Modules (their public names are also importable from this package, on first
 use):
-  checkpoints:  our format: `save`, `restore_by_name` (-> `RestoreReport`),
-                `WeightMismatchError`, the metadata (`read_metadata`,
-                `save_checkpoint`) and what weights expect (`read_contract`).
+  checkpoints:  our format: `save`, `restore_by_name` (-> `RestoreReport`)
+                on the one name rule `match_by_name`, `WeightMismatchError`,
+                the metadata (`read_metadata`, `save_checkpoint`) and what
+                weights expect (`read_contract`, `recorded_contract`).
   names:        the weight-name rules of Keras, pudae and torchvision.
   convert:      reading any source in our names and layout (`read_weights`,
                 `convert`, `detect_source`).
@@ -20,16 +21,15 @@ def _names(module, *names):
 
 
 _PUBLIC = dict(
-    **_names('checkpoints', 'save', 'restore_by_name', 'RestoreReport',
-             'WeightMismatchError', 'OPTIMIZER_PREFIX', 'checkpoint_model',
-             'latest', 'reader', 'variable_key', 'METADATA_KEY',
-             'FORMAT_VERSION', 'read_metadata', 'save_checkpoint',
-             'read_contract'),
+    **_names('checkpoints', 'save', 'restore_by_name', 'match_by_name',
+             'RestoreReport', 'WeightMismatchError', 'OPTIMIZER_PREFIX',
+             'checkpoint_model', 'latest', 'reader', 'variable_key',
+             'METADATA_KEY', 'FORMAT_VERSION', 'read_metadata',
+             'save_checkpoint', 'read_contract', 'recorded_contract'),
     **_names('names', 'map_name', 'rename'),
     # Not `convert.convert`: `densenet.weights.convert` is the module.
     **_names('convert', 'SOURCES', 'SOURCE_DEFAULTS', 'read_weights',
-             'detect_source', 'infer_model', 'keras_weights',
-             'checkpoint_tensors'),
+             'detect_source', 'infer_model', 'checkpoint_tensors'),
     **_names('assign', 'match_variables', 'assign_fn', 'session_weights',
              'expected_variables', 'check_weights'),
 )

@@ -41,27 +41,23 @@ def match_variables(weights, variables, scope):
     and the sorted weight names no variable uses.
 
   Raises:
-    WeightMismatchError: If a variable has no weight or one of another shape;
-      the message lists every such variable (and the unused weights).
+    WeightMismatchError: If a variable has no weight or one of another shape
+      (`checkpoints.match_by_name`); the message lists every such variable
+      (and the unused weights).
   """
-  pairs, missing, mismatched, used = [], [], [], set()
-  for variable in variables:
-    name = _relative_name(variable, scope)
-    if name is None or name not in weights:
-      missing.append(variable.op.name)
-      continue
-    value = weights[name]
-    shape = tuple(variable.shape.as_list())
-    if tuple(value.shape) != shape:
-      mismatched.append((variable.op.name, list(shape), list(value.shape)))
-      continue
-    used.add(name)
-    pairs.append((variable, value))
-  unused = sorted(set(weights) - used)
-  if missing or mismatched:
-    raise checkpoints.WeightMismatchError(missing, mismatched, unused,
-                              context='Cannot load weights into %s' % scope)
-  return pairs, unused
+  by_name = {variable.op.name: variable for variable in variables}
+  prefix = scope + '/'
+  report = checkpoints.match_by_name(
+      {name: variable.shape.as_list() for name, variable in by_name.items()},
+      {prefix + name: value.shape for name, value in weights.items()})
+  unused = [name[len(prefix):] for name in report.unused]
+  if report.missing or report.mismatched:
+    raise checkpoints.WeightMismatchError(
+        report.missing, [(name,) + tuple(report.shapes[name])
+                         for name in report.mismatched], unused,
+        context='Cannot load weights into %s' % scope)
+  return [(by_name[name], weights[name[len(prefix):]])
+          for name in report.restored], unused
 
 
 def assign_fn(weights, scope, variables=None):

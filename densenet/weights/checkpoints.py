@@ -11,9 +11,9 @@ restorer, and the one mismatch error.
 
 Checkpoints are TF's V2 format keyed by the slim variable names, so
 `tf.train.load_checkpoint`, `slim.assign_from_checkpoint_fn` and TF1 `Saver`s
-read them. `save` writes to a temporary prefix and renames the files into
-place, the index last, so a killed writer never leaves a half-written
-checkpoint under the final name.
+read them. `save` writes to a temporary prefix (`densenet._env.atomic`'s
+names) and renames the files into place, the index last, so a killed writer
+never leaves a half-written checkpoint under the final name.
 
 Metadata: a checkpoint written by `save_checkpoint` (converted weights)
 holds, next to the variables `<model>/...`, a string tensor
@@ -32,14 +32,13 @@ Every way weights can fail to fit a network (the converter's exact check,
 import collections
 import json
 import os
-import uuid
 
 import numpy as np
 import tensorflow as tf
 
 from densenet import spec as spec_lib
+from densenet._env import atomic
 
-_TEMPORARY = '.tmp-%s-%s'
 METADATA_KEY = 'densenet_metadata'
 FORMAT_VERSION = 1
 # Where training checkpoints keep the optimizer's slots (`densenet.training`).
@@ -205,6 +204,36 @@ def reader(checkpoint):
                      (path, e)) from e
 
 
+def match_by_name(variable_shapes, weight_shapes, exclude_scopes=()):
+  """The one rule pairing variables with weights: the same name, the same
+  shape (`restore_by_name` and `assign.match_variables` are built on it).
+
+  Args:
+    variable_shapes: {variable name: shape} of the network.
+    weight_shapes: {weight name: shape} of the checkpoint or weight dict.
+    exclude_scopes: Variable name prefixes not to match (e.g. the logits).
+
+  Returns:
+    A `RestoreReport`: `restored` lists the variables that match (to
+    assign); `missing` those without a weight of their name, excluded ones
+    included; `mismatched` those whose weight has another shape; `unused`
+    the weights no variable matched.
+  """
+  matched, missing, mismatched, shapes = [], [], [], {}
+  for name in sorted(variable_shapes):
+    shape = [int(d) for d in variable_shapes[name]]
+    if any(name.startswith(scope) for scope in exclude_scopes) or (
+        name not in weight_shapes):
+      missing.append(name)
+    elif [int(d) for d in weight_shapes[name]] != shape:
+      mismatched.append(name)
+      shapes[name] = (shape, [int(d) for d in weight_shapes[name]])
+    else:
+      matched.append(name)
+  unused = sorted(set(weight_shapes) - set(matched) - set(mismatched))
+  return RestoreReport(matched, missing, mismatched, unused, shapes)
+
+
 def restore_by_name(variables, checkpoint, exclude_scopes=()):
   """Assigns checkpoint tensors to the variables of the same name.
 
@@ -218,30 +247,22 @@ def restore_by_name(variables, checkpoint, exclude_scopes=()):
     exclude_scopes: Name prefixes not to restore (e.g. the logits scope).
 
   Returns:
-    A `RestoreReport`; `report.check(...)` turns it into an error.
+    A `RestoreReport` (`match_by_name`'s); `report.check(...)` turns it
+    into an error.
 
   Raises:
     ValueError: If there is no readable checkpoint.
   """
   checkpoint_reader = reader(checkpoint)
-  shapes = checkpoint_reader.get_variable_to_shape_map()
-  restored, missing, mismatched, mismatched_shapes = [], [], [], {}
-  for name in sorted(variables):
-    variable = variables[name]
-    if any(name.startswith(scope) for scope in exclude_scopes) or (
-        name not in shapes):
-      missing.append(name)
-    elif list(shapes[name]) != variable.shape.as_list():
-      mismatched.append(name)
-      mismatched_shapes[name] = (variable.shape.as_list(), list(shapes[name]))
-    else:
-      # No read back: reading a moving statistic under a multi-worker
-      # strategy is a collective, which only the chief would join.
-      variable.assign(checkpoint_reader.get_tensor(name), read_value=False)
-      restored.append(name)
-  unused = sorted(set(shapes) - set(restored) - set(mismatched))
-  return RestoreReport(restored, missing, mismatched, unused,
-                       mismatched_shapes)
+  report = match_by_name(
+      {name: variable.shape.as_list() for name, variable in variables.items()},
+      checkpoint_reader.get_variable_to_shape_map(), exclude_scopes)
+  for name in report.restored:
+    # No read back: reading a moving statistic under a multi-worker
+    # strategy is a collective, which only the chief would join.
+    variables[name].assign(checkpoint_reader.get_tensor(name),
+                           read_value=False)
+  return report
 
 
 def save(tensors, prefix):
@@ -258,9 +279,10 @@ def save(tensors, prefix):
   directory = os.path.dirname(os.path.abspath(prefix))
   base = os.path.basename(prefix)
   tf.io.gfile.makedirs(directory)
-  for stale in tf.io.gfile.glob(os.path.join(directory, _TEMPORARY % ('*', '*'))):
+  for stale in tf.io.gfile.glob(os.path.join(directory,
+                                             atomic.TEMPORARY_PATTERN)):
     tf.io.gfile.remove(stale)
-  temporary = os.path.join(directory, _TEMPORARY % (uuid.uuid4().hex, base))
+  temporary = atomic.temporary_path(os.path.join(directory, base))
   keys = sorted(tensors)
   with tf.init_scope():  # Eager, even when called while building a graph.
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,

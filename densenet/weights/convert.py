@@ -73,7 +73,8 @@ _KERAS_POSITIONAL = {1: ('kernel',), 2: ('kernel', 'bias'),
 
 
 def _keras_items(source):
-  """Generator behind `keras_weights`: reads one array at a time."""
+  """`(Keras weight name, array)` of a Keras model or file, one array at a
+  time."""
   if not isinstance(source, (str, os.PathLike)):
     for layer in source.layers:
       for variable in layer.weights:
