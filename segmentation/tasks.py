@@ -201,7 +201,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   return trainer.train(dataset, num_steps)
 
 
-def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
+def restore_backbone(model, architecture, checkpoint, log=print,
+                     partial=False):
   """Initialises the backbone of `model` from a classification checkpoint.
 
   Restores every variable of the checkpoint with the same name and shape,
@@ -210,7 +211,7 @@ def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
 
   Args:
     model: A built `densenet.training.SlimModel` of a segmentation network.
-    backbone: Its backbone (see `segmentation.model.backbone_spec`).
+    architecture: Its backbone's (see `segmentation.model.backbone_spec`).
     checkpoint: A checkpoint prefix or directory.
     log: Where the report goes.
     partial: Whether backbone variables may stay unrestored (missing from
@@ -225,7 +226,7 @@ def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
       shape there; it says which model the checkpoint holds and how many of
       the backbone's variables matched (raised after assigning those).
   """
-  scope = model_lib.backbone_spec(backbone).scope
+  scope = model_lib.backbone_spec(architecture).scope
   excluded = [scope + '/' + name for name in model_lib.BACKBONE_EXCLUDES]
   report = training.restore_by_name(
       model.variables_by_name(), checkpoint, exclude_scopes=excluded)

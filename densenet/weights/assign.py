@@ -119,15 +119,15 @@ def session_weights(session, scope, variables=None):
           for v, value in zip(variables, values)}
 
 
-def expected_variables(model_name, num_classes):
+def expected_variables(architecture, num_classes):
   """`{relative name: shape}` of a network.
 
   Args:
-    model_name: An architecture name or `densenet_X` config (see
+    architecture: An architecture name or `densenet_X` config (see
       `densenet.spec.resolve`).
     num_classes: Its logits, or None.
   """
-  return dict(_expected_variables(json.dumps(model_name, sort_keys=True),
+  return dict(_expected_variables(json.dumps(architecture, sort_keys=True),
                                   num_classes))
 
 
@@ -143,9 +143,9 @@ def _expected_variables(architecture_json, num_classes):
                  for v in tf.compat.v1.global_variables(spec.scope + '/'))
 
 
-def check_weights(weights, model_name, num_classes):
+def check_weights(weights, architecture, num_classes):
   """Raises `WeightMismatchError` unless `weights` fit the network exactly."""
-  expected = expected_variables(model_name, num_classes)
+  expected = expected_variables(architecture, num_classes)
   missing = sorted(set(expected) - set(weights))
   unused = sorted(set(weights) - set(expected))
   mismatched = [(name, list(shape), list(weights[name].shape))
@@ -153,4 +153,4 @@ def check_weights(weights, model_name, num_classes):
                 if name in weights and tuple(weights[name].shape) != shape]
   if missing or unused or mismatched:
     raise checkpoints.WeightMismatchError(missing, mismatched, unused,
-                              context='Weights do not fit %s' % (model_name,))
+                              context='Weights do not fit %s' % (architecture,))
