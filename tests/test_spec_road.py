@@ -106,8 +106,8 @@ def test_call_names_the_channels_the_model_was_built_for(tiny):
      'constructor; its arguments are bottleneck, compression, dropout_rate, '
      'global_pool, initial_output_stride, memory_efficient, output_stride, '
      'reuse, root, scope, spatial_squeeze, theta.'),
-    ({'growth_rate': 8}, 'growth_rate: the architecture densenet_X sets '
-     'growth_rate; pass them once, in the architecture.'),
+    ({'growth_rate': 8}, 'The architecture densenet_X already sets '
+     'growth_rate: give it once, in the architecture.'),
     ({'is_training': True}, 'is_training is not a keras_model constructor '
      'argument: call the model with training=True or False.'),
 ])

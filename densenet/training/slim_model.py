@@ -281,8 +281,8 @@ def model_spec(architecture, num_classes=None, checkpoint=None,
     spec = spec_lib.ModelSpec(architecture, num_classes, normalization=None,
                               **settings)
   _check_constructor_arguments(spec, constructor_kwargs)
-  spec.check_build(**{k: v for k, v in constructor_kwargs.items()
-                      if k == 'initial_output_stride'})
+  spec.check_build(initial_output_stride=constructor_kwargs.get(
+      'initial_output_stride'))
   return spec, weights
 
 
@@ -294,9 +294,8 @@ def _check_constructor_arguments(spec, kwargs):
       set(resolved.kwargs) - {'scope'})
   clashes = sorted(given & set(kwargs))
   if clashes:
-    raise ValueError('%s: the architecture %s sets %s; pass them once, in '
-                     'the architecture.' % (
-                         ', '.join(clashes), spec.scope, ', '.join(clashes)))
+    raise ValueError('The architecture %s already sets %s: give it once, in '
+                     'the architecture.' % (spec.scope, ', '.join(clashes)))
   parameters = inspect.signature(
       getattr(nets, resolved.constructor)).parameters
   allowed = sorted(set(parameters) - set(resolved.kwargs) - set(_RESERVED)
