@@ -271,10 +271,11 @@ class ModelSpec(object):
   def from_dict(cls, values, **overrides):
     """From `to_dict()`, a run config or checkpoint metadata.
 
-    The architecture may be under 'architecture', 'model' (classification
-    configs, checkpoint metadata) or 'backbone' (segmentation configs);
-    other unknown keys are ignored, missing ones take the defaults.
-    `overrides` (not None) replace values.
+    The architecture may be under 'architecture', 'model' (0.2's
+    classification configs, checkpoint metadata) or 'backbone' (0.2's
+    segmentation configs); other unknown keys are ignored, missing or None
+    ones take the defaults (a spec whose images are used as given is
+    `replace(normalization=None)`). `overrides` (not None) replace values.
     """
     values = dict(values)
     for key in _ARCHITECTURE_KEYS:
