@@ -64,15 +64,21 @@ def run_convert(args):
 
 def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
-                      type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
-                      '.h5/.keras file).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Model name (default: from the checkpoint), e.g. '
-                      'densenet_121.')
+                      type=common.checkpoint_path,
+                      help='Converted or pudae checkpoint prefix, a Keras '
+                      '.h5/.keras file, or a checkpoint of `densenet train` '
+                      '(runs/x/model.ckpt-N, or the train directory for its '
+                      'latest): its config.json gives the model and its '
+                      'dataset the class names and image size.')
+  parser.add_argument('--model', type=common.backbone,
+                      help='Model name or densenet_X JSON (default: from the '
+                      'checkpoint or its config.json), e.g. densenet_121.')
   parser.add_argument('--resize-size', type=common.positive_int,
-                      default=256, help='Shorter side after resizing.')
+                      help='Shorter side after resizing (default: the image '
+                      'size the model was trained at, else 256).')
   parser.add_argument('--crop-size', type=common.positive_int,
-                      default=224, help='Side of the central crop.')
+                      help='Side of the central crop (default: the image '
+                      'size the model was trained at, else 224).')
 
 
 def add_classify_parser(subparsers):
@@ -99,10 +105,12 @@ def add_classify_parser(subparsers):
 def run_classify(args):
   # pylint: disable=g-import-not-at-top
   from densenet.weights import convert
+  from densenet.weights import runs
   from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
                                            model_name=args.model)
-  pretrained.check_top(args.top, metadata.get('num_classes'))
+  runs.check_classifier(metadata, args.checkpoint)
+  pretrained.check_top(args.top, metadata['num_classes'])
   model = pretrained.Classifier(
       weights, metadata, model_name=args.model, resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
