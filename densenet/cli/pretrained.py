@@ -94,8 +94,9 @@ def add_classify_parser(subparsers):
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to classify.')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='Classes per image.')
+  parser.add_argument('--top', type=common.positive_int,
+                      help='Classes per image (default: 5, or all the '
+                      'classes if fewer).')
   parser.add_argument('--batch-size', type=common.positive_int,
                       default=16, help='Images per network run.')
   parser.add_argument('--json', action='store_true',
@@ -110,12 +111,12 @@ def run_classify(args):
   weights, metadata = convert.read_weights(args.checkpoint,
                                            model_name=args.model)
   runs.check_classifier(metadata, args.checkpoint)
-  pretrained.check_top(args.top, metadata['num_classes'])
+  top = pretrained.check_top(args.top, metadata['num_classes'])
   model = pretrained.Classifier(
       weights, metadata, model_name=args.model, resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
   try:
-    results, errors = classify_images(model, args.images, args.top,
+    results, errors = classify_images(model, args.images, top,
                                       args.batch_size)
   finally:
     model.close()
@@ -126,7 +127,7 @@ def run_classify(args):
   return common.report_unreadable('densenet classify', errors)
 
 
-def classify_images(model, paths, top=5, batch_size=16):
+def classify_images(model, paths, top=None, batch_size=16):
   """Classifies image files in batches, collecting the unreadable ones.
 
   Args:
@@ -197,8 +198,9 @@ def add_export_parser(subparsers):
   parser.add_argument('export_dir', help='Directory to create, e.g. '
                       '/tmp/export/1 (TF Serving wants a version number).')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='k of the top_k outputs.')
+  parser.add_argument('--top', type=common.positive_int,
+                      help='k of the top_k outputs (default: 5, or all the '
+                      'classes if fewer).')
 
 
 def run_export(args):

@@ -40,7 +40,7 @@ BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'
 
 
-def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
+def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
                        resize_size=None, crop_size=None):
   """Writes a SavedModel classifying images with pretrained weights.
 
@@ -50,7 +50,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
     export_dir: Directory to create (must not exist).
     model_name: An architecture name or `densenet_X` config, or None to
       take it from the weights.
-    top: k of the top_k outputs.
+    top: k of the top_k outputs (default 5, or all the classes if fewer).
     resize_size, crop_size: Geometry of the `image_bytes` signature
       (default `pretrained.image_geometry`: a trained model's image size,
       else 256 and 224).
@@ -66,7 +66,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
   weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
   model_name = model_name or metadata['model']
   runs.check_classifier(metadata, checkpoint)
-  pretrained.check_top(top, metadata['num_classes'])
+  top = pretrained.check_top(top, metadata['num_classes'])
   names = pretrained.names_of(metadata)
   resize_size, crop_size = pretrained.image_geometry(metadata, resize_size,
                                                      crop_size)

@@ -80,8 +80,15 @@ def image_geometry(metadata, resize_size=None, crop_size=None):
   return resize_size, crop_size
 
 
+DEFAULT_TOP = 5
+
+
 def check_top(top, num_classes):
   """Checks `top` (`--top`: classes per image) against the model's classes.
+
+  Returns:
+    `top`, or for None `DEFAULT_TOP` or all the classes if fewer (a model
+    trained on 3 classes shows 3).
 
   Raises:
     ValueError: Unless 1 <= top <= num_classes; one message for every
@@ -90,6 +97,8 @@ def check_top(top, num_classes):
   if not num_classes:
     raise ValueError('--top needs a model with classes, got num_classes=%r.'
                      % (num_classes,))
+  if top is None:
+    return min(DEFAULT_TOP, num_classes)
   if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or (
       top < 1):
     raise ValueError('--top must be a positive integer, got %r.' % (top,))
@@ -207,14 +216,14 @@ class Classifier(object):
     """float32 `[batch, num_classes]` softmax probabilities."""
     return self._run(self._probabilities, images)
 
-  def predict(self, images, top=5):
+  def predict(self, images, top=None):
     """Top-`top` `(class name, probability)` pairs for each image.
 
     Args:
       images: A path, or a list of paths / file objects / PIL images /
         `[height, width, 3]` arrays (decoded, resized and cropped), or a
         `[batch, height, width, 3]` RGB array in [0, 255] used as is.
-      top: How many classes per image.
+      top: How many classes per image (default 5, or all if fewer).
 
     Returns:
       A list with, per image, a list of `top` (name, probability) pairs,
@@ -222,9 +231,9 @@ class Classifier(object):
     """
     return self.decode(self.probabilities(images), top)
 
-  def decode(self, probabilities, top=5):
+  def decode(self, probabilities, top=None):
     """`[batch, num_classes]` probabilities -> top-k (name, probability)."""
-    check_top(top, probabilities.shape[-1])
+    top = check_top(top, probabilities.shape[-1])
     result = []
     for row in probabilities:
       order = np.argsort(-row, kind='stable')[:top]

@@ -51,8 +51,10 @@ def _dataset(config, config_path):
   if not path or not os.path.isfile(path):
     warnings.warn(
         '%s names the dataset %s, whose %s is not there: the classes are '
-        'numbered and the image size is not known.' % (
-            config_path, data_dir, DATASET_METADATA_FILE), stacklevel=3)
+        'numbered and the training image size is not known (images are '
+        'resized to 256 and cropped to 224 unless told: --resize-size, '
+        '--crop-size).' % (config_path, data_dir, DATASET_METADATA_FILE),
+        stacklevel=3)
     return None, None
   dataset = _read_json(path)
   shape = dataset.get('image_shape') or [None, None]
