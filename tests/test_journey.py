@@ -303,8 +303,8 @@ def test_a_segmentation_run_is_not_a_classifier(journey, capsys, tmp_path):
                   ['evaluate', '--image-folder', journey['test']]):
     assert cli.main(command + ['--checkpoint', run]) == 2, command
     error = capsys.readouterr().err
-    assert ('%s is a segmentation model (a fcn head on densenet_X), not a '
-            'classifier' % run) in error, error
+    assert ("%s is a segmentation model (head 'fcn' on densenet_X), not a "
+            "classifier" % run) in error, error
   assert not os.path.exists(str(tmp_path / 'export'))
   # Its backbone is still weights: keras_model gives its features.
   backbone = densenet.keras_model(None, checkpoint=run)

@@ -146,7 +146,7 @@ def check_classifier(metadata, checkpoint):
   checkpoint = metadata.get('run_dir') or checkpoint
   if metadata.get('task') == 'segmentation':
     raise ValueError(
-        '%s is a segmentation model (a %s head on %s), not a classifier: it '
+        '%s is a segmentation model (head %r on %s), not a classifier: it '
         'has no logits per image; use `segmentation predict` / '
         '`segmentation evaluate` with its model directory.' % (
             checkpoint, metadata.get('head'),
