@@ -33,6 +33,7 @@ from densenet.datasets import image_folder
 from densenet.training import checkpoints as training_checkpoints
 from densenet.training import slim_model
 from densenet.weights import checkpoints
+from densenet.weights import runs
 
 CLASSES = ('circle', 'square', 'stripes')
 MODEL = {'num_units_per_block': [1, 1], 'growth_rate': 4}
@@ -335,3 +336,18 @@ def test_classification_metrics_by_hand():
       'a': {'num_examples': 2, 'correct': 1, 'accuracy': 0.5},
       'b': {'num_examples': 1, 'correct': 0, 'accuracy': 0.0},
       'c': {'num_examples': 2, 'correct': 1, 'accuracy': 0.5}}
+
+
+def test_describe_a_bare_checkpoint(tmp_path):
+  """No metadata, no config.json: the scope names the model if it can."""
+  for scope, model in (('densenet_bc_10_k4', 'densenet_bc_10_k4'),
+                       ('densenet_X', None)):
+    prefix = checkpoints.save({
+        scope + '/conv1/weights': np.zeros([3, 3, 3, 8], np.float32),
+        'global_step': np.int64(3),
+        'optimizer/iter': np.int64(3)}, str(tmp_path / scope / 'model.ckpt-3'))
+    found, metadata = runs.describe(prefix)
+    assert found == prefix
+    assert (metadata['model'], metadata['global_step'], metadata['recorded'],
+            metadata['normalization'], metadata['task'],
+            metadata['run_dir']) == (model, 3, [], 'torch', None, None)

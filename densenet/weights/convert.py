@@ -213,15 +213,11 @@ def _read_ours(source, model_name, run_dir):
     raise ValueError('%s: expected the variables of one model scope, found '
                      'scopes %s.' % (source, sorted(scopes)))
   scope = scopes.pop()
-  if model is None:
-    try:
-      spec_lib.resolve(scope)
-    except ValueError:
-      raise ValueError(
-          '%s holds a network under the scope %r, but no config.json or '
-          'metadata next to it records its architecture; give the model '
-          '(a densenet_X config).' % (source, scope)) from None
-    model = scope
+  if model is None:  # `describe` found no architecture, nor a named scope.
+    raise ValueError(
+        '%s holds a network under the scope %r, but no config.json or '
+        'metadata next to it records its architecture; give the model (a '
+        'densenet_X config).' % (source, scope))
   weights = {name.split('/', 1)[1]: value
              for name, value in tensors.items() if not names_lib.ignored(name)}
   metadata['model'] = model

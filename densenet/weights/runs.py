@@ -81,6 +81,21 @@ def _from_config(config, config_path):
   return metadata
 
 
+def _named_scope(reader):
+  """The one model scope of a checkpoint if it names an architecture
+  ('densenet_121', 'densenet_bc_100_k12'...), else None."""
+  scopes = {name.split('/', 1)[0] for name in reader.get_variable_to_shape_map()
+            if is_model_tensor(name) and '/' in name}
+  if len(scopes) != 1:
+    return None
+  scope = scopes.pop()
+  try:
+    spec_lib.resolve(scope)
+  except ValueError:
+    return None
+  return scope
+
+
 def describe(checkpoint, run_dir=None):
   """What a checkpoint of ours holds and what its weights expect.
 
@@ -92,7 +107,9 @@ def describe(checkpoint, run_dir=None):
 
   Returns:
     `(prefix, metadata)`: the checkpoint prefix, and a dict with 'model' (a
-    name or `densenet_X` config; None if nothing records it), 'num_classes'
+    name or `densenet_X` config; for a checkpoint without metadata or
+    config.json the name of its variable scope if that is an architecture,
+    else None), 'num_classes'
     (None for features or a segmentation backbone), 'batch_norm_epsilon',
     'root_padding', 'normalization' (recorded values, else
     `densenet.spec.DEFAULTS`), 'recorded' (the names of those that were
@@ -125,6 +142,8 @@ def describe(checkpoint, run_dir=None):
     metadata = {'model': None, 'num_classes': None, 'task': None,
                 'class_names': None, 'image_size': None, 'recorded': []}
     config_dir = None
+  if metadata['model'] is None:  # A bare checkpoint: its scope's name?
+    metadata['model'] = _named_scope(reader)
   for name, value in _DEFAULTS.items():
     if metadata.get(name) is None:
       metadata[name] = value
