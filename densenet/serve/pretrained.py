@@ -4,13 +4,14 @@
     model = load_pretrained('densenet_121', '/tmp/densenet_121/model.ckpt')
     model.predict(['cat.jpg', 'dog.png'])   # [[('tabby', 0.61), ...], ...]
 
-`load_pretrained` accepts anything `densenet.weights.convert.read_weights` reads: a
-converted checkpoint (its metadata gives the model, BN epsilon and input
-normalization), a training run's checkpoint or directory (its config.json
-gives them, its dataset the class names and image size), a pudae checkpoint,
-a Keras `.h5`/`.keras` file or model, or a torchvision state dict. The network runs in its own `tf.Graph` and
-`tf.compat.v1.Session`, as `densenet.serve.rewrite.optimize` rewrites it (batch
-norm folded, weights constant).
+`load_pretrained` accepts anything `densenet.weights.convert.read_weights`
+reads: a converted checkpoint (its metadata gives the model, BN epsilon and
+input normalization), a training run's checkpoint or directory (its
+config.json gives them, its dataset the class names and image size), a pudae
+checkpoint, a Keras `.h5`/`.keras` file or model, or a torchvision state
+dict. The network runs in its own `tf.Graph` and `tf.compat.v1.Session`, as
+`densenet.serve.rewrite.optimize` rewrites it (batch norm folded, weights
+constant).
 """
 
 import importlib.resources
