@@ -82,16 +82,9 @@ class Architecture(object):
   initial_output_stride: int = 4
 
   def output_strides(self, initial_output_stride=None):
-    """The output strides the network can reach, smallest first.
-
-    The root's stride, then doubled by each transition: `output_stride`
-    may be any of them (or None, the last). The rule of
-    `densenet.layers.blocks.stack_blocks_dense`, without TensorFlow.
-
-    Args:
-      initial_output_stride: The root's stride the network is built with
-        (default: the architecture's own).
-    """
+    """The output strides the network can reach, smallest first: the root's
+    (`initial_output_stride`, default the architecture's own), doubled by
+    each transition (`densenet.layers.blocks.stack_blocks_dense`'s rule)."""
     first = initial_output_stride or self.initial_output_stride
     return tuple(first * 2 ** t for t in range(self.num_blocks))
 
@@ -180,6 +173,15 @@ def same_normalization(first, second):
   """Whether two normalization descriptions mean the same ('torch' is
   `{'mode': 'torch'}`)."""
   return canonical_normalization(first) == canonical_normalization(second)
+
+
+def config_architecture(values):
+  """The architecture a config or metadata dict records ('architecture', or
+  0.2's 'model' / 'backbone'), or None."""
+  for key in _ARCHITECTURE_KEYS:
+    if values.get(key) is not None:
+      return values[key]
+  return None
 
 
 def canonical_normalization(value):
@@ -278,10 +280,8 @@ class ModelSpec(object):
     `replace(normalization=None)`). `overrides` (not None) replace values.
     """
     values = dict(values)
-    for key in _ARCHITECTURE_KEYS:
-      if key in values:
-        values.setdefault('architecture', values[key])
-        break
+    if config_architecture(values) is not None:
+      values.setdefault('architecture', config_architecture(values))
     values.update({k: v for k, v in overrides.items() if v is not None})
     fields = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items()

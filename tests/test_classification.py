@@ -5,6 +5,7 @@ in the real format (see test_datasets.write_cifar).
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -148,7 +149,12 @@ def test_fine_tune_on_an_image_folder_from_a_checkpoint(cifar_dir, tmp_path):
       folder_dir, str(tmp_path / 'tuned'), model='densenet_bc_10_k4',
       batch_size=5, num_steps=1, learning_rate=0.0, eval_every_epochs=0,
       initial_checkpoint=pretrained, progress=False)
-  assert results['config']['normalization'] == {'mode': 'torch'}
+  # The weights expect the normalization they were trained with (the
+  # pretrained run's config.json), not the new dataset's.
+  with open(os.path.join(pretrained, 'config.json')) as f:
+    assert results['config']['normalization'] == json.load(f)[
+        'normalization']
+  assert 'mean' in results['config']['normalization']
   assert results['validation']['num_examples'] == 2
   before = tf.train.load_checkpoint(pretrained)
   after = tf.train.load_checkpoint(results['checkpoint'])

@@ -320,3 +320,31 @@ def test_one_name_rule_for_restoring_and_assigning():
   assert [(v.op.name, list(value)) for v, value in pairs] == [
       ('s/a', [0, 0]), ('s/b', [1, 1, 1])]
   assert unused == ['extra']
+
+
+def test_fine_tuning_takes_the_contract_a_training_run_records(tmp_path):
+  """The initial checkpoint of a run may be another run's (a training
+  checkpoint without metadata): its config.json says what the weights
+  expect (`runs.read_contract`, on `runs.describe`), in 0.2's spelling
+  too."""
+  from densenet.training import run as run_lib  # pylint: disable=g-import-not-at-top
+  from densenet.weights import checkpoints  # pylint: disable=g-import-not-at-top
+  statistics = {'mean': [125.3, 123.0, 113.9], 'std': [63.0, 62.1, 66.7]}
+  config = _classification_config(spec=spec_lib.ModelSpec(
+      TINY, 10, batch_norm_epsilon=1e-3, normalization=statistics))
+  for name, values in (
+      ('new', config.to_dict()),
+      ('old', dict({k: v for k, v in config.to_dict().items()
+                    if k != 'architecture'}, model=TINY))):
+    run_dir = tmp_path / name
+    prefix = checkpoints.save({'densenet_X/conv1/weights': np.zeros([1]),
+                               'global_step': np.int64(5)},
+                              str(run_dir / 'model.ckpt-5'))
+    tf.compat.v1.train.update_checkpoint_state(str(run_dir), prefix)
+    (run_dir / 'config.json').write_text(json.dumps(values))
+    for initial in (prefix, str(run_dir)):
+      contract = run_lib.Run(str(tmp_path / 'tuned'), None, initial).contract
+      assert contract == {'architecture': TINY, 'num_classes': 10,
+                          'batch_norm_epsilon': 1e-3,
+                          'root_padding': 'symmetric',
+                          'normalization': statistics}, (name, initial)

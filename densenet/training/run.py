@@ -8,7 +8,7 @@
     run.start(trainer, images, config)  # 5. build (restore), 6. write config
 
 1. The settings of the network not given (None) come from the initial
-   checkpoint's contract (`densenet.weights.checkpoints.read_contract`), else
+   checkpoint's contract (`densenet.weights.runs.read_contract`), else
    the saved `config.json` of a resumed run, else defaults
    (`densenet.spec.merge_settings`).
 2. A resumed run must keep the config's `fixed_settings()`; the saved config
@@ -27,7 +27,7 @@ A config is `segmentation.config.ModelConfig` or
 from densenet import spec as spec_lib
 from densenet.training import distribute
 from densenet.training import rundir
-from densenet.weights import checkpoints
+from densenet.weights import runs
 
 
 class Run(object):
@@ -50,7 +50,7 @@ class Run(object):
     self.strategy = strategy
     self.what = what
     self.saved = rundir.read_config(model_dir)
-    self.contract = (checkpoints.read_contract(initial_checkpoint)
+    self.contract = (runs.read_contract(initial_checkpoint)
                      if initial_checkpoint else None)
 
   def settings(self, explicit, defaults=None):

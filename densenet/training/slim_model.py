@@ -201,13 +201,14 @@ def keras_model(architecture=None, num_classes=None, checkpoint=None,
     num_classes: Classes of the logits, or None for the features (as the
       constructors; a checkpoint's logits then stay unused).
     checkpoint: Weights to load, anything `convert.read_weights` reads: a
-      converted or trained checkpoint of ours, a pudae checkpoint, a Keras
-      `.h5`/`.keras` file, a torchvision state dict. The network is built the
-      way the weights expect (batch-norm epsilon, stem padding) and, when
-      the weights record an input normalization (converted checkpoints and
-      the other sources do; checkpoints without metadata do not), the model
-      takes RGB images in [0, 255] and applies it; otherwise it uses the
-      images as given.
+      converted or trained checkpoint of ours (a training run's directory
+      too), a pudae checkpoint, a Keras `.h5`/`.keras` file, a torchvision
+      state dict. The network is built the way the weights expect
+      (batch-norm epsilon, stem padding) and, when the weights record an
+      input normalization (converted checkpoints, training runs with their
+      config.json and the other sources do; bare checkpoints do not), the
+      model takes RGB images in [0, 255] and applies it; otherwise it uses
+      the images as given.
     **constructor_kwargs: Arguments of the constructor (`output_stride`,
       `global_pool`, `initial_output_stride`, `theta`, `dropout_rate`,
       `memory_efficient`, `scope`, ...); not `inputs` or `is_training`

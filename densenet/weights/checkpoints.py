@@ -336,28 +336,3 @@ def save_checkpoint(weights, metadata, prefix, progress=False):
   tensors[METADATA_KEY] = np.array(json.dumps(stored, sort_keys=True),
                                    dtype=object)
   return save(tensors, prefix)
-
-
-def read_contract(checkpoint):
-  """What a checkpoint of ours records about the network its weights are
-  for: the one reader of it (fine-tuning; `convert.read_weights`, hence
-  `keras_model`, `load_pretrained` and export, through `recorded_contract`).
-
-  Args:
-    checkpoint: A checkpoint prefix or directory (its latest checkpoint).
-
-  Returns:
-    `recorded_contract` of its metadata ({} without `densenet_metadata`).
-  """
-  return recorded_contract(read_metadata(latest(checkpoint)) or {})
-
-
-def recorded_contract(metadata):
-  """{field: value} of the `densenet.spec.ModelSpec` fields a checkpoint's
-  metadata dict records: 'architecture' (stored as 'model'), 'num_classes'
-  and the `spec.CONTRACT` settings, only those it has."""
-  recorded = {name: metadata[name] for name in
-              ('num_classes',) + spec_lib.CONTRACT if name in metadata}
-  if 'model' in metadata:
-    recorded['architecture'] = metadata['model']
-  return recorded
