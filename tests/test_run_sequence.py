@@ -348,3 +348,40 @@ def test_fine_tuning_takes_the_contract_a_training_run_records(tmp_path):
                           'batch_norm_epsilon': 1e-3,
                           'root_padding': 'symmetric',
                           'normalization': statistics}, (name, initial)
+
+
+def test_renamed_arguments_keep_their_old_names_for_one_release():
+  """One name per concept in the Python API too: the architecture is
+  `architecture`, the run directory `model_dir`; 0.2's names still work
+  (with a DeprecationWarning), and giving both is an error."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  import densenet  # pylint: disable=g-import-not-at-top
+  from densenet import classification  # pylint: disable=g-import-not-at-top
+  from densenet.serve import export  # pylint: disable=g-import-not-at-top
+  from densenet.serve import pretrained  # pylint: disable=g-import-not-at-top
+  from densenet.weights import convert  # pylint: disable=g-import-not-at-top
+  renamed = [
+      (densenet.keras_model, 'model', 'architecture'),
+      (classification.train, 'model', 'architecture'),
+      (classification.train, 'train_dir', 'model_dir'),
+      (classification.evaluate, 'model', 'architecture'),
+      (classification.evaluate, 'train_dir', 'model_dir'),
+      (classification.evaluate_folder, 'model', 'architecture'),
+      (classification.evaluate_folder, 'train_dir', 'model_dir'),
+      (convert.read_weights, 'model_name', 'architecture'),
+      (convert.convert, 'model_name', 'architecture'),
+      (densenet.load_pretrained, 'model_name', 'architecture'),
+      (pretrained.Classifier, 'model_name', 'architecture'),
+      (pretrained.build_classifier, 'model_name', 'architecture'),
+      (export.export_saved_model, 'model_name', 'architecture'),
+  ]
+  for function, old, new in renamed:
+    parameters = inspect.signature(function).parameters
+    assert new in parameters and old not in parameters, function
+    with pytest.raises(TypeError, match='got %s and its old name %s' %
+                       (new, old)):
+      function(**{old: 'densenet_121', new: 'densenet_121'})
+  with pytest.warns(DeprecationWarning, match=r'keras_model\(model=\.\.\.\) '
+                    'is deprecated: the argument is named architecture'):
+    model = densenet.keras_model(model=TINY, num_classes=2)
+  assert model.name == 'densenet_X'

@@ -209,7 +209,8 @@ def test_keras_model_takes_the_contract_its_weights_record(tiny, tmp_path):
   prefix = checkpoints.save(
       {name: v.numpy() for name, v in model.variables_by_name().items()},
       str(tmp_path / 'bare' / 'model.ckpt'))
-  _, metadata = convert.read_weights(prefix, model_name=TINY)
+  with pytest.warns(DeprecationWarning, match='read_weights.model_name=.'):
+    _, metadata = convert.read_weights(prefix, model_name=TINY)  # 0.2's.
   assert metadata['recorded'] == []
   assert runs.read_contract(prefix) == {}
   again = densenet.keras_model(TINY, num_classes=3, checkpoint=prefix)

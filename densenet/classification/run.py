@@ -32,12 +32,12 @@ growth rate: 'densenet_<L>_k<k>' or 'densenet_bc_<L>_k<k>' (e.g.
 import functools
 import os
 import time
-import warnings
 
 import tensorflow as tf
 import tf_keras
 
 from densenet import spec as spec_lib
+from densenet._env import lazy
 from densenet.classification import config as config_lib
 from densenet.classification import evaluation
 from densenet.classification import recipe
@@ -79,7 +79,8 @@ def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
       decay)
 
 
-def train(data_dir, model_dir=None, architecture='densenet_bc_100_k12',
+@lazy.renamed_arguments(train_dir='model_dir', model='architecture')
+def train(data_dir, model_dir, architecture='densenet_bc_100_k12',
           augment=True,
           batch_size=DEFAULTS['batch_size'], epochs=DEFAULTS['epochs'],
           num_steps=None, learning_rate=DEFAULTS['learning_rate'],
@@ -91,8 +92,7 @@ def train(data_dir, model_dir=None, architecture='densenet_bc_100_k12',
           normalization=None, initial_checkpoint=None, eval_split=None,
           eval_every_epochs=10, checkpoint_every=1000, strategy=None,
           shuffle_buffer=10000, seed=None, progress=True,
-          memory_efficient=None, sync_batch_norm=False, log_every=0,
-          **deprecated):
+          memory_efficient=None, sync_batch_norm=False, log_every=0):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
   Re-running with the same `model_dir` resumes from its latest checkpoint.
@@ -152,8 +152,8 @@ def train(data_dir, model_dir=None, architecture='densenet_bc_100_k12',
     sync_batch_norm: Whether batch norm uses the statistics of the global
       batch across replicas (see `densenet.training.Trainer`).
     log_every: Steps between 'step N loss L' lines on stderr (0: none).
-    **deprecated: The names of 0.2, for one release: `train_dir` (now
-      `model_dir`), `model` (now `architecture`).
+    The 0.2 names `train_dir` (`model_dir`) and `model` (`architecture`)
+    still work for one release.
 
   Returns:
     The results dict also written to `model_dir/results.json`: `config`,
@@ -167,7 +167,6 @@ def train(data_dir, model_dir=None, architecture='densenet_bc_100_k12',
       (the step reached is saved) or during an evaluation between epochs
       (cut short; its step is already saved). Re-running resumes.
   """
-  model_dir, architecture = _renamed(deprecated, model_dir, architecture)
   metadata = tfrecords.read_metadata(data_dir)
   strategy = strategy or distribute.get_strategy()
   num_train = tfrecords.split_info(metadata, 'train')['num_examples']
@@ -285,25 +284,3 @@ def _restore_backbone(net, spec, checkpoint):
                checkpoint=checkpoint)
   print('Restored %d variables from %s (the logits start fresh).' %
         (len(report.restored), checkpoint))
-
-
-def _renamed(deprecated, model_dir, architecture):
-  """`train`'s arguments under their 0.2 names (`train_dir`, `model`),
-  accepted for one release with a DeprecationWarning."""
-  for old, new in (('train_dir', 'model_dir'), ('model', 'architecture')):
-    if old not in deprecated:
-      continue
-    warnings.warn('classification.train(%s=...) is deprecated: the argument '
-                  'is named %s.' % (old, new), DeprecationWarning,
-                  stacklevel=3)
-    value = deprecated.pop(old)
-    if old == 'train_dir':
-      model_dir = value if model_dir is None else model_dir
-    else:
-      architecture = value
-  if deprecated:
-    raise TypeError('train() got unexpected keyword arguments: %s' %
-                    ', '.join(sorted(deprecated)))
-  if model_dir is None:
-    raise TypeError('train() needs model_dir.')
-  return model_dir, architecture

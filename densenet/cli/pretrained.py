@@ -51,7 +51,7 @@ def run_convert(args):
   from densenet.weights import convert  # pylint: disable=g-import-not-at-top
   metadata = convert.convert(args.source, args.output,
                              source_format=args.source_format,
-                             model_name=args.architecture, progress=True)
+                             architecture=args.architecture, progress=True)
   print('Wrote %s: %s from %s weights (num_classes=%s, BN epsilon %g, '
         "normalization '%s')." % (args.output, metadata['model'],
                                   metadata['source'], metadata['num_classes'],
@@ -112,11 +112,11 @@ def run_classify(args):
   from densenet.weights import runs
   from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
-                                           model_name=args.architecture)
+                                           architecture=args.architecture)
   runs.check_classifier(metadata, args.checkpoint)
   top = pretrained.check_top(args.top, metadata['num_classes'])
   model = pretrained.Classifier(
-      weights, metadata, model_name=args.architecture,
+      weights, metadata, architecture=args.architecture,
       resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
   try:
@@ -210,7 +210,7 @@ def add_export_parser(subparsers):
 def run_export(args):
   from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
-                            model_name=args.architecture, top=args.top,
+                            architecture=args.architecture, top=args.top,
                             resize_size=args.resize_size,
                             crop_size=args.crop_size)
   print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))

@@ -245,8 +245,9 @@ def run_evaluate(args):
                               option.replace('_', '-'))
   from densenet import classification  # pylint: disable=g-import-not-at-top
   results = classification.evaluate(
-      train_dir=args.model_dir, checkpoint=args.checkpoint,
-      data_dir=args.data_dir, split=args.split, model=args.architecture,
+      model_dir=args.model_dir, checkpoint=args.checkpoint,
+      data_dir=args.data_dir, split=args.split,
+      architecture=args.architecture,
       normalization=args.normalization, batch_size=args.batch_size,
       output=args.output)
   _print_results(results, args.json, args.output)
@@ -264,8 +265,8 @@ def _evaluate_folder(args):
   # pylint: disable=g-import-not-at-top
   from densenet.classification import evaluation
   results = evaluation.evaluate_folder(
-      args.image_folder, checkpoint=args.checkpoint, train_dir=args.model_dir,
-      model=args.architecture, image_size=args.image_size,
+      args.image_folder, checkpoint=args.checkpoint, model_dir=args.model_dir,
+      architecture=args.architecture, image_size=args.image_size,
       batch_size=args.batch_size, output=args.output,
       confusion_png=confusion_png, progress=not args.no_progress)
   if args.json:

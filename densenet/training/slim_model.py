@@ -15,7 +15,6 @@ converted weights load into it by name.
 
 import inspect
 import types
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +23,7 @@ import tf_keras
 from densenet import nets
 from densenet import spec as spec_lib
 from densenet._env import compat
+from densenet._env import lazy
 from densenet.weights import assign
 from densenet.weights import checkpoints as weights_lib
 from densenet.weights import convert
@@ -172,6 +172,7 @@ def _check_training(training):
                    'got %r.' % (training,))
 
 
+@lazy.renamed_arguments(model='architecture')
 def keras_model(architecture=None, num_classes=None, checkpoint=None,
                 **constructor_kwargs):
   """A DenseNet as a tf_keras model (`tf_keras.Model`, not Keras 3).
@@ -212,8 +213,8 @@ def keras_model(architecture=None, num_classes=None, checkpoint=None,
     **constructor_kwargs: Arguments of the constructor (`output_stride`,
       `global_pool`, `initial_output_stride`, `theta`, `dropout_rate`,
       `memory_efficient`, `scope`, ...); not `inputs` or `is_training`
-      (that is the call's `training`). `model=` is the old name of
-      `architecture` (deprecated).
+      (that is the call's `training`). `model=`, 0.2's name of
+      `architecture`, still works for one release.
 
   Returns:
     The built `SlimModel` (a `tf_keras.Model`), weights loaded.
@@ -225,11 +226,6 @@ def keras_model(architecture=None, num_classes=None, checkpoint=None,
       network (missing or misshaped variables;
       `weights_lib.WeightMismatchError`).
   """
-  if 'model' in constructor_kwargs:  # The 0.2 name, for one release.
-    warnings.warn('keras_model(model=...) is deprecated: the argument is '
-                  'named architecture.', DeprecationWarning, stacklevel=2)
-    old = constructor_kwargs.pop('model')
-    architecture = old if architecture is None else architecture
   spec, weights = model_spec(architecture, num_classes, checkpoint,
                              constructor_kwargs)
   kwargs = {k: v for k, v in constructor_kwargs.items()
@@ -268,7 +264,7 @@ def model_spec(architecture, num_classes=None, checkpoint=None,
   weights = None
   if checkpoint is not None:
     weights, metadata = convert.read_weights(checkpoint,
-                                             model_name=architecture)
+                                             architecture=architecture)
     spec = spec_lib.ModelSpec.from_metadata(metadata, architecture)
     recorded = metadata.get('recorded', spec_lib.CONTRACT)
     spec = spec.replace(
