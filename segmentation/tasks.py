@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from densenet.serve import rewrite
 from densenet import preprocessing
+from densenet.training import lock
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet import training
@@ -92,6 +93,7 @@ def _optimizer_fn(optimizer):
 
 @data.label_errors()
 @rundir.writes_to('model_dir', 'model directory')
+@lock.locks('model_dir')
 def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,

@@ -35,6 +35,7 @@ import traceback
 import densenet
 from densenet import architectures
 from densenet._env import runtime
+from densenet.training import cluster
 from densenet.training import signals
 from densenet import spec
 
@@ -46,6 +47,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # tf.distribute strategies of `densenet.training.get_strategy`.
 STRATEGIES = spec.STRATEGIES
+CLUSTER_TIMEOUT_SECONDS = cluster.CLUSTER_TIMEOUT_SECONDS
 
 
 class UsageError(Exception):
@@ -223,6 +225,17 @@ def _int_at_least(text, minimum, what):
   return value
 
 
+def positive_float(text):
+  """A finite float > 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not 0 < value < float('inf'):
+    raise argparse.ArgumentTypeError('must be a number > 0, got %r' % text)
+  return value
+
+
 def non_negative_float(text):
   """A float >= 0."""
   try:
@@ -293,8 +306,8 @@ def backbone(text):
 
 def add_run_arguments(parser):
   """The options both training commands share: `--strategy`,
-  `--sync-batch-norm`, `--no-progress`, `--log-every` (`parser` may be an
-  argument group)."""
+  `--sync-batch-norm`, `--no-progress`, `--log-every`, `--cluster-timeout`
+  (`parser` may be an argument group)."""
   parser.add_argument('--strategy', choices=STRATEGIES, default='auto',
                       help='tf.distribute strategy (auto: multi-worker with '
                       'TF_CONFIG, mirrored with several GPUs, else default).')
@@ -306,6 +319,11 @@ def add_run_arguments(parser):
   parser.add_argument('--log-every', type=non_negative_int, default=0,
                       help='Print "step N loss L" lines every N steps (0: '
                       'none).')
+  parser.add_argument('--cluster-timeout', type=positive_float,
+                      default=CLUSTER_TIMEOUT_SECONDS, metavar='SECONDS',
+                      help='Multi-worker: seconds to wait for every worker '
+                      'of TF_CONFIG to answer before giving up (exit 1, '
+                      'naming the missing ones).')
 
 
 def crop_size(text):

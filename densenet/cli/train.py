@@ -185,9 +185,8 @@ def run_train(args):
     datasets.create_image_folder_tfrecords(
         args.image_folder, args.data_dir, image_size=args.image_size,
         validation_fraction=args.validation_fraction)
-  strategy = None
-  if args.strategy != 'auto':
-    strategy = training.get_strategy(args.strategy)
+  strategy = training.get_strategy(args.strategy,
+                                   cluster_timeout=args.cluster_timeout)
   results = classification.train(
       args.data_dir, args.train_dir, model=args.model, augment=augment,
       batch_size=args.batch_size, epochs=args.epochs,
