@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from densenet import spec as spec_lib
 from densenet.datasets import pipeline
+from densenet.datasets import records
 from densenet.datasets import tfrecords
 from densenet.training import checkpoints as checkpoints_lib
 from densenet.training import slim_model
@@ -61,6 +62,7 @@ def evaluate_model(model, dataset, should_stop=None):
           'loss': loss / count, 'num_examples': count}
 
 
+@records.names_corrupt_shards
 def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
              model=None, num_classes=None, normalization=None, batch_size=100,
              output=None):
@@ -100,10 +102,8 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
     if value is None:
       raise ValueError('%s is required (or a train_dir whose config.json '
                        'has it).' % name)
-  if os.path.isdir(checkpoint):
-    directory, checkpoint = checkpoint, tf.train.latest_checkpoint(checkpoint)
-    if checkpoint is None:
-      raise ValueError('No checkpoint in %r.' % (directory,))
+  if os.path.isdir(checkpoint):  # Its newest complete checkpoint.
+    checkpoint = checkpoints.latest(checkpoint)
   metadata = tfrecords.read_metadata(data_dir)
   if split is None:
     split = 'test' if 'test' in metadata['splits'] else 'validation'
@@ -123,7 +123,7 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
       'Checkpoint %s does not match %s with %d classes' %
       (checkpoint, model, num_classes))
   results = evaluate_model(net, dataset)
-  reader = tf.train.load_checkpoint(checkpoint)
+  reader = checkpoints.reader(checkpoint)
   results.update(
       checkpoint=checkpoint, model=model, data_dir=os.path.abspath(data_dir),
       split=split,

@@ -24,7 +24,6 @@ TensorFlow at load time: the library is imported when a command runs.
 """
 
 import argparse
-import json
 import os
 
 from densenet.cli import common
@@ -220,7 +219,7 @@ def run_evaluate(args):
 
 def _print_results(results, as_json, path):
   if as_json:
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_json(results, sort_keys=True)
     return
   metrics = results
   for split in ('test', 'validation'):
