@@ -210,7 +210,8 @@ def write_shards(output_dir, split, shards, finish=None):
 
 # Reading: a corrupted shard named. ----------------------------------------
 
-_read = {}  # Shard paths read in this process (an ordered set).
+_read = {}  # Shard path -> when (a count) this process last began reading it.
+_reads = [0]
 
 
 class CorruptShardError(OSError):
@@ -231,7 +232,8 @@ def reading(paths):
   """Records that this process reads the shards `paths` (so that a
   `DataLossError` can be traced to one of them); returns `paths`."""
   for path in paths:
-    _read[os.path.abspath(path)] = True
+    _reads[0] += 1
+    _read[os.path.abspath(path)] = _reads[0]
   return paths
 
 
@@ -261,15 +263,17 @@ def find_corrupt(paths):
 def names_corrupt_shards(function):
   """Decorates a function that reads shards (`reading`): a `DataLossError`
   it raises becomes the `CorruptShardError` of the shard that does not
-  read (found by reading each registered shard), naming it and the byte
+  read (found by reading each shard it registered), naming it and the byte
   offset; other errors pass unchanged."""
 
   @functools.wraps(function)
   def wrapper(*args, **kwargs):
+    started = _reads[0]
     try:
       return function(*args, **kwargs)
     except tf.errors.DataLossError as e:
-      corrupt = find_corrupt(list(_read))
+      corrupt = find_corrupt(  # The shards this call read.
+          [path for path, when in _read.items() if when > started])
       if corrupt is None:
         raise
       raise corrupt from e

@@ -52,7 +52,7 @@ def _fail(message):
 
 def _excerpt(text, position):
   before = text[max(0, position - 40):position]
-  return '%s%s <-- here' % ('...' if position > 40 else '', before)
+  return '%s%s <-- here' % ('...' if position > 40 else '', before.rstrip())
 
 
 def read_tf_config(environ=None):
