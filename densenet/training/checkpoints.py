@@ -102,8 +102,11 @@ class NameBasedCheckpointManager(object):
     self._adopted = []
     if found.state_trusted:
       state = tf.train.get_checkpoint_state(self._directory)
-      self._adopted = [p for p in state.all_model_checkpoint_paths
-                       if tf.io.gfile.exists(p + '.index')]
+      self._adopted = [
+          os.path.join(self._directory, os.path.basename(p))
+          for p in state.all_model_checkpoint_paths
+          if os.path.isfile(p + '.index') and os.path.samefile(
+              os.path.dirname(p) or '.', self._directory)]
 
   def save(self, step):
     """Writes the checkpoint of global step `step`; returns its prefix."""
@@ -125,8 +128,10 @@ class NameBasedCheckpointManager(object):
     kept = kept[-self._max_to_keep:]
     self._adopted = [p for p in self._adopted if p in kept]
     self._written = [p for p in self._written if p in kept]
+    # Paths relative to the directory: a copy of it reads its own files.
     tf.compat.v1.train.update_checkpoint_state(
-        self._directory, path, all_model_checkpoint_paths=kept)
+        self._directory, os.path.basename(path),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in kept])
     return path
 
   def restore(self, path=None):

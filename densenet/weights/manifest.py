@@ -177,6 +177,13 @@ def _check_without_manifest(prefix):
             what, held, needed), file)
 
 
+def _same_directory(first, second):
+  try:
+    return os.path.samefile(first or '.', second or '.')
+  except OSError:
+    return False
+
+
 def step_of(prefix):
   """The global step in a `<name>-<step>` prefix, or None."""
   match = _STEP.search(prefix)
@@ -251,6 +258,9 @@ def newest_complete(directory):
       state = 'has no `%s` state file' % STATE_FILE
     elif named is None:
       state = 'has an unreadable `%s` state file' % STATE_FILE
+    elif not _same_directory(os.path.dirname(named), directory):
+      state = ('has a `%s` state file naming %s, outside it (a copy of '
+               'another directory?)' % (STATE_FILE, named))
     elif not os.path.isfile(named + '.index'):
       state = "has a `%s` state file naming %s, which is not there" % (
           STATE_FILE, named)
