@@ -93,7 +93,7 @@ class NameBasedCheckpointManager(object):
   def _find(self):
     if not tf.io.gfile.isdir(self._directory):
       return manifest.Found(None, [], [], False)
-    return manifest.newest_complete(self._directory)
+    return manifest.newest_complete(self._directory, self._prefix)
 
   def _adopt(self, found):
     """Takes over the state file's list when it names `found.prefix`."""

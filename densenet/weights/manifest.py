@@ -190,15 +190,21 @@ def step_of(prefix):
   return int(match.group(1)) if match else None
 
 
-def on_disk(directory):
-  """The checkpoint prefixes with an index in `directory`, newest first
-  (by step, then by modification time)."""
+def on_disk(directory, basename=None):
+  """The checkpoint prefixes with an index in `directory` (only
+  `<basename>-<step>` ones if `basename` is given), newest first (by step,
+  then by modification time)."""
   found = []
-  for index in glob.glob(os.path.join(glob.escape(directory), '*.index')):
+  pattern = '*.index' if basename is None else (
+      glob.escape(basename) + '-*.index')
+  for index in glob.glob(os.path.join(glob.escape(directory), pattern)):
     prefix = index[:-len('.index')]
     if os.path.basename(prefix).startswith('.'):  # A save in progress.
       continue
     step = step_of(prefix)
+    if basename is not None and (step is None or os.path.basename(
+        prefix) != '%s-%d' % (basename, step)):
+      continue
     found.append((-1 if step is None else step, os.path.getmtime(index),
                   prefix))
   return [prefix for _, _, prefix in sorted(found, reverse=True)]
@@ -228,10 +234,11 @@ state_trusted: whether the state file names `prefix` (then its list of
 """
 
 
-def newest_complete(directory):
-  """The newest complete checkpoint of `directory` (see `Found`)."""
+def newest_complete(directory, basename=None):
+  """The newest complete checkpoint of `directory` (see `Found`; `basename`
+  as in `on_disk`)."""
   incomplete, chosen = [], None
-  for prefix in on_disk(directory):
+  for prefix in on_disk(directory, basename):
     try:
       check(prefix)
     except IncompleteCheckpointError as e:
