@@ -63,15 +63,21 @@ def run_convert(args):
 
 def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
-                      type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
-                      '.h5/.keras file).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Model name (default: from the checkpoint), e.g. '
-                      'densenet_121.')
+                      type=common.checkpoint_path,
+                      help='Converted or pudae checkpoint prefix, a Keras '
+                      '.h5/.keras file, or a checkpoint of `densenet train` '
+                      '(runs/x/model.ckpt-N, or the train directory for its '
+                      'latest): its config.json gives the model and its '
+                      'dataset the class names and image size.')
+  parser.add_argument('--model', type=common.backbone,
+                      help='Model name or densenet_X JSON (default: from the '
+                      'checkpoint or its config.json), e.g. densenet_121.')
   parser.add_argument('--resize-size', type=common.positive_int,
-                      default=256, help='Shorter side after resizing.')
+                      help='Shorter side after resizing (default: the image '
+                      'size the model was trained at, else 256).')
   parser.add_argument('--crop-size', type=common.positive_int,
-                      default=224, help='Side of the central crop.')
+                      help='Side of the central crop (default: the image '
+                      'size the model was trained at, else 224).')
 
 
 def add_classify_parser(subparsers):
@@ -87,8 +93,9 @@ def add_classify_parser(subparsers):
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to classify.')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='Classes per image.')
+  parser.add_argument('--top', type=common.positive_int,
+                      help='Classes per image (default: 5, or all the '
+                      'classes if fewer).')
   parser.add_argument('--batch-size', type=common.positive_int,
                       default=16, help='Images per network run.')
   parser.add_argument('--json', action='store_true',
@@ -98,15 +105,17 @@ def add_classify_parser(subparsers):
 def run_classify(args):
   # pylint: disable=g-import-not-at-top
   from densenet.weights import convert
+  from densenet.weights import runs
   from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
                                            model_name=args.model)
-  pretrained.check_top(args.top, metadata.get('num_classes'))
+  runs.check_classifier(metadata, args.checkpoint)
+  top = pretrained.check_top(args.top, metadata['num_classes'])
   model = pretrained.Classifier(
       weights, metadata, model_name=args.model, resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
   try:
-    results, errors = classify_images(model, args.images, args.top,
+    results, errors = classify_images(model, args.images, top,
                                       args.batch_size)
   finally:
     model.close()
@@ -117,7 +126,7 @@ def run_classify(args):
   return common.report_unreadable('densenet classify', errors)
 
 
-def classify_images(model, paths, top=5, batch_size=16):
+def classify_images(model, paths, top=None, batch_size=16):
   """Classifies image files in batches, collecting the unreadable ones.
 
   Args:
@@ -193,8 +202,9 @@ def add_export_parser(subparsers):
   parser.add_argument('export_dir', help='Directory to create, e.g. '
                       '/tmp/export/1 (TF Serving wants a version number).')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='k of the top_k outputs.')
+  parser.add_argument('--top', type=common.positive_int,
+                      help='k of the top_k outputs (default: 5, or all the '
+                      'classes if fewer).')
 
 
 def run_export(args):

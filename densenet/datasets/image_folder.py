@@ -58,18 +58,19 @@ def list_images(source):
   return class_names, examples
 
 
-def load_image(path, image_size):
+def load_image(path, image_size, crop_size=None):
   """Decodes an image file to `[image_size, image_size, 3]` uint8 RGB.
 
   `densenet.preprocessing.load_image` with the shorter side resized to
-  `image_size` and the centre square cropped (EXIF orientation, RGB).
+  `image_size` and the centre square cropped (EXIF orientation, RGB): of
+  `crop_size` (default `image_size`: the whole shorter side).
 
   Raises:
     ValueError: If `path` cannot be decoded as an image; names the file.
   """
   try:
     return preprocessing.load_image(path, resize_size=image_size,
-                                    crop_size=image_size)
+                                    crop_size=crop_size or image_size)
   except (OSError, SyntaxError, ValueError) as e:
     raise ValueError('Cannot decode image %s: %s' % (path, e)) from e
 

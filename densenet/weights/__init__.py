@@ -11,6 +11,8 @@ use):
   names:        the weight-name rules of Keras, pudae and torchvision.
   convert:      reading any source in our names and layout (`read_weights`,
                 `convert`, `detect_source`).
+  runs:         what a checkpoint of ours holds, with its run directory's
+                config.json and dataset (`describe`, `check_classifier`).
   assign:       loading a weight dict into a network, exactly
                 (`assign_fn`, `match_variables`, `check_weights`).
 """
@@ -33,6 +35,7 @@ _PUBLIC = dict(
     **_names('convert', 'SOURCES', 'SOURCE_DEFAULTS', 'read_weights',
              'detect_source', 'infer_model', 'keras_weights',
              'checkpoint_tensors'),
+    **_names('runs', 'describe', 'check_classifier', 'is_model_tensor'),
     **_names('assign', 'match_variables', 'assign_fn', 'session_weights',
              'expected_variables', 'check_weights'),
 )
