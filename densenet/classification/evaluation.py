@@ -21,6 +21,7 @@ from densenet import spec as spec_lib
 from densenet.classification import pictures
 from densenet.datasets import image_folder as image_folder_lib
 from densenet.datasets import pipeline
+from densenet.datasets import records
 from densenet.datasets import tfrecords
 from densenet.training import slim_model
 from densenet.training import rundir
@@ -70,6 +71,7 @@ def evaluate_model(model, dataset, should_stop=None):
           'loss': loss / count, 'num_examples': count}
 
 
+@records.names_corrupt_shards
 def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
              model=None, num_classes=None, normalization=None, batch_size=100,
              output=None):

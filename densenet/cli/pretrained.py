@@ -8,7 +8,6 @@
 Registrars of `densenet.cli`; no TensorFlow at load time.
 """
 
-import json
 import os
 
 from densenet.cli import common
@@ -121,7 +120,7 @@ def run_classify(args):
   finally:
     model.close()
   if args.json:
-    print(format_json(args.images, results, errors))
+    common.print_json(format_document(args.images, results, errors))
   elif results:
     print(format_lines(args.images, results))
   return common.report_unreadable('densenet classify', errors)
@@ -173,6 +172,11 @@ def format_lines(paths, results):
 
 def format_json(paths, results, errors):
   """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  return common.json_text(format_document(paths, results, errors))
+
+
+def format_document(paths, results, errors):
+  """The list `format_json` writes."""
   document = []
   for path in paths:
     if path in errors:
@@ -181,7 +185,7 @@ def format_json(paths, results, errors):
       document.append({'image': path, 'predictions': [
           {'class': name, 'probability': probability}
           for name, probability in results[path]]})
-  return json.dumps(document, indent=2)
+  return document
 
 
 # ---------------------------------------------------------------------------

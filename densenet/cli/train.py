@@ -24,7 +24,6 @@ TensorFlow at load time: the library is imported when a command runs.
 """
 
 import argparse
-import json
 import os
 
 from densenet.cli import common
@@ -203,9 +202,8 @@ def run_train(args):
     datasets.create_image_folder_tfrecords(
         args.image_folder, args.data_dir, image_size=args.image_size,
         validation_fraction=args.validation_fraction)
-  strategy = None
-  if args.strategy != 'auto':
-    strategy = training.get_strategy(args.strategy)
+  strategy = training.get_strategy(args.strategy,
+                                   cluster_timeout=args.cluster_timeout)
   results = classification.train(
       args.data_dir, args.train_dir, model=args.model, augment=augment,
       batch_size=args.batch_size, epochs=args.epochs,
@@ -261,7 +259,7 @@ def _evaluate_folder(args):
       batch_size=args.batch_size, output=args.output,
       confusion_png=confusion_png, progress=not args.no_progress)
   if args.json:
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_json(results, sort_keys=True)
     return 0
   print(evaluation.format_folder_results(results))
   print('confusion matrix picture: %s' % results['confusion_png'])
@@ -283,7 +281,7 @@ def _default_confusion_png(args):
 
 def _print_results(results, as_json, path):
   if as_json:
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_json(results, sort_keys=True)
     return
   metrics = results
   for split in ('test', 'validation'):
