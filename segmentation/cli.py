@@ -18,7 +18,6 @@ of `--architecture`, still works for one release (hidden from `--help`).
 
 import argparse
 import glob
-import json
 import os
 import sys
 
@@ -32,6 +31,16 @@ def _records(pattern):
   if not glob.glob(pattern):
     raise argparse.ArgumentTypeError('no file matches %r' % pattern)
   return pattern
+
+
+def _architecture(text):
+  """`common.architecture`, with segmentation's root stride (`options`)."""
+  architecture = common.architecture(text)
+  try:
+    options.check_backbone(architecture)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error))
+  return architecture
 
 
 def _remap(text):
@@ -138,7 +147,7 @@ def add_train_parser(subparsers):
   parser.add_argument('--class-names', type=common.comma_list(str),
                       help='Comma-separated class names.')
   common.add_renamed_argument(
-      parser, '--architecture', ['--backbone'], type=common.architecture,
+      parser, '--architecture', ['--backbone'], type=_architecture,
       default='densenet_121',
       help='The backbone\'s: a densenet.MODELS name or a densenet_X JSON '
       'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
@@ -208,7 +217,8 @@ def run_train(args):
       warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
       initial_checkpoint=args.initial_checkpoint,
       class_weights=args.class_weights,
-      strategy=training.get_strategy(args.strategy),
+      strategy=training.get_strategy(args.strategy,
+                                     cluster_timeout=args.cluster_timeout),
       progress=not args.no_progress, log_every=args.log_every,
       sync_batch_norm=args.sync_batch_norm,
       eval_pattern=args.eval_pattern, eval_every=args.eval_every,
@@ -243,10 +253,11 @@ def run_evaluate(args):
   from segmentation import tasks  # pylint: disable=g-import-not-at-top
   results = tasks.evaluate(args.model_dir, args.eval_pattern, args.checkpoint,
                            eval_scales=args.eval_scales, flip=args.flip)
-  print(json.dumps(results, indent=2) if args.json else
-        tasks.format_results(results))
-  if not args.json:
-    print('Per-class IoU chart: %s' % results['chart'])
+  if args.json:
+    common.print_json(results)
+    return
+  print(tasks.format_results(results))
+  print('Per-class IoU chart: %s' % results['chart'])
 
 
 def add_predict_parser(subparsers):
@@ -306,7 +317,7 @@ def run_demo(args):
   results = demo.demo(args.work_dir, num_steps=args.steps,
                        batch_size=args.batch_size)
   if args.json:
-    print(json.dumps(results, indent=2))
+    common.print_json(results)
     return
   print(tasks.format_results(results))
   print('Overlays: %s' % os.path.dirname(results['overlays'][0]))

@@ -24,8 +24,6 @@ CONFIG_FILE = rundir.CONFIG_FILE
 _RESUMABLE = ('memory_efficient',)
 # Settings `densenet.training.run.Run.settings` resolves when left None.
 RESOLVED = spec_lib.CONTRACT + ('memory_efficient',)
-# The backbone's root stride: the decoder takes its stride-4 features.
-BACKBONE_INITIAL_OUTPUT_STRIDE = 4
 
 
 @dataclasses.dataclass
@@ -81,8 +79,9 @@ class ModelConfig(object):
       resolved = spec_lib.resolve(self.architecture)
     except ValueError as e:
       raise ValueError('Bad backbone: %s' % e) from None
+    options.check_backbone(self.architecture)
     resolved.check_output_stride(self.output_stride,
-                                 BACKBONE_INITIAL_OUTPUT_STRIDE)
+                                 options.INITIAL_OUTPUT_STRIDE)
 
   def names(self):
     return list(self.class_names or ['class_%d' % i

@@ -20,12 +20,16 @@ import tf_keras
 from tqdm import tqdm
 
 from densenet._env import atomic
+from densenet.datasets import records
 from densenet.serve import rewrite
 from densenet import preprocessing
+from densenet.training import lock
 from densenet.training import run as run_lib
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet import training
+from densenet.weights import checkpoints as weights_checkpoints
+from densenet.weights import manifest
 from segmentation import config as config_lib
 from segmentation import data
 from segmentation import options
@@ -93,7 +97,9 @@ def _optimizer_fn(optimizer):
 
 
 @data.label_errors()
+@records.names_corrupt_shards
 @rundir.writes_to('model_dir', 'model directory')
+@lock.locks('model_dir')
 def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
@@ -251,16 +257,19 @@ def restore_backbone(model, architecture, checkpoint, log=print,
 
 def load_model(model_dir, checkpoint=None):
   """`(model, config, checkpoint_path, global_step)` restored from
-  `model_dir`'s latest checkpoint (or `checkpoint`); global_step is None
-  for a checkpoint that records none.
+  `model_dir`'s newest complete checkpoint (or `checkpoint`, a prefix or a
+  directory; see `densenet.weights.checkpoints.latest`).
+  global_step is None for a checkpoint that records none.
 
   Raises:
-    ValueError: If there is no checkpoint or it does not match the config.
+    ValueError: If there is no checkpoint or it does not match the config;
+      `IncompleteCheckpointError` if its files are not whole.
   """
   config = ModelConfig.load(model_dir)
-  checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
-  if checkpoint is None:
+  if checkpoint is None and not manifest.on_disk(model_dir):
     raise ValueError('No checkpoint in %s.' % model_dir)
+  # The newest complete one (said so when it is not the state file's).
+  checkpoint = weights_checkpoints.latest(checkpoint or model_dir)
   model = training.SlimModel(model_lib.net_fn(config))
   model(tf.zeros([1, 64, 64, 3]), training=False)
   training.restore_by_name(model.variables_by_name(), checkpoint).check(
@@ -269,6 +278,7 @@ def load_model(model_dir, checkpoint=None):
 
 
 @data.label_errors()
+@records.names_corrupt_shards
 def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
              eval_scales=options.DEFAULT_EVAL_SCALES, flip=False,
              summary_dir=None):

@@ -34,6 +34,7 @@ from densenet.training import checkpoints as training_checkpoints
 from densenet.training import slim_model
 from densenet.weights import checkpoints
 from densenet.weights import runs
+from test_faults import strict_json  # pylint: disable=g-bad-import-order
 
 CLASSES = ('circle', 'square', 'stripes')
 MODEL = {'num_units_per_block': [1, 1], 'growth_rate': 4}
@@ -121,7 +122,7 @@ def test_evaluate_an_image_folder(journey, capsys, tmp_path):
   assert cli.main(['evaluate', '--train-dir', journey['run'],
                    '--image-folder', journey['test'], '--confusion-png', png,
                    '--json', '--no-progress']) == 0
-  results = json.loads(capsys.readouterr().out)  # One JSON document alone.
+  results = strict_json(capsys.readouterr().out)  # One document alone.
   labels = np.array(journey['labels'])
   predictions = journey['logits'].argmax(axis=1)
   expected = np.zeros([3, 3], int)

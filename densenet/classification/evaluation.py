@@ -22,6 +22,7 @@ from densenet._env import lazy
 from densenet.classification import pictures
 from densenet.datasets import image_folder as image_folder_lib
 from densenet.datasets import pipeline
+from densenet.datasets import records
 from densenet.datasets import tfrecords
 from densenet.training import slim_model
 from densenet.training import rundir
@@ -72,6 +73,7 @@ def evaluate_model(model, dataset, should_stop=None):
 
 
 @lazy.renamed_arguments(train_dir='model_dir', model='architecture')
+@records.names_corrupt_shards
 def evaluate(model_dir=None, checkpoint=None, data_dir=None, split=None,
              architecture=None, num_classes=None, normalization=None,
              batch_size=100, output=None):

@@ -42,8 +42,10 @@ from densenet.classification import config as config_lib
 from densenet.classification import evaluation
 from densenet.classification import recipe
 from densenet.datasets import pipeline
+from densenet.datasets import records
 from densenet.datasets import tfrecords
 from densenet.training import distribute
+from densenet.training import lock
 from densenet.training import run as run_lib
 from densenet.training import rundir
 from densenet.training import schedules
@@ -80,6 +82,8 @@ def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
 
 
 @lazy.renamed_arguments(train_dir='model_dir', model='architecture')
+@records.names_corrupt_shards
+@lock.locks('model_dir', 'model directory')
 def train(data_dir, model_dir, architecture='densenet_bc_100_k12',
           augment=True,
           batch_size=DEFAULTS['batch_size'], epochs=DEFAULTS['epochs'],

@@ -9,7 +9,6 @@ Registrars of `densenet.cli`; no TensorFlow at load time. `--model`, the
 0.2 name of `--architecture`, still works for one release (hidden).
 """
 
-import json
 import os
 
 from densenet.cli import common
@@ -125,7 +124,7 @@ def run_classify(args):
   finally:
     model.close()
   if args.json:
-    print(format_json(args.images, results, errors))
+    common.print_json(format_document(args.images, results, errors))
   elif results:
     print(format_lines(args.images, results))
   return common.report_unreadable('densenet classify', errors)
@@ -177,6 +176,11 @@ def format_lines(paths, results):
 
 def format_json(paths, results, errors):
   """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  return common.json_text(format_document(paths, results, errors))
+
+
+def format_document(paths, results, errors):
+  """The list `format_json` writes."""
   document = []
   for path in paths:
     if path in errors:
@@ -185,7 +189,7 @@ def format_json(paths, results, errors):
       document.append({'image': path, 'predictions': [
           {'class': name, 'probability': probability}
           for name, probability in results[path]]})
-  return json.dumps(document, indent=2)
+  return document
 
 
 # ---------------------------------------------------------------------------

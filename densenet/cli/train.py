@@ -28,7 +28,6 @@ Option names of 0.2 still work for one release, hidden from `--help`:
 """
 
 import argparse
-import json
 import os
 
 from densenet.cli import common
@@ -211,9 +210,8 @@ def run_train(args):
     datasets.create_image_folder_tfrecords(
         args.image_folder, args.data_dir, image_size=args.image_size,
         validation_fraction=args.validation_fraction)
-  strategy = None
-  if args.strategy != 'auto':
-    strategy = training.get_strategy(args.strategy)
+  strategy = training.get_strategy(args.strategy,
+                                   cluster_timeout=args.cluster_timeout)
   results = classification.train(
       args.data_dir, args.model_dir, architecture=args.architecture,
       augment=augment, batch_size=args.batch_size, epochs=args.epochs,
@@ -270,7 +268,7 @@ def _evaluate_folder(args):
       batch_size=args.batch_size, output=args.output,
       confusion_png=confusion_png, progress=not args.no_progress)
   if args.json:
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_json(results, sort_keys=True)
     return 0
   print(evaluation.format_folder_results(results))
   print('confusion matrix picture: %s' % results['confusion_png'])
@@ -292,7 +290,7 @@ def _default_confusion_png(args):
 
 def _print_results(results, as_json, path):
   if as_json:
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_json(results, sort_keys=True)
     return
   metrics = results
   for split in ('test', 'validation'):

@@ -4,7 +4,10 @@ Modules (their public names are also importable from this package, on first
 use):
   checkpoints:  our format: `save`, `restore_by_name` (-> `RestoreReport`)
                 on the one name rule `match_by_name`, `WeightMismatchError`,
-                the metadata (`read_metadata`, `save_checkpoint`).
+                the metadata (`read_metadata`, `save_checkpoint`); `latest` /
+                `reader` read only complete checkpoints.
+  manifest:     what each checkpoint's files must be (size, CRC-32) and the
+                newest complete checkpoint of a directory.
   names:        the weight-name rules of Keras, pudae and torchvision.
   convert:      reading any source in our names and layout (`read_weights`,
                 `convert`, `detect_source`).
@@ -27,7 +30,8 @@ _PUBLIC = dict(
              'RestoreReport', 'WeightMismatchError', 'OPTIMIZER_PREFIX',
              'checkpoint_model', 'latest', 'reader', 'variable_key',
              'METADATA_KEY', 'FORMAT_VERSION', 'read_metadata',
-             'save_checkpoint'),
+             'save_checkpoint', 'IncompleteCheckpointError',
+             'check_complete'),
     **_names('names', 'map_name', 'rename'),
     # Not `convert.convert`: `densenet.weights.convert` is the module.
     **_names('convert', 'SOURCES', 'SOURCE_DEFAULTS', 'read_weights',

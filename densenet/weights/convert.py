@@ -129,7 +129,7 @@ def _keras3_h5_items(f, path):
 
 def checkpoint_tensors(checkpoint):
   """`{name: array}` of every tensor in a TF checkpoint (metadata excluded)."""
-  reader = tf.train.load_checkpoint(checkpoint)
+  reader = checkpoints.reader(checkpoint)  # Refuses incomplete files.
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
           if name != checkpoints.METADATA_KEY}
@@ -187,6 +187,8 @@ def detect_source(source):
     return 'keras'
   if path.endswith('.npz'):
     return 'torchvision'
+  if os.path.isfile(path + '.index'):
+    checkpoints.check_complete(path)  # Names a truncated file.
   try:
     reader = tf.train.load_checkpoint(path)
   except (ValueError, tf.errors.OpError) as error:
@@ -271,7 +273,7 @@ def read_weights(source, source_format=None, architecture=None,
   if source_format == 'keras':
     named = _keras_items(source)
   elif source_format == 'pudae':
-    reader = tf.train.load_checkpoint(source)
+    reader = checkpoints.reader(source)
     names = sorted(reader.get_variable_to_shape_map())
     root = _pudae_root(names)
     if root is None:
