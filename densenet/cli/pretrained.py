@@ -5,7 +5,8 @@
     densenet classify cat.jpg dog.png --checkpoint /tmp/densenet_121/model.ckpt
     densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
 
-Registrars of `densenet.cli`; no TensorFlow at load time.
+Registrars of `densenet.cli`; no TensorFlow at load time. `--model`, the
+0.2 name of `--architecture`, still works for one release (hidden).
 """
 
 import os
@@ -34,9 +35,10 @@ def add_convert_parser(subparsers):
   parser.add_argument('--source-format', choices=('keras', 'pudae',
                                                   'torchvision'),
                       help='Format of SOURCE (default: detected).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Target model (default: inferred from the '
-                      'weights), e.g. densenet_121.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture_name,
+      help='Target architecture (default: inferred from the weights), e.g. '
+      'densenet_121.')
 
 
 def run_convert(args):
@@ -48,7 +50,7 @@ def run_convert(args):
   from densenet.weights import convert  # pylint: disable=g-import-not-at-top
   metadata = convert.convert(args.source, args.output,
                              source_format=args.source_format,
-                             model_name=args.model, progress=True)
+                             architecture=args.architecture, progress=True)
   print('Wrote %s: %s from %s weights (num_classes=%s, BN epsilon %g, '
         "normalization '%s')." % (args.output, metadata['model'],
                                   metadata['source'], metadata['num_classes'],
@@ -66,12 +68,13 @@ def _add_weights_arguments(parser):
                       type=common.checkpoint_path,
                       help='Converted or pudae checkpoint prefix, a Keras '
                       '.h5/.keras file, or a checkpoint of `densenet train` '
-                      '(runs/x/model.ckpt-N, or the train directory for its '
-                      'latest): its config.json gives the model and its '
-                      'dataset the class names and image size.')
-  parser.add_argument('--model', type=common.backbone,
-                      help='Model name or densenet_X JSON (default: from the '
-                      'checkpoint or its config.json), e.g. densenet_121.')
+                      '(runs/x/model.ckpt-N, or the model directory for its '
+                      'latest): its config.json gives the architecture and '
+                      'its dataset the class names and image size.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture,
+      help='A densenet.MODELS name or densenet_X JSON (default: from the '
+      'checkpoint or its config.json), e.g. densenet_121.')
   parser.add_argument('--resize-size', type=common.positive_int,
                       help='Shorter side after resizing (default: the image '
                       'size the model was trained at, else 256).')
@@ -108,11 +111,12 @@ def run_classify(args):
   from densenet.weights import runs
   from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
-                                           model_name=args.model)
+                                           architecture=args.architecture)
   runs.check_classifier(metadata, args.checkpoint)
   top = pretrained.check_top(args.top, metadata['num_classes'])
   model = pretrained.Classifier(
-      weights, metadata, model_name=args.model, resize_size=args.resize_size,
+      weights, metadata, architecture=args.architecture,
+      resize_size=args.resize_size,
       crop_size=args.crop_size, batch_size=args.batch_size)
   try:
     results, errors = classify_images(model, args.images, top,
@@ -210,7 +214,7 @@ def add_export_parser(subparsers):
 def run_export(args):
   from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
-                            model_name=args.model, top=args.top,
+                            architecture=args.architecture, top=args.top,
                             resize_size=args.resize_size,
                             crop_size=args.crop_size)
   print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))
