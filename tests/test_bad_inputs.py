@@ -14,6 +14,7 @@ import tf_slim as slim
 
 import densenet
 import densenet_utils
+from conftest import TINY_4BLOCK
 from densenet import architectures
 from densenet.serve import rewrite
 from densenet import nets
@@ -24,8 +25,7 @@ from densenet import spec as spec_lib
 tf1 = tf.compat.v1
 
 # Four blocks, as the ImageNet DenseNets: 1 + 2 + 2 + 1 units, k=4.
-TINY = {'num_units_per_block': [1, 2, 2, 1], 'growth_rate': 4,
-        'num_initial_filters': 8}
+TINY = TINY_4BLOCK
 
 
 def build(inputs, **kwargs):

@@ -7,12 +7,12 @@ import tf_slim as slim
 
 import densenet
 import segmentation
+from conftest import TINY_4BLOCK_THIN
 from segmentation import model as model_lib
 
 tf1 = tf.compat.v1
 
-TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_4BLOCK_THIN, scope='tiny')
 
 
 def build(head, output_stride, size=64, depth=16, backbone=TINY):

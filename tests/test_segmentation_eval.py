@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import TINY_4BLOCK_THIN
 from densenet import training
 from segmentation import cli
 from segmentation import data
@@ -26,8 +27,7 @@ from segmentation.data import synthetic
 from segmentation import tasks
 from segmentation import model as seg_model
 
-TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_4BLOCK_THIN, scope='tiny')
 NUM_CLASSES = synthetic.NUM_CLASSES
 
 
@@ -235,16 +235,13 @@ def test_evaluate_and_predict_odd_size_multiscale(tmp_path):
     assert chart.size[1] > 20 * NUM_CLASSES
 
 
-def test_train_evaluates_and_keeps_best_checkpoint(tmp_path):
-  root = str(tmp_path / 'voc')
-  synthetic.generate(root, 8, 2, size=32, seed=0, progress=False)
-  tasks.build_data(str(tmp_path / 'records'), voc_root=root, num_shards=1,
-                   progress=False)
+def test_train_evaluates_and_keeps_best_checkpoint(voc_records, tmp_path):
+  records = voc_records(num_train=8, num_val=4, size=32)
   model_dir = str(tmp_path / 'model')
-  val = str(tmp_path / 'records' / 'val-*')
+  val = str(records / 'val-*')
   messages = []
   tf.random.set_seed(0)
-  tasks.train(model_dir, str(tmp_path / 'records' / 'train-*'), config(), 5,
+  tasks.train(model_dir, str(records / 'train-*'), config(), 5,
               batch_size=2, crop_size=(32, 32), learning_rate=3e-3,
               optimizer='adam', checkpoint_every=5, progress=False,
               log=messages.append, eval_pattern=val, eval_every=2)
@@ -267,8 +264,7 @@ def test_train_evaluates_and_keeps_best_checkpoint(tmp_path):
   assert again['mean_iou'] == pytest.approx(best['mean_iou'], abs=1e-9)
   assert len([m for m in messages if 'eval mean IoU' in m]) == 3
   with pytest.raises(ValueError, match='eval_every'):
-    tasks.train(model_dir, str(tmp_path / 'records' / 'train-*'), config(),
-                6, eval_pattern=val, eval_every=0, progress=False)
+    tasks.train(model_dir, str(records / 'train-*'), config(), 6, eval_pattern=val, eval_every=0, progress=False)
 
 
 def test_outline_overlay_and_contours_by_hand():
