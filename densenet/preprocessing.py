@@ -255,7 +255,9 @@ def load_image(source, resize_size=DEFAULT_RESIZE_SIZE,
 # The same geometry in TensorFlow, for graphs that take encoded images
 # (`densenet.serve.export`). TF decodes without EXIF orientation and drops alpha
 # instead of compositing, and its antialiased bilinear resize is close to but
-# not bit-identical with Pillow's.
+# not bit-identical with Pillow's. JPEGs are decoded with libjpeg's accurate
+# integer DCT, as Pillow decodes them (TF's default, the fast one, differs by
+# up to 4 grey levels).
 
 
 def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
@@ -263,10 +265,16 @@ def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
   """Encoded image (scalar string Tensor) -> float32 `[crop, crop, 3]` RGB.
 
   Decodes JPEG, PNG, GIF (first frame), BMP and WebP with `tf.io.decode_image`
-  (grayscale becomes RGB), resizes the shorter side to `resize_size` and
-  crops the centre `crop_size` square. Values in [0, 255], not normalized.
+  (grayscale becomes RGB; JPEG with the accurate DCT), resizes the shorter
+  side to `resize_size` and crops the centre `crop_size` square. Values in
+  [0, 255], not normalized.
   """
-  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+  image = tf.cond(
+      tf.io.is_jpeg(image_bytes),
+      lambda: tf.io.decode_jpeg(image_bytes, channels=3,
+                                dct_method='INTEGER_ACCURATE'),
+      lambda: tf.io.decode_image(image_bytes, channels=3,
+                                 expand_animations=False))
   image.set_shape([None, None, 3])
   shape = tf.shape(image)
   height = tf.cast(shape[0], tf.float64)
