@@ -102,7 +102,7 @@ def test_train_lowers_the_loss_resumes_and_evaluates(cifar_dir, tmp_path):
 
 
 def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
-                                                    capsys):
+                                                    capsys, recomputed_units):
   _, source = cifar_dir
   data_dir, train_dir = str(tmp_path / 'data'), str(tmp_path / 'run')
   assert cli.main([
@@ -112,6 +112,11 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
       '--no-progress', '--json', '--memory-efficient']) == 0
   trained = json.loads(capsys.readouterr().out)
   assert trained['config']['memory_efficient'] is True
+  # The training step recomputed every unit (3) and transition (2) for its
+  # gradient.
+  units = set(recomputed_units['forward'])
+  assert len(units) == 3 + 2, units
+  assert set(recomputed_units['backward']) == units
   assert trained['config']['augment'] is False  # C10 (no "+").
   assert trained['config']['dropout_rate'] == 0.2
   assert trained['config']['steps_per_epoch'] == 10
