@@ -11,8 +11,12 @@ Modes:
             (pudae/tensorflow-densenet checkpoints, converted from Caffe).
 """
 
+import io
+
 import numpy as np
 import tensorflow as tf
+from PIL import Image
+from PIL import ImageOps
 
 # mode -> (per-channel mean, per-channel scale) in [0, 255] pixel units:
 # normalized = (x - mean) * scale.
@@ -134,7 +138,6 @@ def to_rgb(image):
   composited over white, so transparent pixels read as white rather than as
   whatever colour they happen to store.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   if image.mode == 'RGB':
     return image
   if image.mode == 'P' and 'transparency' in image.info:
@@ -170,8 +173,6 @@ def decode_image(source):
     OSError: If the file is missing, not an image, or truncated (Pillow's
       `UnidentifiedImageError` is an `OSError`).
   """
-  import io  # pylint: disable=g-import-not-at-top
-  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
   if isinstance(source, (bytes, bytearray)):
     source = io.BytesIO(source)
   with Image.open(source) as image:
@@ -186,7 +187,6 @@ def resize_shorter_side(image, size):
   The longer side becomes `int(size * long / short)` (torchvision's rule);
   the filter is Pillow's bilinear (antialiased when shrinking).
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   width, height = image.size
   if width <= height:
     new_size = (size, int(size * height / width))
@@ -231,7 +231,6 @@ def load_image(source, resize_size=DEFAULT_RESIZE_SIZE,
     OSError: If the file cannot be read or decoded.
     ValueError: If `resize_size` < `crop_size`, or an array is not RGB.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   if resize_size is not None and crop_size is not None and (
       resize_size < crop_size):
     raise ValueError('resize_size (%r) must be >= crop_size (%r).' %

@@ -164,6 +164,14 @@ def has_tf1_variable_store():
                                        False))
 
 
+def convert_variables_to_constants(concrete_function):
+  """A concrete function's graph with its variables' values as constants
+  (`convert_variables_to_constants_v2`, used by the inference rewriting)."""
+  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  return convert_to_constants.convert_variables_to_constants_v2(
+      concrete_function)
+
+
 def record_operation(op_type, outputs, inputs, backward_function):
   """Records an op with its own gradient on the active gradient tapes, as
   `tf.custom_gradient` does (used by the memory-efficient dense units)."""

@@ -16,6 +16,7 @@ import importlib.resources
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from densenet.weights import assign
 from densenet.weights import convert
@@ -149,7 +150,6 @@ class Classifier(object):
                                                          images.dtype))
       if images.ndim == 4:
         return images.astype(np.float32)
-    from PIL import Image  # pylint: disable=g-import-not-at-top
     if isinstance(images, (str, bytes, np.ndarray, Image.Image)) or hasattr(
         images, 'read'):
       images = [images]

@@ -35,6 +35,7 @@ import os
 import re
 import zipfile
 
+import h5py
 import numpy as np
 import tensorflow as tf
 
@@ -80,7 +81,6 @@ def _keras_items(source):
         name = getattr(variable, 'path', None) or variable.name
         yield (_keras_name(layer.name, name), np.asarray(variable.numpy()))
     return
-  import h5py  # pylint: disable=g-import-not-at-top
   path = os.fspath(source)
   if zipfile.is_zipfile(path):
     with zipfile.ZipFile(path) as archive:
