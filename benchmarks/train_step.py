@@ -84,6 +84,7 @@ def ours_step(args, images, labels):
   """Builds our training graph; returns a function running one step."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
   import densenet  # pylint: disable=g-import-not-at-top
   tf1 = tf.compat.v1
   graph = tf.Graph()

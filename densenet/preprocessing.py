@@ -14,9 +14,9 @@ Modes:
 import io
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 from PIL import ImageOps
+import tensorflow as tf
 
 # mode -> (per-channel mean, per-channel scale) in [0, 255] pixel units:
 # normalized = (x - mean) * scale.

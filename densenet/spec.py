@@ -277,6 +277,7 @@ class ModelSpec(object):
       **kwargs: Other `densenet_arg_scope` arguments.
     """
     import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
     from densenet import nets  # pylint: disable=g-import-not-at-top
     from densenet.layers import blocks  # pylint: disable=g-import-not-at-top
     with slim.arg_scope(blocks.densenet_arg_scope(

@@ -25,7 +25,6 @@ from densenet.cli import common
 from segmentation import options
 
 
-
 def _records(pattern):
   """A glob that matches at least one file."""
   if not glob.glob(pattern):

@@ -31,9 +31,9 @@ from tqdm import tqdm
 
 from densenet import training
 from segmentation import data
-from segmentation import options
 from segmentation import metrics
 from segmentation import multiscale
+from segmentation import options
 from segmentation import pictures
 
 EVAL_DIR = 'eval'

@@ -19,17 +19,17 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
-from densenet.serve import rewrite
 from densenet import preprocessing
+from densenet import training
+from densenet.serve import rewrite
 from densenet.training import rundir
 from densenet.training import schedules
-from densenet import training
 from densenet.weights import checkpoints as weights_checkpoints
 from segmentation import data
-from segmentation import options
 from segmentation import evaluation
 from segmentation import losses
 from segmentation import model as model_lib
+from segmentation import options
 from segmentation import pictures
 from segmentation.config import ModelConfig  # noqa: F401  (public here too)
 

@@ -149,6 +149,7 @@ def recomputed_units(monkeypatch):
   test runs: {'forward': [variable scope of each unit built],
   'backward': [... of each unit rebuilt for its gradient]}."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from densenet.layers import recompute  # pylint: disable=g-import-not-at-top
   seen = {'forward': [], 'backward': []}
   recompute_grad = recompute.recompute_grad

@@ -12,15 +12,15 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet
-import densenet_utils
 from conftest import TINY_4BLOCK
+import densenet
 from densenet import architectures
-from densenet.serve import rewrite
 from densenet import nets
+from densenet import spec as spec_lib
 from densenet.layers import inputs as inputs_lib
 from densenet.serve import pretrained
-from densenet import spec as spec_lib
+from densenet.serve import rewrite
+import densenet_utils
 
 tf1 = tf.compat.v1
 

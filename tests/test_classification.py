@@ -7,13 +7,13 @@ in the real format (see test_datasets.write_cifar).
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from densenet import classification
-from densenet import datasets
 from densenet import cli
+from densenet import datasets
 from densenet.spec import ModelSpec
 from densenet.training import schedules
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order

@@ -3,17 +3,17 @@
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tf_slim as slim
-from PIL import Image
 
 import densenet
 from densenet import cli
-from densenet.weights import assign
-from densenet.weights import checkpoints
 from densenet import preprocessing
 from densenet.serve import pretrained
+from densenet.weights import assign
+from densenet.weights import checkpoints
 
 METADATA = {'model': 'densenet_121', 'num_classes': 1000,
             'batch_norm_epsilon': 1.001e-5, 'normalization': 'torch',

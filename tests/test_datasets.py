@@ -11,9 +11,9 @@ import pickle
 import tarfile
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import densenet  # noqa: F401  (applies the tf-slim compatibility fixes)
 from densenet import datasets

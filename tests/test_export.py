@@ -11,17 +11,17 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 import tf_slim as slim
-from PIL import Image
 
-import densenet
 from conftest import randomize_batch_norm
+import densenet
 from densenet import cli
-from densenet.weights import assign
-from densenet.weights import checkpoints
 from densenet import preprocessing
 from densenet.serve import pretrained
+from densenet.weights import assign
+from densenet.weights import checkpoints
 
 # Runs in a fresh interpreter: loads the SavedModel with TensorFlow only.
 _LOADER = r'''

@@ -48,11 +48,11 @@ def test_blocks_and_networks_load_no_application_code():
 def test_public_names_resolve_lazily_to_their_modules():
   # pylint: disable=g-import-not-at-top
   import densenet
-  import densenet_utils
-  import segmentation
   from densenet import architectures
   from densenet import nets
   from densenet.serve import pretrained
+  import densenet_utils
+  import segmentation
   from segmentation import model
   assert densenet.load_pretrained is pretrained.load_pretrained
   assert densenet.densenet_arg_scope is densenet_utils.densenet_arg_scope

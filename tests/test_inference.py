@@ -13,13 +13,13 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet
 from conftest import TINY_4BLOCK
 from conftest import randomize_batch_norm
-from densenet.serve import rewrite
+import densenet
 from densenet import training
-from segmentation import tasks
+from densenet.serve import rewrite
 from segmentation import model as seg_model
+from segmentation import tasks
 
 tf1 = tf.compat.v1
 ATOL, RTOL = 1e-4, 1e-5

@@ -29,19 +29,21 @@ import tf_keras
 from conftest import TINY_2BLOCK
 from conftest import python_env
 from conftest import start_python
+from densenet import spec as spec_lib
+from densenet import training
+from densenet import weights
 from densenet.cli import common
 from densenet.training import signals
-from densenet import training
-from densenet import spec as spec_lib
-from densenet import weights
 from densenet.weights import checkpoints as weights_checkpoints
-from segmentation.data import synthetic
-from segmentation import tasks
 from segmentation import model as seg_model
-# pylint: disable=g-bad-import-order
-import test_multi_worker
+from segmentation import tasks
+from segmentation.data import synthetic
 from test_datasets import write_cifar
-from test_training import dataset, loss_fn, tiny_net, toy_data
+import test_multi_worker
+from test_training import dataset
+from test_training import loss_fn
+from test_training import tiny_net
+from test_training import toy_data
 
 PROCESS_TIMEOUT = 120
 MAX_STEPS = 100000  # Never reached: the signal stops the run first.

@@ -16,13 +16,13 @@ import tensorflow as tf
 import tf_keras
 import tf_slim as slim
 
-import densenet
 from conftest import TINY_2BLOCK_UNEVEN as TINY
 from conftest import last_json_line
 from conftest import run_python
+import densenet
+from densenet import preprocessing
 from densenet.weights import assign
 from densenet.weights import convert
-from densenet import preprocessing
 import test_convert  # pylint: disable=g-bad-import-order
 
 tf1 = tf.compat.v1

@@ -18,12 +18,12 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet
-import densenet_utils
 from conftest import last_json_line
 from conftest import run_python
+import densenet
 from densenet import densenet_arg_scope
 from densenet.layers import recompute
+import densenet_utils
 
 tf1 = tf.compat.v1
 
@@ -385,8 +385,9 @@ def test_mirrored_strategy_same_training_as_plain(tmp_path):
 def _train_mirrored(directory):
   """Trains plain and memory-efficient 3 steps under MirroredStrategy, with
   and without synchronized batch norm."""
-  from densenet import training  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
+
+  from densenet import training  # pylint: disable=g-import-not-at-top
   cpu = tf.config.list_physical_devices('CPU')[0]
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

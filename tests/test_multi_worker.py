@@ -30,8 +30,10 @@ from conftest import python_env
 from conftest import run_python
 from conftest import start_python
 from densenet import training
-# pylint: disable=g-bad-import-order
-from test_training import dataset, loss_fn, tiny_net, toy_data
+from test_training import dataset
+from test_training import loss_fn
+from test_training import tiny_net
+from test_training import toy_data
 
 PER_WORKER_BATCH = 4
 NUM_STEPS = 4

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet
 from conftest import TINY_2BLOCK
+import densenet
 from densenet import architectures
 from densenet_utils import densenet_arg_scope
 

@@ -3,9 +3,9 @@
 import io
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from densenet import preprocessing
 

@@ -121,8 +121,8 @@ def test_documented_names_resolve(module, names):
 
 def test_documented_names_are_the_defining_modules():
   import densenet  # pylint: disable=g-import-not-at-top
-  import densenet_utils  # pylint: disable=g-import-not-at-top
   from densenet import nets  # pylint: disable=g-import-not-at-top
+  import densenet_utils  # pylint: disable=g-import-not-at-top
   for name in CONSTRUCTORS + ['densenet_X', 'densenet_cifar', 'MODELS']:
     assert getattr(densenet, name) is getattr(nets, name), name
   assert sorted(nets.MODELS) == sorted(CONSTRUCTORS)

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from conftest import TINY_4BLOCK_THIN
 import densenet
 import segmentation
-from conftest import TINY_4BLOCK_THIN
 from segmentation import model as model_lib
 
 tf1 = tf.compat.v1
@@ -202,8 +202,8 @@ def test_confusion_matrix_metrics_by_hand():
 
 def test_initial_checkpoint_restores_backbone_and_reports(tmp_path):
   from densenet import training  # pylint: disable=g-import-not-at-top
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
   from segmentation import model as seg_model  # pylint: disable=g-import-not-at-top
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
 
   def classifier(images, is_training):
     with slim.arg_scope(densenet.densenet_arg_scope()):

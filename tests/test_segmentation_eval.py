@@ -10,22 +10,22 @@ import glob
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from conftest import TINY_4BLOCK_THIN
 from densenet import training
 from segmentation import cli
 from segmentation import data
-from segmentation import options
 from segmentation import evaluation
 from segmentation import metrics
-from segmentation import multiscale
-from segmentation import pictures
-from segmentation.data import synthetic
-from segmentation import tasks
 from segmentation import model as seg_model
+from segmentation import multiscale
+from segmentation import options
+from segmentation import pictures
+from segmentation import tasks
+from segmentation.data import synthetic
 
 TINY = dict(TINY_4BLOCK_THIN, scope='tiny')
 NUM_CLASSES = synthetic.NUM_CLASSES

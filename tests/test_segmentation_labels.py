@@ -11,9 +11,9 @@ import os
 import re
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from conftest import TINY_2BLOCK
 from conftest import error_line

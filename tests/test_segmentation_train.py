@@ -12,20 +12,20 @@ import subprocess
 import time
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from conftest import TINY_4BLOCK_THIN
 from conftest import run_python
 from conftest import start_python
 from segmentation import cli
 from segmentation import data
+from segmentation import demo as seg_demo
 from segmentation import metrics
 from segmentation import pictures
-from segmentation.data import synthetic
 from segmentation import tasks
-from segmentation import demo as seg_demo
+from segmentation.data import synthetic
 
 TINY = dict(TINY_4BLOCK_THIN, scope='tiny')
 TRAIN_FLAGS = ['--num-classes', str(synthetic.NUM_CLASSES), '--backbone',

@@ -15,18 +15,18 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet_utils
 from conftest import TINY_2BLOCK_UNEVEN
 from conftest import run_python
 from densenet import classification
-from densenet.weights import convert
 from densenet import datasets
-from densenet.serve import pretrained
 from densenet import spec as spec_lib
 from densenet import training
+from densenet.serve import pretrained
+from densenet.weights import convert
+import densenet_utils
 from segmentation import model as model_lib
-from segmentation.data import synthetic
 from segmentation import tasks
+from segmentation.data import synthetic
 from test_convert import _pudae_variables  # pylint: disable=g-bad-import-order
 from test_convert import _write_tf1_checkpoint  # pylint: disable=g-bad-import-order
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order

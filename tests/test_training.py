@@ -15,9 +15,9 @@ import tensorflow as tf
 import tf_keras
 import tf_slim as slim
 
-import densenet
 from conftest import last_json_line
 from conftest import run_python
+import densenet
 from densenet import training
 
 tf1 = tf.compat.v1

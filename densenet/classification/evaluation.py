@@ -16,8 +16,8 @@ from densenet import spec as spec_lib
 from densenet.datasets import pipeline
 from densenet.datasets import tfrecords
 from densenet.training import checkpoints as checkpoints_lib
-from densenet.training import slim_model
 from densenet.training import rundir
+from densenet.training import slim_model
 from densenet.weights import checkpoints
 
 CONFIG_FILE = rundir.CONFIG_FILE

@@ -34,9 +34,9 @@ import traceback
 
 import densenet
 from densenet import architectures
+from densenet import spec
 from densenet._env import runtime
 from densenet.training import signals
-from densenet import spec
 
 EXIT_SUCCESS = 0
 EXIT_FAILURE = 1

@@ -98,8 +98,8 @@ def add_classify_parser(subparsers):
 
 def run_classify(args):
   # pylint: disable=g-import-not-at-top
-  from densenet.weights import convert
   from densenet.serve import pretrained
+  from densenet.weights import convert
   weights, metadata = convert.read_weights(args.checkpoint,
                                            model_name=args.model)
   pretrained.check_top(args.top, metadata.get('num_classes'))
@@ -132,6 +132,7 @@ def classify_images(model, paths, top=5, batch_size=16):
     probability) pairs, and from path to the error message.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from densenet import preprocessing  # pylint: disable=g-import-not-at-top
   results, errors = {}, {}
   batch_paths, arrays = [], []

@@ -27,8 +27,8 @@ import argparse
 import json
 import os
 
-from densenet.cli import common
 from densenet.classification import recipe
+from densenet.cli import common
 
 PAPER_DATASETS = recipe.PAPER_DATASETS
 # densenet.datasets.tfrecords.METADATA_FILE, checked before loading TensorFlow.

@@ -19,6 +19,7 @@ from tf_slim.layers import utils as slim_utils
 from densenet.layers import recompute
 from densenet.layers.batch_norm import batch_norm
 
+
 class Block(collections.namedtuple('Block', ['scope', 'unit_fn', 'args'])):
   """A named tuple describing a DenseNet block (dense block or transition).
 

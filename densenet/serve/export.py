@@ -28,12 +28,12 @@ import os
 
 import tensorflow as tf
 
+from densenet import preprocessing
+from densenet import spec as spec_lib
+from densenet.serve import pretrained
+from densenet.serve import rewrite
 from densenet.weights import assign
 from densenet.weights import convert
-from densenet.serve import rewrite
-from densenet import preprocessing
-from densenet.serve import pretrained
-from densenet import spec as spec_lib
 
 BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'

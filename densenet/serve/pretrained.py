@@ -15,14 +15,14 @@ norm folded, weights constant).
 import importlib.resources
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 
-from densenet.weights import assign
-from densenet.weights import convert
-from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet import spec as spec_lib
+from densenet.serve import rewrite
+from densenet.weights import assign
+from densenet.weights import convert
 
 IMAGENET_CLASSES_FILE = 'data/imagenet_classes.txt'
 

@@ -29,9 +29,10 @@ from tqdm import tqdm
 from densenet.layers import batch_norm as batch_norm_lib
 from densenet.training import checkpoints as checkpoints_lib
 from densenet.training import distribute
-from densenet.training import slim_model
 from densenet.training import signals
+from densenet.training import slim_model
 from densenet.training import summaries
+
 
 class NaNLossError(FloatingPointError):
   """Raised when the training loss stops being finite."""

@@ -18,6 +18,7 @@ from segmentation.data import labels as labels_lib
 from segmentation.data import tfrecords
 from segmentation.options import IGNORE_LABEL
 
+
 def augment(image, label, crop_size, min_scale=0.5, max_scale=2.0,
             ignore_label=IGNORE_LABEL):
   """DeepLab training augmentation of one normalized image.

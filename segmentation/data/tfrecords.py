@@ -20,8 +20,8 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 from tqdm import tqdm
 
 from densenet.datasets import records
