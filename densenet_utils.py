@@ -1,4 +1,4 @@
-"""Building blocks of DenseNets, in the style of tf-slim's `nets/resnet_utils.py`.
+"""Building blocks of DenseNets, in the style of tf-slim's resnet_utils.py.
 
 Huang et al., "Densely Connected Convolutional Networks", CVPR 2017
 (https://arxiv.org/abs/1608.06993).

@@ -18,8 +18,8 @@ setuptools.setup(
     # The ImageNet class names (densenet/data/imagenet_classes.txt).
     package_data={'densenet': ['data/*.txt']},
     install_requires=[
-        # tf-slim 1.1.0 needs the fixes in densenet/_env/compat.py on TF >= 2.14;
-        # tf-keras pins itself to TF's minor version.
+        # tf-slim 1.1.0 needs the fixes in densenet/_env/compat.py on
+        # TF >= 2.14; tf-keras pins itself to TF's minor version.
         'tensorflow>=2.13',
         'tf-keras',
         'tf-slim>=1.1.0',

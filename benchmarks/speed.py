@@ -1,4 +1,4 @@
-"""CPU speed of DenseNet-121: ours (plain and inference graph) vs Keras vs PyTorch.
+"""CPU speed of DenseNet-121: ours (plain, inference graph), Keras, PyTorch.
 
 In one process, in alternating rounds, on the same random images (224x224):
   inference at batch 1 and 16: our network in a Session (`plain`), the same

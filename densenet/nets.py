@@ -1,4 +1,4 @@
-"""DenseNets for ImageNet and CIFAR, in the style of tf-slim's `nets/resnet_v2.py`.
+"""DenseNets for ImageNet and CIFAR, in the style of tf-slim's resnet_v2.py.
 
 Huang et al., "Densely Connected Convolutional Networks", CVPR 2017.
 
@@ -16,7 +16,7 @@ Typical use for dense prediction (semantic segmentation):
    with slim.arg_scope(densenet_arg_scope()):
      net, end_points = densenet_121(images, num_classes=None,
                                     is_training=False, global_pool=False,
-                                    output_stride=16)         # [B, 14, 14, 1024]
+                                    output_stride=16)   # [B, 14, 14, 1024]
 
 With `output_stride` the late transitions keep the resolution and the later
 3x3 convolutions become atrous; the variables do not change, so a checkpoint

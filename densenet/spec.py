@@ -240,7 +240,8 @@ class ModelSpec(object):
 
   @classmethod
   def from_metadata(cls, metadata, architecture=None):
-    """From a checkpoint's `densenet_metadata` (see `densenet.weights.convert`)."""
+    """From a checkpoint's `densenet_metadata` (see
+    `densenet.weights.convert`)."""
     return cls.from_dict(metadata, architecture=architecture)
 
   def replace(self, **changes):

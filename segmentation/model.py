@@ -227,8 +227,8 @@ def build_model(images,
 
 
 def net_fn(config):
-  """`net_fn(images, is_training) -> logits` of a `segmentation.config.ModelConfig`
-  (for `densenet.training`)."""
+  """`net_fn(images, is_training) -> logits` of a
+  `segmentation.config.ModelConfig` (for `densenet.training`)."""
   spec = config.spec()
 
   def network(images, is_training):

@@ -382,7 +382,8 @@ def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
   other_checkpoint = weights.save(
       {name: v.numpy() for name, v in other.variables_by_name().items()},
       str(tmp_path / 'other' / 'model.ckpt'))
-  shapes = tf.train.load_checkpoint(other_checkpoint).get_variable_to_shape_map()
+  shapes = tf.train.load_checkpoint(
+      other_checkpoint).get_variable_to_shape_map()
   model = training.SlimModel(seg_model.net_fn(segmentation_config()))
   model(tf.zeros([1, 32, 32, 3]))
   backbone = {name: v.shape.as_list() for name, v in

@@ -90,7 +90,8 @@ def test_resize_shorter_side_and_center_crop():
   crop = np.asarray(preprocessing.center_crop(image, 224))
   assert crop.shape == (224, 224, 3)
   np.testing.assert_array_equal(crop[0, 0], (88, 38, 7))
-  np.testing.assert_array_equal(crop[223, 223], ((88 + 223) % 256, (38 + 223) % 256, 7))
+  np.testing.assert_array_equal(crop[223, 223],
+                                ((88 + 223) % 256, (38 + 223) % 256, 7))
   with pytest.raises(ValueError, match='resize'):
     preprocessing.center_crop(image, 320)
 

@@ -1,4 +1,5 @@
-"""densenet._env.runtime: oneDNN on by default, the user's choice kept, a warning.
+"""densenet._env.runtime: oneDNN on by default, the user's choice kept, a
+warning.
 
 Each case runs a fresh Python (TensorFlow reads the variable once, when it
 loads) and prints what the loaded TensorFlow reports.

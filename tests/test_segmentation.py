@@ -94,7 +94,10 @@ def test_variables_same_for_every_output_stride():
 @pytest.mark.parametrize('backbone', ['densenet_121', 'tiny'])
 def test_backbone_variable_names_equal_classification(backbone):
   config = 'densenet_121' if backbone == 'densenet_121' else TINY
-  images = lambda: tf1.placeholder(tf.float32, [1, 64, 64, 3])
+
+  def images():
+    return tf1.placeholder(tf.float32, [1, 64, 64, 3])
+
   with tf.Graph().as_default():
     segmentation.build_model(images(), 5, backbone=config, head='aspp')
     segmentation_names = {v.op.name: v.shape.as_list()

@@ -83,7 +83,10 @@ def hand_probabilities(model, images, multiple, scales, flip):
 
 def test_multiscale_flip_equals_hand_computation():
   model = tiny_model(config(output_stride=16))
-  logits_fn = lambda x: model(x, training=False)
+
+  def logits_fn(x):
+    return model(x, training=False)
+
   images = odd_images()
   scales = (0.5, 1.0, 1.75)
   expected, per_input = hand_probabilities(model, images, 16, scales, True)
@@ -112,7 +115,10 @@ def test_multiscale_flip_equals_hand_computation():
                                                 (32, 'aspp')])
 def test_any_size_pads_to_output_stride_and_crops(output_stride, head):
   model = tiny_model(config(output_stride, head))
-  logits_fn = lambda x: model(x, training=False)
+
+  def logits_fn(x):
+    return model(x, training=False)
+
   images = odd_images(37, 45)
   padded_size = (-(-37 // output_stride) * output_stride,
                  -(-45 // output_stride) * output_stride)
@@ -264,7 +270,8 @@ def test_train_evaluates_and_keeps_best_checkpoint(voc_records, tmp_path):
   assert again['mean_iou'] == pytest.approx(best['mean_iou'], abs=1e-9)
   assert len([m for m in messages if 'eval mean IoU' in m]) == 3
   with pytest.raises(ValueError, match='eval_every'):
-    tasks.train(model_dir, str(records / 'train-*'), config(), 6, eval_pattern=val, eval_every=0, progress=False)
+    tasks.train(model_dir, str(records / 'train-*'), config(), 6,
+                eval_pattern=val, eval_every=0, progress=False)
 
 
 def test_outline_overlay_and_contours_by_hand():

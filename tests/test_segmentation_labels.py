@@ -124,7 +124,8 @@ def test_build_data_prints_the_histogram_and_refuses_bad_values(
   # Without --num-classes: written, histogram printed compactly.
   assert build(bad, output) == 0
   out = capsys.readouterr().out
-  line = [l for l in out.splitlines() if l.startswith('train label pixels')]
+  line = [text for text in out.splitlines()
+          if text.startswith('train label pixels')]
   assert line == ['train label pixels: ' + ', '.join(
       '%d%s: %s' % (v, ' (ignore)' if v == 255 else '',
                     data.compact_count(c)) for v, c in sorted(counts.items()))]

@@ -265,7 +265,8 @@ def test_spec_module_imports_no_tensorflow():
           'sys.modules["densenet"].architectures = module\n'
           'for name in ("spec", "training/rundir"):\n'
           '  s = importlib.util.spec_from_file_location(\n'
-          '      "densenet." + name.replace("/", "."), "densenet/%s.py" % name)\n'
+          '      "densenet." + name.replace("/", "."),\n'
+          '      "densenet/%s.py" % name)\n'
           '  s.loader.exec_module(importlib.util.module_from_spec(s))\n'
           'print("tensorflow" in sys.modules)\n')
   output = run_python('-c', code, timeout=60)

@@ -60,7 +60,8 @@ PATCHED_NAMES = []
 
 
 class _LegacyLayersAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-  """Resolves `tf_keras.legacy_tf_layers[.x]` to `tf_keras.src.legacy_tf_layers[.x]`."""
+  """Resolves `tf_keras.legacy_tf_layers[.x]` to
+  `tf_keras.src.legacy_tf_layers[.x]`."""
 
   def find_spec(self, fullname, path=None, target=None):
     del path, target

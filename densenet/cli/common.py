@@ -12,8 +12,8 @@ status, by one table:
     0    success
     1    runtime failure (an OSError while writing, a NaN loss, a TensorFlow
          error such as DataLossError, any other exception)
-    2    bad usage: argparse errors, `UsageError`, ValueError, FileNotFoundError,
-         NotADirectoryError, TensorFlow's NotFoundError
+    2    bad usage: argparse errors, `UsageError`, ValueError,
+         FileNotFoundError, NotADirectoryError, TensorFlow's NotFoundError
     130  interrupted (Ctrl-C: SIGINT)
     143  terminated (SIGTERM), after training saved its checkpoint
 

@@ -64,7 +64,8 @@ def run_convert(args):
 
 def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
-                      type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
+                      type=common.checkpoint_path,
+                      help='Converted or pudae checkpoint prefix (or a Keras '
                       '.h5/.keras file).')
   parser.add_argument('--model', type=common.architecture_name,
                       help='Model name (default: from the checkpoint), e.g. '
@@ -164,7 +165,8 @@ def format_lines(paths, results):
 
 
 def format_json(paths, results, errors):
-  """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  """A JSON list: {image, predictions: [{class, probability}]} or
+  {image, error}."""
   document = []
   for path in paths:
     if path in errors:
@@ -183,8 +185,9 @@ def format_json(paths, results, errors):
 def add_export_parser(subparsers):
   """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
   parser = common.add_command(
-      subparsers, 'export', run_export, help='Write a SavedModel (serving_default: encoded image '
-      'bytes; serving_images: float images).',
+      subparsers, 'export', run_export,
+      help='Write a SavedModel (serving_default: encoded image bytes; '
+      'serving_images: float images).',
       description='Export a pretrained classifier as a SavedModel that runs '
       'without this library (tf.saved_model.load, TF Serving).')
   parser.add_argument('export_dir', help='Directory to create, e.g. '

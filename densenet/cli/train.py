@@ -16,7 +16,8 @@ class):
         --learning-rate 0.01 --batch-size 32
 
 SIGTERM and Ctrl-C stop training between steps after saving the step reached
-(exit 143 / 130, one line; `densenet.training.signals`); the same command resumes.
+(exit 143 / 130, one line; `densenet.training.signals`); the same command
+resumes.
 
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
 registrars of `densenet/cli.py` (see there). This module imports no

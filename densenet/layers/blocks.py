@@ -130,8 +130,8 @@ def dense_unit(inputs,
   features = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
   # With dropout and a bottleneck the 3x3 comes after the first dropout.
   conv2_after_dropout = bottleneck and bool(dropout_rate)
-  with recompute.unit_scope(scope, 'dense_unit', features, memory_efficient) as (
-      sc, recorder):
+  with recompute.unit_scope(scope, 'dense_unit', features,
+                            memory_efficient) as (sc, recorder):
 
     def conv2(net):
       return slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,

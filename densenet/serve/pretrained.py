@@ -4,10 +4,10 @@
     model = load_pretrained('densenet_121', '/tmp/densenet_121/model.ckpt')
     model.predict(['cat.jpg', 'dog.png'])   # [[('tabby', 0.61), ...], ...]
 
-`load_pretrained` accepts anything `densenet.weights.convert.read_weights` reads: a
-converted checkpoint (its metadata gives the model, BN epsilon and input
-normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
-a torchvision state dict. The network runs in its own `tf.Graph` and
+`load_pretrained` accepts anything `densenet.weights.convert.read_weights`
+reads: a converted checkpoint (its metadata gives the model, BN epsilon and
+input normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or
+model, or a torchvision state dict. The network runs in its own `tf.Graph` and
 `tf.compat.v1.Session`, as `densenet.serve.rewrite.optimize` rewrites it (batch
 norm folded, weights constant).
 """
@@ -28,7 +28,8 @@ IMAGENET_CLASSES_FILE = 'data/imagenet_classes.txt'
 
 
 def imagenet_class_names():
-  """The 1000 ImageNet class names (Keras' `decode_predictions` names), by index."""
+  """The 1000 ImageNet class names (Keras' `decode_predictions` names), by
+  index."""
   text = importlib.resources.files('densenet').joinpath(
       IMAGENET_CLASSES_FILE).read_text(encoding='utf-8')
   names = text.splitlines()
@@ -159,7 +160,8 @@ class Classifier(object):
 
   def _run(self, tensor, images):
     batch = self.preprocess(images)
-    outputs = [self.session.run(tensor, {self._images: batch[i:i + self.batch_size]})
+    outputs = [self.session.run(
+        tensor, {self._images: batch[i:i + self.batch_size]})
                for i in range(0, len(batch), self.batch_size)]
     return np.concatenate(outputs)
 

@@ -257,7 +257,8 @@ class _Rewriter(object):
           not self._only_consumer(mul, add)):
         continue
       scale = self.constant(mul.input[1])
-      if scale is None or scale.shape != shift.shape or scale.dtype != np.float32:
+      if (scale is None or scale.shape != shift.shape or
+          scale.dtype != np.float32):
         continue
       data = mul.input[0]
       conv = self.nodes.get(_node_name(data))

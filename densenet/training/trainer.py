@@ -38,7 +38,8 @@ class NaNLossError(FloatingPointError):
   """Raised when the training loss stops being finite."""
 
 
-# Training stopped by SIGTERM / SIGINT after saving (see `densenet.training.signals`).
+# Training stopped by SIGTERM / SIGINT after saving (see
+# `densenet.training.signals`).
 Interrupted = signals.Interrupted
 
 
@@ -276,8 +277,8 @@ class Trainer(object):
     if dataset.options().experimental_distribute.auto_shard_policy == (
         automatic):
       options = tf.data.Options()
-      options.experimental_distribute.auto_shard_policy = distribute.shard_policy(
-          num_files, self._num_workers)
+      options.experimental_distribute.auto_shard_policy = (
+          distribute.shard_policy(num_files, self._num_workers))
       dataset = dataset.with_options(options)
     with signals.stop_on_signals() as request:
       self._request = request

@@ -258,7 +258,8 @@ def save(tensors, prefix):
   directory = os.path.dirname(os.path.abspath(prefix))
   base = os.path.basename(prefix)
   tf.io.gfile.makedirs(directory)
-  for stale in tf.io.gfile.glob(os.path.join(directory, _TEMPORARY % ('*', '*'))):
+  for stale in tf.io.gfile.glob(os.path.join(directory,
+                                             _TEMPORARY % ('*', '*'))):
     tf.io.gfile.remove(stale)
   temporary = os.path.join(directory, _TEMPORARY % (uuid.uuid4().hex, base))
   keys = sorted(tensors)

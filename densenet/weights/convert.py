@@ -63,7 +63,8 @@ def _decode(value):
 
 
 def _keras_name(layer_name, weight_name):
-  """'conv1/bn', 'conv1/bn/gamma:0' -> 'conv1_bn/gamma' (tf-keras -> Keras 3)."""
+  """'conv1/bn', 'conv1/bn/gamma:0' -> 'conv1_bn/gamma' (tf-keras ->
+  Keras 3)."""
   weight = weight_name.split('/')[-1].split(':')[0]
   return '%s/%s' % (layer_name.replace('/', '_'), weight)
 
@@ -134,7 +135,8 @@ def checkpoint_tensors(checkpoint):
 
 def _pudae_root(names):
   """'densenet121' if every weight is under a pudae root scope, else None."""
-  roots = {name.split('/', 1)[0] for name in names if not names_lib.ignored(name)}
+  roots = {name.split('/', 1)[0] for name in names
+           if not names_lib.ignored(name)}
   if len(roots) == 1:
     root = roots.pop()
     if re.match(r'densenet\d+$', root):
@@ -224,13 +226,15 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
   if source_format == 'densenet':
     metadata = checkpoints.read_metadata(source) or {}
     tensors = checkpoint_tensors(source)
-    scopes = {name.split('/', 1)[0] for name in tensors if not names_lib.ignored(name)}
+    scopes = {name.split('/', 1)[0] for name in tensors
+              if not names_lib.ignored(name)}
     if len(scopes) != 1:
       raise ValueError('%s: expected the variables of one model scope, found '
                        'scopes %s.' % (source, sorted(scopes)))
     scope = scopes.pop()
     weights = {name.split('/', 1)[1]: value
-               for name, value in tensors.items() if not names_lib.ignored(name)}
+               for name, value in tensors.items()
+               if not names_lib.ignored(name)}
     metadata.setdefault('model', scope)
     metadata.setdefault('num_classes', _num_classes(weights))
     metadata.setdefault('batch_norm_epsilon', 1.001e-5)
@@ -296,5 +300,6 @@ def convert(source, output_prefix, source_format=None, model_name=None,
                               (metadata['source'], source))
   if check:
     assign.check_weights(weights, metadata['model'], metadata['num_classes'])
-  checkpoints.save_checkpoint(weights, metadata, output_prefix, progress=progress)
+  checkpoints.save_checkpoint(weights, metadata, output_prefix,
+                              progress=progress)
   return metadata
