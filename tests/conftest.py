@@ -6,6 +6,7 @@ and ask for the fixtures by name. Nothing here loads TensorFlow at import:
 the fixtures import what they need when first used.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -84,7 +85,6 @@ def start_python(*args, cwd=ROOT, env=None, **kwargs):
 
 def last_json_line(stdout):
   """The last line of a child's stdout, parsed as JSON."""
-  import json  # pylint: disable=g-import-not-at-top
   return json.loads(stdout.strip().splitlines()[-1])
 
 

@@ -239,7 +239,9 @@ def test_every_module_imports_alone(imported_alone):
   assert len(results) == len(MODULES) - 1  # All but densenet.cli.__main__.
   failed = {m: error for m, (error, _) in results.items() if error}
   assert not failed, '\n'.join('%s:\n%s' % item for item in failed.items())
-  # The source-level reading of what loads TensorFlow is the truth.
+  # The source-level reading of what loads TensorFlow is the truth, for every
+  # module imported before it was loaded (all the TensorFlow-free ones, and
+  # then the first that loads it; the rest keep the reading).
   assert {m: loads for m, (_, loads) in results.items()} == {
       m: predicted[m] for m in results}
   free = {m for m, (_, loads) in results.items() if not loads}
