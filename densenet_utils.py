@@ -1,4 +1,4 @@
-"""Building blocks of DenseNets, in the style of tf-slim's `nets/resnet_utils.py`.
+"""Building blocks of DenseNets, in the style of tf-slim's resnet_utils.py.
 
 Huang et al., "Densely Connected Convolutional Networks", CVPR 2017
 (https://arxiv.org/abs/1608.06993).
@@ -20,8 +20,9 @@ every output stride). Units are `@slim.add_arg_scope` functions; one
                                               input_stride=4)
 
 Where each piece lives: `densenet/layers/blocks.py` (blocks, units,
-`stack_blocks_dense`, `densenet_arg_scope`), `densenet/layers/batch_norm.py`
-(the batch norm), `densenet/layers/recompute.py` (memory-efficient units).
+`densenet_arg_scope`), `densenet/layers/stack.py` (`stack_blocks_dense`,
+`minimum_input_size`), `densenet/layers/batch_norm.py` (the batch norm),
+`densenet/layers/recompute.py` (memory-efficient units).
 All tensors are NHWC: `[batch, height, width, channels]`.
 """
 
@@ -34,10 +35,10 @@ from densenet.layers.blocks import dense_unit
 from densenet.layers.blocks import densenet_arg_scope
 from densenet.layers.blocks import densenet_block
 from densenet.layers.blocks import dilated_avg_pool_2x2
-from densenet.layers.blocks import minimum_input_size
-from densenet.layers.blocks import stack_blocks_dense
 from densenet.layers.blocks import transition
 from densenet.layers.blocks import transition_block
+from densenet.layers.stack import minimum_input_size
+from densenet.layers.stack import stack_blocks_dense
 
 __all__ = [
     'Block', 'batch_norm', 'check_is_training', 'dense_unit',

@@ -15,11 +15,11 @@ setuptools.setup(
                                                'segmentation',
                                                'segmentation.*']),
     py_modules=['densenet_utils'],
-    include_package_data=True,
-    package_data={'densenet': ['data/*'], 'segmentation': ['data/*']},
+    # The ImageNet class names (densenet/data/imagenet_classes.txt).
+    package_data={'densenet': ['data/*.txt']},
     install_requires=[
-        # tf-slim 1.1.0 needs the fixes in densenet/_env/compat.py on TF >= 2.14;
-        # tf-keras pins itself to TF's minor version.
+        # tf-slim 1.1.0 needs the fixes in densenet/_env/compat.py on
+        # TF >= 2.14; tf-keras pins itself to TF's minor version.
         'tensorflow>=2.13',
         'tf-keras',
         'tf-slim>=1.1.0',
@@ -31,8 +31,9 @@ setuptools.setup(
     # TensorBoard itself (to view model/train and model/eval) is optional:
     # training writes its event files with TensorFlow alone.
     # pytest-xdist: the suite runs in two processes (pytest.ini), about 1.6x
-    # faster on two cores, since building graphs is single-threaded Python.
-    extras_require={'test': ['pytest', 'pytest-xdist'],
+    # faster on two cores, since building graphs is single-threaded Python;
+    # ruff: the linter .ci/run runs first (configured in pyproject.toml).
+    extras_require={'test': ['pytest', 'pytest-xdist', 'ruff'],
                     'tensorboard': ['tensorboard']},
     entry_points={'console_scripts': [
         'densenet = densenet.cli:main',

@@ -50,6 +50,7 @@ class Ours(object):
 
   def __init__(self, image_size, bfloat16):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     from densenet import spec as spec_lib  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
     spec = spec_lib.ModelSpec('densenet_121', num_classes=1000)

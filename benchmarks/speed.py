@@ -1,4 +1,4 @@
-"""CPU speed of DenseNet-121: ours (plain and inference graph) vs Keras vs PyTorch.
+"""CPU speed of DenseNet-121: ours (plain, inference graph), Keras, PyTorch.
 
 In one process, in alternating rounds, on the same random images (224x224):
   inference at batch 1 and 16: our network in a Session (`plain`), the same
@@ -102,6 +102,7 @@ class OursInference(object):
   def __init__(self, image_size, optimized, smoke=False):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
     import densenet  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
     self.name = 'densenet_X' if smoke else 'densenet_121'
@@ -132,6 +133,7 @@ class OursTrain(object):
   def __init__(self, image_size, batch_size, smoke=False):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
     import densenet  # pylint: disable=g-import-not-at-top
     tf1 = tf.compat.v1
     self.name = 'densenet_X' if smoke else 'densenet_121'
@@ -176,6 +178,7 @@ def convolutions(image_size, batch_size=1, smoke=False):
   """The Conv2D ops of our network (training mode), in graph order."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
   import densenet  # pylint: disable=g-import-not-at-top
   graph = tf.Graph()
   with graph.as_default():

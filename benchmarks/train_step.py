@@ -5,11 +5,12 @@ Compares Keras' DenseNet121 (`keras.applications`, weights=None, in a
 densenet_121 with `memory_efficient=True` and, when PyTorch is importable,
 torchvision's densenet121 with `memory_efficient=False` and `True` (NCHW,
 PyTorch's default threads). `--onednn` runs the TensorFlow workers with
-TF_ENABLE_ONEDNN_OPTS=1 (set before they import TensorFlow). Peak memory is the peak resident
-set size of a process, so the driver runs every (implementation, batch size)
-in its own worker process, in turn, and prints the worker's JSON line; a last
-line summarises the ratios per batch size (memory-efficient / plain, ours /
-Keras). Timings on a shared machine drift: compare lines of one run.
+TF_ENABLE_ONEDNN_OPTS=1 (set before they import TensorFlow). Peak memory is
+the peak resident set size of a process, so the driver runs every
+(implementation, batch size) in its own worker process, in turn, and prints
+the worker's JSON line; a last line summarises the ratios per batch size
+(memory-efficient / plain, ours / Keras). Timings on a shared machine drift:
+compare lines of one run.
 
   python benchmarks/train_step.py                        # batch 16 and 32
   python benchmarks/train_step.py --batch-sizes 16 --implementations plain \\
@@ -84,6 +85,7 @@ def ours_step(args, images, labels):
   """Builds our training graph; returns a function running one step."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
   import densenet  # pylint: disable=g-import-not-at-top
   tf1 = tf.compat.v1
   graph = tf.Graph()
@@ -105,7 +107,9 @@ def ours_step(args, images, labels):
       train_op = tf1.train.GradientDescentOptimizer(0.01).minimize(loss)
     session = tf1.Session(graph=graph)
     session.run(tf1.global_variables_initializer())
-  step = lambda: session.run([train_op, loss])[1]
+
+  def step():
+    return session.run([train_op, loss])[1]
 
   def graph_size():
     """Ops, GraphDef size and control edges (after the timed steps)."""

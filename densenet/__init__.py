@@ -24,9 +24,9 @@ from densenet._env import runtime  # pylint: disable=g-bad-import-order
 runtime.enable_onednn()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from densenet import architectures
-from densenet._env import compat
-from densenet._env import lazy
+from densenet import architectures  # noqa: E402
+from densenet._env import compat  # noqa: E402
+from densenet._env import lazy  # noqa: E402
 
 compat.install()
 lazy.install_moved()  # The 0.1 module paths, for one release.

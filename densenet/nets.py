@@ -1,4 +1,4 @@
-"""DenseNets for ImageNet and CIFAR, in the style of tf-slim's `nets/resnet_v2.py`.
+"""DenseNets for ImageNet and CIFAR, in the style of tf-slim's resnet_v2.py.
 
 Huang et al., "Densely Connected Convolutional Networks", CVPR 2017.
 
@@ -16,7 +16,7 @@ Typical use for dense prediction (semantic segmentation):
    with slim.arg_scope(densenet_arg_scope()):
      net, end_points = densenet_121(images, num_classes=None,
                                     is_training=False, global_pool=False,
-                                    output_stride=16)         # [B, 14, 14, 1024]
+                                    output_stride=16)   # [B, 14, 14, 1024]
 
 With `output_stride` the late transitions keep the resolution and the later
 3x3 convolutions become atrous; the variables do not change, so a checkpoint
@@ -49,7 +49,6 @@ S/dense_block2 the stride-8 one (stride 2 and 4 with initial_output_stride 2).
 """
 
 import contextlib
-import inspect
 import numbers
 
 import tensorflow as tf
@@ -57,10 +56,12 @@ import tf_slim as slim
 from tf_slim.layers import utils as slim_utils
 
 from densenet import architectures
+from densenet import constructors
 from densenet.layers import batch_norm as batch_norm_lib
 from densenet.layers import blocks as blocks_lib
 from densenet.layers import inputs as inputs_lib
 from densenet.layers import root as root_lib
+from densenet.layers import stack as stack_lib
 
 # The stem, with its `padding` arg_scope (`slim.arg_scope([nets.root_block],
 # padding='same')` for pudae's checkpoints).
@@ -143,8 +144,8 @@ def densenet(inputs,
                      (num_classes,))
   batch_norm_lib.check_is_training(is_training, allow_none=True)
   inputs = inputs_lib.check_size(inputs, initial_output_stride * (
-      blocks_lib.minimum_input_size(blocks, output_stride,
-                                        initial_output_stride) - 1) + 1,
+      stack_lib.minimum_input_size(blocks, output_stride,
+                                   initial_output_stride) - 1) + 1,
                        output_stride, scope or 'densenet')
   with tf.compat.v1.variable_scope(
       scope, 'densenet', [inputs], reuse=reuse,
@@ -160,7 +161,7 @@ def densenet(inputs,
             memory_efficient=memory_efficient):
       net = root_lib.root_block(inputs, root, num_initial_filters,
                        initial_output_stride)
-      net = blocks_lib.stack_blocks_dense(
+      net = stack_lib.stack_blocks_dense(
           net, blocks, output_stride, input_stride=initial_output_stride,
           outputs_collections=end_points_collection)
       net = batch_norm_lib.batch_norm(
@@ -199,18 +200,9 @@ def _arg_scope_unless_none(list_ops, **kwargs):
   return slim.arg_scope(list_ops, **kwargs)
 
 
-class _Default(float):
-  """A default theta: equal to the float it holds, marked as not given.
-
-  Lets `densenet_X` tell `theta` left at its default (any `compression` then
-  applies) from `theta` given (a different `compression` is a conflict), while
-  the signature still reads `theta=0.5`.
-  """
-
-
 def densenet_X(inputs,
                num_classes=None,
-               theta=_Default(0.5),
+               theta=constructors.Default(0.5),
                num_units_per_block=(6, 12, 24, 16),
                growth_rate=32,
                is_training=True,
@@ -285,8 +277,8 @@ def _theta(theta, compression):
     ValueError: If both are given with different values.
   """
   if compression is None:
-    return float(theta) if isinstance(theta, _Default) else theta
-  if not isinstance(theta, _Default) and theta != compression:
+    return float(theta) if isinstance(theta, constructors.Default) else theta
+  if not isinstance(theta, constructors.Default) and theta != compression:
     raise ValueError('theta and compression are the same setting (the '
                      'paper\'s compression); got theta=%r and compression=%r. '
                      'Give one of them.' % (theta, compression))
@@ -326,149 +318,11 @@ def densenet_blocks(num_units_per_block, growth_rate, compression=0.5,
   return blocks
 
 
-# densenet_X's parameters that define an architecture: fixed by a named
-# constructor (from `architectures.ARCHITECTURES`), not among its arguments.
-_ARCHITECTURE_PARAMETERS = ('num_units_per_block', 'growth_rate',
-                            'num_initial_filters', 'bottleneck', 'root')
+# The paper's CIFAR family by depth and growth rate, and every named
+# constructor, by name, from the one table of architectures.
+densenet_cifar = constructors.cifar_constructor(densenet_X)
 
-
-def _signature(leading, defaults):
-  """densenet_X's signature for a constructor built on it.
-
-  Args:
-    leading: Parameter names of the constructor placed after `inputs` (they
-      must not be densenet_X's; no default), followed by densenet_X's own
-      parameters minus `_ARCHITECTURE_PARAMETERS`, in densenet_X's order.
-    defaults: {densenet_X parameter: this constructor's default}.
-  """
-  own = inspect.signature(densenet_X).parameters
-  parameters = [own['inputs']]
-  parameters += [
-      inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-      for name in leading]
-  for name, parameter in own.items():
-    if name != 'inputs' and name not in _ARCHITECTURE_PARAMETERS:
-      parameters.append(parameter.replace(
-          default=defaults.get(name, parameter.default)))
-  return inspect.Signature(parameters)
-
-
-def _bind(signature, args, kwargs):
-  bound = signature.bind(*args, **kwargs)
-  bound.apply_defaults()
-  return bound.arguments
-
-
-def _named_constructor(name, architecture):
-  """The constructor `name` of `architectures.ARCHITECTURES`.
-
-  It takes densenet_X's arguments but the architecture's own
-  (`_ARCHITECTURE_PARAMETERS`), in densenet_X's order (for the ImageNet
-  models the original library's: inputs, num_classes, theta, is_training,
-  global_pool, output_stride, spatial_squeeze, initial_output_stride, reuse,
-  scope), with the architecture's defaults for num_classes, theta,
-  initial_output_stride and scope (its name).
-  """
-  fixed = {key: architecture[key] for key in _ARCHITECTURE_PARAMETERS}
-  signature = _signature((), {
-      'num_classes': architecture['num_classes'],
-      'theta': _Default(architecture['compression']),
-      'initial_output_stride': architecture['initial_output_stride'],
-      'scope': name})
-
-  def constructor(*args, **kwargs):
-    return densenet_X(**fixed, **_bind(signature, args, kwargs))
-
-  constructor.__signature__ = signature
-  constructor.__name__ = constructor.__qualname__ = name
-  if architecture['root'] == 'cifar':
-    title = '%s L=%d, k=%d, on 32x32 images (%d classes by default)' % (
-        'DenseNet-BC' if architecture['bottleneck'] else 'DenseNet',
-        architecture['depth'], architecture['growth_rate'],
-        architecture['num_classes'])
-  else:
-    title = 'DenseNet-%s (k=%d, units per block %s), ImageNet root' % (
-        name.split('_')[-1], architecture['growth_rate'],
-        architecture['num_units_per_block'])
-  constructor.__doc__ = """%s.
-
-  Args: see `densenet_X`; %s are fixed by the
-    architecture; theta defaults to %s.
-
-  Returns:
-    (net, end_points); net is `[batch, num_classes]` for
-    %dx%d inputs, or `[batch, size / output_stride, size / output_stride,
-    channels]` with `num_classes=None, global_pool=False`.
-  """ % (title, ', '.join(_ARCHITECTURE_PARAMETERS),
-         architecture['compression'],
-         architecture['default_image_size'],
-         architecture['default_image_size'])
-  constructor.default_image_size = architecture['default_image_size']
-  constructor.architecture = dict(architecture)
-  if architecture['root'] == 'imagenet':
-    constructor.num_units_per_block = architecture['num_units_per_block']
-    constructor.growth_rate = architecture['growth_rate']
-  return constructor
-
-
-_CIFAR_SIGNATURE = _signature(
-    ('depth', 'growth_rate', 'bc'),
-    {'num_classes': 10, 'theta': None, 'initial_output_stride': 1,
-     'scope': None})
-_CIFAR_SIGNATURE = _CIFAR_SIGNATURE.replace(parameters=[
-    p.replace(default=True) if p.name == 'bc' else p
-    for p in _CIFAR_SIGNATURE.parameters.values()])
-
-
-def densenet_cifar(*args, **kwargs):
-  """The paper's CIFAR DenseNets: three dense blocks on 32x32 images.
-
-  `densenet_cifar(inputs, depth, growth_rate, bc=True, num_classes=10,
-  theta=None, ...)`, then densenet_X's other arguments.
-
-  DenseNet (`bc=False`): (depth - 4) / 3 units per block without bottleneck,
-  16 root filters, no compression (theta 1). DenseNet-BC (`bc=True`):
-  (depth - 4) / 6 bottleneck units per block, 2k root filters, theta 0.5.
-
-  Args:
-    inputs: A `[batch, 32, 32, 3]` Tensor (other sizes work too).
-    depth: L, the number of layers with weights.
-    growth_rate: k.
-    bc: DenseNet-BC (bottleneck and compression) or plain DenseNet.
-    theta: The compression, None for the paper's (above).
-    dropout_rate: The paper uses 0.2 when training without augmentation.
-    Other args: see `densenet_X`; the scope defaults to e.g.
-      'densenet_bc_100_k12', initial_output_stride to 1.
-
-  Returns:
-    (net, end_points); net is `[batch, num_classes]`.
-
-  Raises:
-    ValueError: If `depth` does not give a whole number of units per block.
-  """
-  arguments = _bind(_CIFAR_SIGNATURE, args, kwargs)
-  depth, growth_rate, bc = (arguments.pop(name)
-                            for name in ('depth', 'growth_rate', 'bc'))
-  layers_per_unit = 6 if bc else 3
-  if not isinstance(depth, int) or depth < 4 + layers_per_unit or (
-      depth - 4) % layers_per_unit:
-    raise ValueError('depth must be 4 + a positive multiple of %d for %s, '
-                     'got %r.' % (layers_per_unit,
-                                  'DenseNet-BC' if bc else 'DenseNet', depth))
-  architecture = architectures.cifar(depth, growth_rate, bc)
-  if arguments['scope'] is None:
-    arguments['scope'] = architectures.cifar_name(depth, growth_rate, bc)
-  if arguments['theta'] is None:
-    arguments['theta'] = _Default(architecture['compression'])
-  return densenet_X(**{key: architecture[key]
-                       for key in _ARCHITECTURE_PARAMETERS}, **arguments)
-
-
-densenet_cifar.__signature__ = _CIFAR_SIGNATURE
-densenet_cifar.default_image_size = 32
-
-# Every named constructor, by name, from the one table of architectures.
-MODELS = {name: _named_constructor(name, architecture)
+MODELS = {name: constructors.named_constructor(densenet_X, name, architecture)
           for name, architecture in architectures.ARCHITECTURES.items()}
 
 densenet_121 = MODELS['densenet_121']

@@ -11,7 +11,11 @@ Modes:
             (pudae/tensorflow-densenet checkpoints, converted from Caffe).
 """
 
+import io
+
 import numpy as np
+from PIL import Image
+from PIL import ImageOps
 import tensorflow as tf
 
 # mode -> (per-channel mean, per-channel scale) in [0, 255] pixel units:
@@ -134,7 +138,6 @@ def to_rgb(image):
   composited over white, so transparent pixels read as white rather than as
   whatever colour they happen to store.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   if image.mode == 'RGB':
     return image
   if image.mode == 'P' and 'transparency' in image.info:
@@ -170,8 +173,6 @@ def decode_image(source):
     OSError: If the file is missing, not an image, or truncated (Pillow's
       `UnidentifiedImageError` is an `OSError`).
   """
-  import io  # pylint: disable=g-import-not-at-top
-  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
   if isinstance(source, (bytes, bytearray)):
     source = io.BytesIO(source)
   with Image.open(source) as image:
@@ -186,7 +187,6 @@ def resize_shorter_side(image, size):
   The longer side becomes `int(size * long / short)` (torchvision's rule);
   the filter is Pillow's bilinear (antialiased when shrinking).
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   width, height = image.size
   if width <= height:
     new_size = (size, int(size * height / width))
@@ -231,7 +231,6 @@ def load_image(source, resize_size=DEFAULT_RESIZE_SIZE,
     OSError: If the file cannot be read or decoded.
     ValueError: If `resize_size` < `crop_size`, or an array is not RGB.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   if resize_size is not None and crop_size is not None and (
       resize_size < crop_size):
     raise ValueError('resize_size (%r) must be >= crop_size (%r).' %
@@ -255,7 +254,9 @@ def load_image(source, resize_size=DEFAULT_RESIZE_SIZE,
 # The same geometry in TensorFlow, for graphs that take encoded images
 # (`densenet.serve.export`). TF decodes without EXIF orientation and drops alpha
 # instead of compositing, and its antialiased bilinear resize is close to but
-# not bit-identical with Pillow's.
+# not bit-identical with Pillow's. JPEGs are decoded with libjpeg's accurate
+# integer DCT, as Pillow decodes them (TF's default, the fast one, differs by
+# up to 4 grey levels).
 
 
 def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
@@ -263,10 +264,16 @@ def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
   """Encoded image (scalar string Tensor) -> float32 `[crop, crop, 3]` RGB.
 
   Decodes JPEG, PNG, GIF (first frame), BMP and WebP with `tf.io.decode_image`
-  (grayscale becomes RGB), resizes the shorter side to `resize_size` and
-  crops the centre `crop_size` square. Values in [0, 255], not normalized.
+  (grayscale becomes RGB; JPEG with the accurate DCT), resizes the shorter
+  side to `resize_size` and crops the centre `crop_size` square. Values in
+  [0, 255], not normalized.
   """
-  image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+  image = tf.cond(
+      tf.io.is_jpeg(image_bytes),
+      lambda: tf.io.decode_jpeg(image_bytes, channels=3,
+                                dct_method='INTEGER_ACCURATE'),
+      lambda: tf.io.decode_image(image_bytes, channels=3,
+                                 expand_animations=False))
   image.set_shape([None, None, 3])
   shape = tf.shape(image)
   height = tf.cast(shape[0], tf.float64)

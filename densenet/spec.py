@@ -291,7 +291,8 @@ class ModelSpec(object):
 
   @classmethod
   def from_metadata(cls, metadata, architecture=None):
-    """From a checkpoint's `densenet_metadata` (see `densenet.weights.convert`)."""
+    """From a checkpoint's `densenet_metadata` (see
+    `densenet.weights.convert`)."""
     return cls.from_dict(metadata, architecture=architecture)
 
   def replace(self, **changes):
@@ -328,6 +329,7 @@ class ModelSpec(object):
       **kwargs: Other `densenet_arg_scope` arguments.
     """
     import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
     from densenet import nets  # pylint: disable=g-import-not-at-top
     from densenet.layers import blocks  # pylint: disable=g-import-not-at-top
     with slim.arg_scope(blocks.densenet_arg_scope(

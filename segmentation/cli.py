@@ -21,9 +21,9 @@ import glob
 import os
 import sys
 
+from densenet.cli import arguments
 from densenet.cli import common
 from segmentation import options
-
 
 
 def _records(pattern):
@@ -34,8 +34,8 @@ def _records(pattern):
 
 
 def _architecture(text):
-  """`common.architecture`, with segmentation's root stride (`options`)."""
-  architecture = common.architecture(text)
+  """`arguments.architecture`, with segmentation's root stride (`options`)."""
+  architecture = arguments.architecture(text)
   try:
     options.check_backbone(architecture)
   except ValueError as error:
@@ -67,24 +67,24 @@ def add_build_data_parser(subparsers):
       help='VOC layout or folder pair -> sharded TFRecords.',
       description='Write sharded TFRecords from a Pascal VOC layout '
       '(--voc-root) or from a pair of folders (--image-dir and --label-dir).')
-  parser.add_argument('--voc-root', type=common.existing_dir,
+  parser.add_argument('--voc-root', type=arguments.existing_dir,
                       help='A Pascal VOC layout root.')
-  parser.add_argument('--image-dir', type=common.existing_dir,
+  parser.add_argument('--image-dir', type=arguments.existing_dir,
                       help='Images (with --label-dir).')
-  parser.add_argument('--label-dir', type=common.existing_dir,
+  parser.add_argument('--label-dir', type=arguments.existing_dir,
                       help='Label PNGs named <image stem>.png.')
   parser.add_argument('--splits', default='train,val',
                       help='VOC splits (or the one split name of a folder '
                       'pair).')
   parser.add_argument('--output-dir', required=True,
                       help='Directory of the TFRecord shards.')
-  parser.add_argument('--num-shards', type=common.positive_int,
+  parser.add_argument('--num-shards', type=arguments.positive_int,
                       default=4, help='Shards per split.')
   parser.add_argument('--strict', action='store_true',
                       help='If any pair of a split is bad, write nothing for '
                       'it (its earlier records stay) and exit with status '
                       '1.')
-  parser.add_argument('--num-classes', type=common.positive_int,
+  parser.add_argument('--num-classes', type=arguments.positive_int,
                       help='Refuse a split (write nothing for it) whose '
                       'labels hold values that are neither < N nor 255 '
                       '(ignore), or only 0 and 255.')
@@ -132,7 +132,7 @@ def run_build_data(args):
 
 def add_train_parser(subparsers):
   """`segmentation train`: train or resume a segmentation model."""
-  positive_int = common.positive_int
+  positive_int = arguments.positive_int
   parser = common.add_command(
       subparsers, 'train', run_train, help='Train or resume training.',
       description='Train a DenseNet segmentation model on TFRecords of '
@@ -144,7 +144,7 @@ def add_train_parser(subparsers):
                       type=_records, help='Glob of the training TFRecords.')
   parser.add_argument('--num-classes', type=positive_int, required=True,
                       help='Classes, background included.')
-  parser.add_argument('--class-names', type=common.comma_list(str),
+  parser.add_argument('--class-names', type=arguments.comma_list(str),
                       help='Comma-separated class names.')
   common.add_renamed_argument(
       parser, '--architecture', ['--backbone'], type=_architecture,
@@ -167,23 +167,23 @@ def add_train_parser(subparsers):
                       help='Global step to reach.')
   parser.add_argument('--batch-size', type=positive_int, default=8,
                       help='Global batch size.')
-  parser.add_argument('--crop-size', type=common.crop_size,
+  parser.add_argument('--crop-size', type=arguments.crop_size,
                       default='321x321',
                       help='Training crops: N or HxW.')
-  parser.add_argument('--learning-rate', type=common.non_negative_float,
+  parser.add_argument('--learning-rate', type=arguments.non_negative_float,
                       default=0.01,
                       help='Base learning rate of the poly schedule.')
   parser.add_argument('--optimizer', default='momentum',
                       choices=options.OPTIMIZERS,
                       help='SGD with momentum 0.9, or Adam.')
-  parser.add_argument('--warmup-steps', type=common.non_negative_int,
+  parser.add_argument('--warmup-steps', type=arguments.non_negative_int,
                       default=0, help='Linear learning-rate warm-up.')
-  parser.add_argument('--weight-decay', type=common.non_negative_float,
+  parser.add_argument('--weight-decay', type=arguments.non_negative_float,
                       default=1e-4, help='L2 weight decay.')
   parser.add_argument('--checkpoint-every', type=positive_int, default=100,
                       help='Steps between checkpoints.')
   parser.add_argument('--initial-checkpoint',
-                      type=common.checkpoint_path,
+                      type=arguments.checkpoint_path,
                       help='Classification checkpoint for the backbone: '
                       'every backbone variable must be in it (logits '
                       'aside), else it is an error.')
@@ -191,9 +191,9 @@ def add_train_parser(subparsers):
                       help='Restore only the backbone variables '
                       '--initial-checkpoint has with the right shape; '
                       'report the others and train them from scratch.')
-  parser.add_argument('--class-weights', type=common.comma_list(float),
+  parser.add_argument('--class-weights', type=arguments.comma_list(float),
                       help='Comma-separated loss weight per class.')
-  common.add_run_arguments(parser)
+  arguments.add_run_arguments(parser)
   options.add_train_arguments(parser, records_type=_records,
                                    steps_type=positive_int)
 
@@ -230,9 +230,9 @@ def run_train(args):
 
 def _add_model_dir_arguments(parser):
   parser.add_argument('--model-dir', required=True,
-                      type=common.existing_dir,
+                      type=arguments.existing_dir,
                       help='A directory of `segmentation train`.')
-  parser.add_argument('--checkpoint', type=common.checkpoint_path,
+  parser.add_argument('--checkpoint', type=arguments.checkpoint_path,
                       help='Checkpoint prefix (default: the latest in '
                       '--model-dir).')
 
@@ -273,7 +273,7 @@ def add_predict_parser(subparsers):
   _add_model_dir_arguments(parser)
   parser.add_argument('--output-dir', required=True,
                       help='Where the masks and overlays go.')
-  parser.add_argument('--label-dir', type=common.existing_dir,
+  parser.add_argument('--label-dir', type=arguments.existing_dir,
                       help='Ground-truth <image stem>.png labels to show '
                       'next to the predictions.')
   options.add_arguments(parser)
@@ -303,9 +303,9 @@ def add_demo_parser(subparsers):
       help='Synthetic dataset -> train DenseNet + DeepLab v3+ -> mIoU.')
   parser.add_argument('--work-dir', default=os.path.join('runs', 'demo'),
                       help='Where the data, model and overlays go.')
-  parser.add_argument('--steps', type=common.positive_int, default=600,
+  parser.add_argument('--steps', type=arguments.positive_int, default=600,
                       help='Training steps.')
-  parser.add_argument('--batch-size', type=common.positive_int,
+  parser.add_argument('--batch-size', type=arguments.positive_int,
                       default=16, help='Training batch size.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')

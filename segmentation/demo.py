@@ -64,8 +64,9 @@ def demo(work_dir='runs/demo', num_steps=600, batch_size=16, size=128,
         num_steps, batch_size=batch_size, crop_size=(size, size),
         learning_rate=3e-3, optimizer='adam', warmup_steps=50,
         checkpoint_every=200, progress=progress, log=log)
-  results = tasks.evaluate(model_dir, os.path.join(records_dir, 'val-*.tfrecord'),
-                     progress=progress)
+  results = tasks.evaluate(model_dir,
+                           os.path.join(records_dir, 'val-*.tfrecord'),
+                           progress=progress)
   val_ids = sources.voc_pairs(dataset_dir, 'val')[:num_overlays]
   written = tasks.predict(model_dir, [image for image, _ in val_ids],
                     os.path.join(work_dir, 'predictions'), progress=progress,

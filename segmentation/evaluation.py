@@ -29,12 +29,12 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
-from densenet._env import atomic
 from densenet import training
+from densenet._env import atomic
 from segmentation import data
-from segmentation import options
 from segmentation import metrics
 from segmentation import multiscale
+from segmentation import options
 from segmentation import pictures
 
 EVAL_DIR = 'eval'

@@ -234,8 +234,8 @@ def build_model(images,
 
 
 def net_fn(config):
-  """`net_fn(images, is_training) -> logits` of a `segmentation.config.ModelConfig`
-  (for `densenet.training`)."""
+  """`net_fn(images, is_training) -> logits` of a
+  `segmentation.config.ModelConfig` (for `densenet.training`)."""
   spec = config.spec()
   backbone_spec(spec)  # Checked now, not inside a Keras layer's call.
 

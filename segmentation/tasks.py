@@ -19,23 +19,23 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
+from densenet import preprocessing
+from densenet import training
 from densenet._env import atomic
 from densenet.datasets import records
 from densenet.serve import rewrite
-from densenet import preprocessing
 from densenet.training import lock
 from densenet.training import run as run_lib
 from densenet.training import rundir
 from densenet.training import schedules
-from densenet import training
 from densenet.weights import checkpoints as weights_checkpoints
 from densenet.weights import manifest
 from segmentation import config as config_lib
 from segmentation import data
-from segmentation import options
 from segmentation import evaluation
 from segmentation import losses
 from segmentation import model as model_lib
+from segmentation import options
 from segmentation import pictures
 from segmentation.config import ModelConfig  # noqa: F401  (public here too)
 
@@ -113,8 +113,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
   The config is written to `model_dir` once the model has been built (and
   restored), so a failed first start does not lock the directory. With
   `initial_checkpoint`, the batch-norm epsilon, stem padding and
-  normalization its metadata records (a `densenet.weights.convert` checkpoint) are
-  the run's.
+  normalization its metadata records (a `densenet.weights.convert`
+  checkpoint) are the run's.
 
   Args:
     model_dir: Model directory; resumes from its latest checkpoint.
@@ -195,8 +195,8 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
         checkpoint_every if eval_every is None else eval_every,
         num_steps, eval_scales, flip, log))
   trainer = training.Trainer(
-      model_lib.net_fn(config), loss_fn, model_dir, batch_size, strategy=strategy,
-      optimizer_fn=_optimizer_fn(optimizer),
+      model_lib.net_fn(config), loss_fn, model_dir, batch_size,
+      strategy=strategy, optimizer_fn=_optimizer_fn(optimizer),
       learning_rate_fn=schedules.poly(
           learning_rate, num_steps, warmup_steps=warmup_steps),
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,

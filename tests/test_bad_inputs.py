@@ -12,20 +12,20 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from conftest import TINY_4BLOCK
 import densenet
-import densenet_utils
 from densenet import architectures
-from densenet.serve import rewrite
 from densenet import nets
+from densenet import spec as spec_lib
 from densenet.layers import inputs as inputs_lib
 from densenet.serve import pretrained
-from densenet import spec as spec_lib
+from densenet.serve import rewrite
+import densenet_utils
 
 tf1 = tf.compat.v1
 
 # Four blocks, as the ImageNet DenseNets: 1 + 2 + 2 + 1 units, k=4.
-TINY = {'num_units_per_block': [1, 2, 2, 1], 'growth_rate': 4,
-        'num_initial_filters': 8}
+TINY = TINY_4BLOCK
 
 
 def build(inputs, **kwargs):

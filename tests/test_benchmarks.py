@@ -6,19 +6,16 @@ from. Speed itself is never asserted here: it belongs to the benchmarks.
 
 import json
 import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+from conftest import run_python
+
 BENCHMARKS = os.path.join(ROOT, 'benchmarks')
 
 
 def run_script(*argv):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run([sys.executable, os.path.join(BENCHMARKS, argv[0])] +
-                        list(argv[1:]), capture_output=True, text=True,
-                        env=env, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_python(os.path.join(BENCHMARKS, argv[0]), *argv[1:],
+                    timeout=600)
   return [json.loads(line) for line in proc.stdout.splitlines()
           if line.startswith('{')]
 

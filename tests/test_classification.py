@@ -8,13 +8,13 @@ import json
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from densenet import classification
-from densenet import datasets
 from densenet import cli
+from densenet import datasets
 from densenet.spec import ModelSpec
 from densenet.training import schedules
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order
@@ -104,7 +104,7 @@ def test_train_lowers_the_loss_resumes_and_evaluates(cifar_dir, tmp_path):
 
 
 def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
-                                                    capsys):
+                                                    capsys, recomputed_units):
   _, source = cifar_dir
   data_dir, train_dir = str(tmp_path / 'data'), str(tmp_path / 'run')
   assert cli.main([
@@ -114,6 +114,11 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
       '--no-progress', '--json', '--memory-efficient']) == 0
   trained = strict_json(capsys.readouterr().out)
   assert trained['config']['memory_efficient'] is True
+  # The training step recomputed every unit (3) and transition (2) for its
+  # gradient.
+  units = set(recomputed_units['forward'])
+  assert len(units) == 3 + 2, units
+  assert set(recomputed_units['backward']) == units
   assert trained['config']['augment'] is False  # C10 (no "+").
   assert trained['config']['dropout_rate'] == 0.2
   assert trained['config']['steps_per_epoch'] == 10

@@ -2,17 +2,17 @@
 
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 import tf_slim as slim
-from PIL import Image
 
 import densenet
 from densenet import cli
-from densenet.weights import assign
-from densenet.weights import checkpoints
 from densenet import preprocessing
 from densenet.serve import pretrained
+from densenet.weights import assign
+from densenet.weights import checkpoints
 from test_faults import strict_json  # pylint: disable=g-bad-import-order
 
 METADATA = {'model': 'densenet_121', 'num_classes': 1000,

@@ -4,14 +4,11 @@ Each check runs in a fresh interpreter, so the patch is tested as a user meets
 it (nothing imported before, either import order).
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_python as run
 
 SLIM_FEATURES = """
 import numpy as np
@@ -45,12 +42,7 @@ print('OK')
 
 
 def run_python(code):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
+  return run('-c', textwrap.dedent(code)).stdout
 
 
 @pytest.mark.parametrize('first_import', ['densenet', 'densenet_utils'])

@@ -267,7 +267,8 @@ def test_misshaped_and_unknown_weights_fail(tmp_path, densenet_121_graph):
   prefix = _write_tf1_checkpoint(values, str(tmp_path / 'odd.ckpt'))
   weights, metadata = convert.read_weights(prefix)
   assert metadata['unmatched'] == ['extra/Conv/weights']
-  with pytest.raises(checkpoints.WeightMismatchError, match='extra/Conv/weights'):
+  with pytest.raises(checkpoints.WeightMismatchError,
+                     match='extra/Conv/weights'):
     convert.convert(prefix, str(tmp_path / 'out.ckpt'), check=False)
   with densenet_121_graph.as_default():
     with pytest.raises(checkpoints.WeightMismatchError) as error:

@@ -1,4 +1,5 @@
-"""Tests of densenet.datasets: CIFAR archives, image folders, TFRecords, tf.data.
+"""Tests of densenet.datasets: CIFAR archives, image folders, TFRecords,
+tf.data.
 
 The CIFAR archives are generated in the exact format of the real ones
 (pickle protocol 2, bytes keys, planar uint8 rows, the same member names
@@ -11,9 +12,9 @@ import pickle
 import tarfile
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import densenet  # noqa: F401  (applies the tf-slim compatibility fixes)
 from densenet import datasets
@@ -64,13 +65,13 @@ def write_cifar(directory, name, num_train, num_test, seed=0, as_tar=True,
       part = slice(i * per_batch, (i + 1) * per_batch)
       members['data_batch_%d' % (i + 1)] = _pickled({
           b'batch_label': b'training batch %d of 5' % (i + 1),
-          b'labels': [int(l) for l in labels[part]],
+          b'labels': [int(label) for label in labels[part]],
           b'data': np.stack([cifar_row(im) for im in images[part]]),
           b'filenames': [b'img_%d.png' % j for j in range(per_batch)]})
     images, labels = expected['test']
     members['test_batch'] = _pickled({
         b'batch_label': b'testing batch 1 of 1',
-        b'labels': [int(l) for l in labels],
+        b'labels': [int(label) for label in labels],
         b'data': np.stack([cifar_row(im) for im in images]),
         b'filenames': [b'img_%d.png' % j for j in range(num_test)]})
     members['batches.meta'] = _pickled({
@@ -82,8 +83,8 @@ def write_cifar(directory, name, num_train, num_test, seed=0, as_tar=True,
       images, labels = expected[split]
       members[split] = _pickled({
           b'batch_label': b'%s batch 1 of 1' % split.encode(),
-          b'fine_labels': [int(l) for l in labels],
-          b'coarse_labels': [int(l) // 5 for l in labels],
+          b'fine_labels': [int(label) for label in labels],
+          b'coarse_labels': [int(label) // 5 for label in labels],
           b'data': np.stack([cifar_row(im) for im in images]),
           b'filenames': [b'img_%d.png' % j for j in range(len(labels))]})
     members['meta'] = _pickled({
@@ -105,8 +106,8 @@ def write_cifar(directory, name, num_train, num_test, seed=0, as_tar=True,
 
 
 def read_records(data_dir, split):
-  images, labels = zip(*[(i.numpy(), l.numpy())
-                         for i, l in tfrecords.read_split(data_dir, split)])
+  images, labels = zip(*[(image.numpy(), label.numpy()) for image, label
+                         in tfrecords.read_split(data_dir, split)])
   return np.stack(images), np.array(labels)
 
 
@@ -114,8 +115,9 @@ def read_records(data_dir, split):
 def test_cifar_round_trip(tmp_path, name):
   source, expected = write_cifar(str(tmp_path), name, 200, 40)
   output_dir = str(tmp_path / 'records')
-  with pytest.warns(UserWarning, match='holds 40 test and 200 train images; the '
-                    'standard %s archive holds 10000 test and 50000 train' % name):
+  with pytest.warns(UserWarning, match=(
+      'holds 40 test and 200 train images; the standard %s archive holds '
+      '10000 test and 50000 train' % name)):
     metadata = cifar.create_tfrecords(name, source, output_dir,
                                       num_shards={'train': 3})
   for split, count in (('train', 200), ('test', 40)):

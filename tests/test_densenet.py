@@ -10,8 +10,8 @@ import tensorflow as tf
 import tf_slim as slim
 
 import densenet
-import densenet_utils
 from densenet import densenet_arg_scope
+import densenet_utils
 
 tf1 = tf.compat.v1
 

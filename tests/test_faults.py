@@ -26,9 +26,9 @@ import sys
 import time
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from densenet import cli as densenet_cli
 from densenet.datasets import image_folder
@@ -38,8 +38,11 @@ from densenet.weights import checkpoints as weights_lib
 import segmentation
 from segmentation import cli as segmentation_cli
 from segmentation import options
+
 # pylint: disable=g-bad-import-order
-from test_faults_data import SIZE, TINY, write_pairs
+from test_faults_data import SIZE
+from test_faults_data import TINY
+from test_faults_data import write_pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 60  # Seconds a helper process may live.

@@ -3,34 +3,36 @@ while it writes, failing and re-sharded runs, predict on missing and broken
 images, output directories that cannot be written (a parent that is a file,
 a read-only directory, a full disk simulated with RLIMIT_FSIZE).
 
-The tests run as root here, where chmod does not stop writes: the read-only
-case is skipped then, and the parent-is-a-file case (NotADirectoryError)
-and the file size limit (EFBIG, SIGXFSZ ignored) stand in for it.
+Root writes into a 0555 directory: the read-only cases run in a child
+process that the permission bits bind, root without CAP_DAC_OVERRIDE (the
+capability is dropped from its bounding set before it starts).
 """
 
+import ctypes
 import glob
 import json
 import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
+from conftest import TINY_2BLOCK
+from conftest import error_line
+from conftest import last_json_line
+from conftest import run_python
+from conftest import start_python
 from densenet.datasets import records
 from segmentation import cli
 from segmentation import data
 from segmentation import tasks
-from test_segmentation_labels import error_line  # pylint: disable=g-bad-import-order
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {'num_units_per_block': [1, 1], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_2BLOCK, scope='tiny')
 SIZE = 32
 NUM_OLD = 5       # Records of the earlier, good run.
 NUM_NEW = 600     # Records of the run that is killed: ~1 s of writing.
@@ -71,10 +73,9 @@ def snapshot(directory):
 
 def python(argv, **kwargs):
   """`python -m segmentation.cli argv` from the repository root."""
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.Popen([sys.executable, '-m', 'segmentation.cli'] + argv,
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kwargs)
+  return start_python('-m', 'segmentation.cli', *argv,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                      **kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -265,21 +266,16 @@ def _a_file(tmp_path):
 
 
 def _read_only(tmp_path):
-  if os.geteuid() == 0:
-    pytest.skip('root writes into a 0555 directory')
   directory = tmp_path / 'read_only'
   directory.mkdir()
   directory.chmod(0o555)
   return str(directory / 'out')
 
 
-@pytest.mark.parametrize('make_dir', [_under_a_file, _a_file, _read_only])
-@pytest.mark.parametrize('command', ['build-data', 'predict', 'train'])
-def test_unwritable_output_directory_is_one_line_and_status_1(
-    pairs, model_dir, tmp_path, capsys, command, make_dir):
-  output = make_dir(tmp_path)
+def unwritable_argv(command, output, pairs, model_dir):
+  """`command`'s arguments with `output` as its output (model) directory."""
   image = os.path.join(pairs['old'], 'images', 'im0000.png')
-  argv = {
+  return {
       'build-data': build_argv(pairs['old'], output),
       'predict': ['predict', image, '--model-dir', model_dir,
                   '--output-dir', output],
@@ -289,13 +285,80 @@ def test_unwritable_output_directory_is_one_line_and_status_1(
                 '--backbone', json.dumps(TINY), '--output-stride', '8',
                 '--steps', '1'],
   }[command]
-  assert cli.main(argv) == 1
-  message = error_line(capsys.readouterr().err)
+
+
+UNWRITABLE_COMMANDS = ['build-data', 'predict', 'train']
+
+# Runs `segmentation.cli.main(argv)` for each {command: argv} of argv[1];
+# prints {command: [exit status, stderr]}.
+_RUN_COMMANDS = """
+import contextlib, io, json, sys
+from segmentation import cli
+results = {}
+for command, argv in json.loads(sys.argv[1]).items():
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err):
+    results[command] = [cli.main(argv), err.getvalue()]
+print(json.dumps(results))
+"""
+
+_PR_CAPBSET_DROP = 24
+# CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER (linux/capability.h).
+_PERMISSION_CAPABILITIES = (1, 2, 3)
+
+
+def _obey_permission_bits():
+  """A preexec_fn: the child (and what it runs) obeys file permission bits
+  even as root. Dropped from the bounding set, the capabilities that bypass
+  them do not come back when root starts the new program."""
+  if os.geteuid() != 0:
+    return
+  libc = ctypes.CDLL(None, use_errno=True)
+  for capability in _PERMISSION_CAPABILITIES:
+    if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+      raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')
+
+
+@pytest.fixture(scope='module')
+def read_only_runs(pairs, model_dir, tmp_path_factory):
+  """{command: (output, exit status, stderr)}: each command of
+  `UNWRITABLE_COMMANDS` writing under a 0555 directory, all in one child
+  process that the permission bits bind."""
+  root = tmp_path_factory.mktemp('read_only')
+  outputs, argvs = {}, {}
+  for command in UNWRITABLE_COMMANDS:
+    (root / command).mkdir()
+    outputs[command] = _read_only(root / command)
+    argvs[command] = unwritable_argv(command, outputs[command], pairs,
+                                     model_dir)
+  try:
+    process = run_python('-c', _RUN_COMMANDS, json.dumps(argvs),
+                         preexec_fn=_obey_permission_bits)
+  except subprocess.SubprocessError as error:  # The preexec_fn failed.
+    pytest.skip('cannot drop CAP_DAC_OVERRIDE here: %s' % error)
+  return {command: (outputs[command], status, err) for command, (
+      status, err) in last_json_line(process.stdout).items()}
+
+
+@pytest.mark.parametrize('make_dir', [_under_a_file, _a_file, _read_only])
+@pytest.mark.parametrize('command', UNWRITABLE_COMMANDS)
+def test_unwritable_output_directory_is_one_line_and_status_1(
+    pairs, model_dir, tmp_path, capsys, request, command, make_dir):
+  if make_dir is _read_only:
+    output, status, err = request.getfixturevalue('read_only_runs')[command]
+  else:
+    output = make_dir(tmp_path)
+    status = cli.main(unwritable_argv(command, output, pairs, model_dir))
+    err = capsys.readouterr().err
+  assert status == 1, err
+  message = error_line(err)
   what = 'model directory' if command == 'train' else 'output directory'
   assert message.startswith('segmentation %s: error: cannot write to %s %s: '
                             % (command, what, output)), message
   if make_dir is _a_file:
     assert message.endswith(': it is a file, not a directory')
+  if make_dir is _read_only:
+    assert message.endswith(': Permission denied'), message
 
 
 def _file_size_limit(size):

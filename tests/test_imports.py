@@ -5,13 +5,10 @@ TensorFlow) that the import left in `sys.modules`.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_python
 
 # Application code no plain import of a package (or of the blocks) needs.
 APPLICATION = {'densenet.weights.convert', 'densenet.serve.pretrained',
@@ -26,11 +23,7 @@ def loaded_after(statement):
   code = ('import json, sys\n%s\nprint(json.dumps(sorted(m for m in '
           'sys.modules if m.split(".")[0] in ("densenet", "densenet_utils", '
           '"segmentation", "tensorflow", "tf_slim"))))' % statement)
-  process = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
-                           env=dict(os.environ, PYTHONPATH=ROOT,
-                                    TF_CPP_MIN_LOG_LEVEL='2'),
-                           capture_output=True, text=True, timeout=120)
-  assert process.returncode == 0, process.stderr[-3000:]
+  process = run_python('-c', code, timeout=120)
   return set(json.loads(process.stdout.splitlines()[-1]))
 
 
@@ -55,11 +48,11 @@ def test_blocks_and_networks_load_no_application_code():
 def test_public_names_resolve_lazily_to_their_modules():
   # pylint: disable=g-import-not-at-top
   import densenet
-  import densenet_utils
-  import segmentation
   from densenet import architectures
   from densenet import nets
   from densenet.serve import pretrained
+  import densenet_utils
+  import segmentation
   from segmentation import model
   assert densenet.load_pretrained is pretrained.load_pretrained
   assert densenet.densenet_arg_scope is densenet_utils.densenet_arg_scope

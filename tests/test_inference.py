@@ -13,27 +13,17 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from conftest import TINY_4BLOCK
+from conftest import randomize_batch_norm
 import densenet
-from densenet.serve import rewrite
 from densenet import training
-from segmentation import tasks
+from densenet.serve import rewrite
 from segmentation import model as seg_model
+from segmentation import tasks
 
 tf1 = tf.compat.v1
 ATOL, RTOL = 1e-4, 1e-5
-TINY = {'num_units_per_block': [1, 2, 2, 1], 'growth_rate': 4}
-
-
-def randomize_batch_norm(assign, variables):
-  """Moving means N(0, 0.1), variances, gammas U(0.5, 1.5), betas N(0, 0.1)."""
-  rng = np.random.RandomState(0)
-  for v in variables:
-    shape = v.shape.as_list()
-    name = v.name.split(':')[0]
-    if name.endswith(('moving_mean', 'beta')):
-      assign(v, rng.normal(0, 0.1, shape).astype(np.float32))
-    elif name.endswith(('moving_variance', 'gamma')):
-      assign(v, rng.uniform(0.5, 1.5, shape).astype(np.float32))
+TINY = TINY_4BLOCK
 
 
 def images(size=64, batch=2):
@@ -141,8 +131,10 @@ def test_named_models_equal(name):
   assert_rewritten(new_session.graph.as_graph_def(), units + 3 + 1)
 
 
-def test_optimize_function_segmentation_model():
-  # DeepLab v3+ at output stride 8: ASPP and decoder norms fold too.
+def test_optimize_function_segmentation_model(monkeypatch):
+  # DeepLab v3+ at output stride 8: the norms after the ASPP's 1x1, image
+  # pooling and projection convolutions and the decoder's fold too; those
+  # after the atrous branches (SpaceToBatchND-Conv2D-BatchToSpaceND) do not.
   config = tasks.ModelConfig(num_classes=3, backbone=dict(TINY),
                              output_stride=8, head='deeplabv3plus', depth=8)
   model = training.SlimModel(seg_model.net_fn(config))
@@ -153,6 +145,34 @@ def test_optimize_function_segmentation_model():
                                                         tf.float32)])
   batch = tf.constant(images())
   expected = function(batch).numpy()
+  rewritten = []  # The GraphDef optimize_function runs.
+  optimize_graph_def = rewrite.optimize_graph_def
+  monkeypatch.setattr(rewrite, 'optimize_graph_def', lambda *args: (
+      rewritten.append(optimize_graph_def(*args)) or rewritten[-1]))
   optimized = rewrite.optimize_function(function.get_concrete_function())
   np.testing.assert_allclose(optimized(batch).numpy(), expected, atol=ATOL,
                              rtol=RTOL)
+  (graph_def,) = rewritten
+  # Unfoldable: the backbone's pre-activation norms (6 units, 3
+  # transitions, postnorm) and the 3 atrous branches'.
+  pooling_convolutions = assert_rewritten(graph_def, 6 + 3 + 1 + 3)
+  # Only the stride-2 transition pools first (2 and 3 are dilated).
+  assert [n.name.split('/')[2] for n in pooling_convolutions] == [
+      'transition1']
+  nodes, producer = op_inputs(graph_def)
+
+  def scopes(name):
+    """The scopes below the model's own ('slim_model', or 'slim_model_1'
+    in a process that built another SlimModel before)."""
+    return name.split('/')[1:]
+
+  assert sorted(scopes(producer(n).name)[1] for n in nodes.values()
+                if n.op == 'Mul' and scopes(n.name)[0] == 'aspp') == [
+                    'atrous_1', 'atrous_2', 'atrous_3']
+  # Folded into a bias: the stem's and bottlenecks' norms (7), the ASPP's
+  # 1x1, image pooling and projection (3) and the decoder's (3); and the
+  # logits' own bias.
+  folded = sorted(scopes(n.name)[0] for n in nodes.values()
+                  if n.op == 'BiasAdd')
+  assert folded == ['aspp'] * 3 + ['decoder'] * 3 + ['densenet_X'] * 7 + [
+      'logits']

@@ -26,21 +26,25 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from conftest import TINY_2BLOCK
+from conftest import python_env
+from conftest import start_python
+from densenet import spec as spec_lib
+from densenet import training
+from densenet import weights
 from densenet.cli import common
 from densenet.training import signals
-from densenet import training
-from densenet import spec as spec_lib
-from densenet import weights
 from densenet.weights import checkpoints as weights_checkpoints
-from segmentation.data import synthetic
-from segmentation import tasks
 from segmentation import model as seg_model
-# pylint: disable=g-bad-import-order
-import test_multi_worker
+from segmentation import tasks
+from segmentation.data import synthetic
 from test_datasets import write_cifar
-from test_training import dataset, loss_fn, tiny_net, toy_data
+import test_multi_worker
+from test_training import dataset
+from test_training import loss_fn
+from test_training import tiny_net
+from test_training import toy_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESS_TIMEOUT = 120
 MAX_STEPS = 100000  # Never reached: the signal stops the run first.
 
@@ -175,7 +179,6 @@ def test_exit_statuses_and_one_line():
 # ---------------------------------------------------------------------------
 # The commands, in subprocesses.
 
-TINY_BACKBONE = {'num_units_per_block': [1, 1], 'growth_rate': 4}
 # A stop line: 'segmentation train: stopped by SIGTERM at step 37;
 # checkpoint runs/seg/model.ckpt-37 saved; run the same command to resume.'
 STOP_LINE = re.compile(r'^(\S+ train): stopped by (SIG\w+) at step (\d+); '
@@ -184,13 +187,9 @@ STOP_LINE = re.compile(r'^(\S+ train): stopped by (SIG\w+) at step (\d+); '
 
 
 @pytest.fixture(scope='module')
-def records(tmp_path_factory):
-  root = tmp_path_factory.mktemp('synthetic')
-  synthetic.generate(str(root / 'voc'), 8, 4, size=32, seed=0,
-                     progress=False)
-  tasks.build_data(str(root / 'records'), voc_root=str(root / 'voc'),
-                   num_shards=1, progress=False)
-  return str(root / 'records')
+def records(voc_records):
+  """8 training and 4 validation scenes of 32x32, one shard each."""
+  return str(voc_records(num_train=8, num_val=4, size=32, num_shards=1))
 
 
 @pytest.fixture(scope='module')
@@ -203,13 +202,11 @@ def cifar_dir(tmp_path_factory):
   return str(directory / 'records')
 
 
-def signal_once_training(command, signum, log_path, after_step=2):
-  """Runs `command`, sends `signum` once a 'step N' line with N >=
+def signal_once_training(args, signum, log_path, after_step=2):
+  """Runs `python *args`, sends `signum` once a 'step N' line with N >=
   `after_step` is logged; returns (exit status, stderr)."""
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
   with open(log_path, 'w') as stderr:
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr,
-                               stdout=subprocess.DEVNULL)
+    process = start_python(*args, stderr=stderr, stdout=subprocess.DEVNULL)
     try:
       deadline = time.time() + PROCESS_TIMEOUT
       while time.time() < deadline and process.poll() is None:
@@ -260,12 +257,12 @@ def test_segmentation_train_stops_on_sigterm_and_resumes(records, tmp_path,
   command = ['train', '--model-dir', model_dir, '--train',
              os.path.join(records, 'train-*'), '--num-classes',
              str(synthetic.NUM_CLASSES), '--backbone',
-             json.dumps(TINY_BACKBONE), '--output-stride', '8', '--head',
+             json.dumps(TINY_2BLOCK), '--output-stride', '8', '--head',
              'fcn', '--batch-size', '2', '--crop-size', '32',
              '--checkpoint-every', '1000', '--no-progress', '--log-every',
              '1']
   status, log = signal_once_training(
-      [sys.executable, '-m', 'segmentation.cli'] + command +
+      ['-m', 'segmentation.cli'] + command +
       ['--steps', str(MAX_STEPS)], getattr(signal, signal_name),
       str(tmp_path / 'log.txt'))
   step = check_stopped(status, log, signal_name, model_dir)
@@ -287,7 +284,7 @@ def test_densenet_train_stops_on_sigint_and_resumes(cifar_dir, tmp_path,
              '--eval-every-epochs', '0', '--checkpoint-every', '1000',
              '--no-progress', '--log-every', '1', '--json']
   status, log = signal_once_training(
-      [sys.executable, '-m', 'densenet.cli'] + command +
+      ['-m', 'densenet.cli'] + command +
       ['--num-steps', str(MAX_STEPS)], getattr(signal, signal_name),
       str(tmp_path / 'log.txt'))
   step = check_stopped(status, log, signal_name, train_dir)
@@ -369,7 +366,7 @@ def test_a_signal_during_the_final_classification_evaluation(
 
 def segmentation_config():
   return tasks.ModelConfig(num_classes=synthetic.NUM_CLASSES,
-                           backbone=dict(TINY_BACKBONE), output_stride=8,
+                           backbone=dict(TINY_2BLOCK), output_stride=8,
                            head='fcn', depth=8)
 
 
@@ -385,7 +382,8 @@ def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
   other_checkpoint = weights.save(
       {name: v.numpy() for name, v in other.variables_by_name().items()},
       str(tmp_path / 'other' / 'model.ckpt'))
-  shapes = tf.train.load_checkpoint(other_checkpoint).get_variable_to_shape_map()
+  shapes = tf.train.load_checkpoint(
+      other_checkpoint).get_variable_to_shape_map()
   model = training.SlimModel(seg_model.net_fn(segmentation_config()))
   model(tf.zeros([1, 32, 32, 3]))
   backbone = {name: v.shape.as_list() for name, v in
@@ -435,7 +433,7 @@ def test_partial_restore_is_an_error_unless_asked(records, tmp_path, capsys):
   status = cli.main([
       'train', '--model-dir', str(tmp_path / 'cli'), '--train', pattern,
       '--num-classes', str(synthetic.NUM_CLASSES), '--backbone',
-      json.dumps(TINY_BACKBONE), '--output-stride', '8', '--head', 'fcn',
+      json.dumps(TINY_2BLOCK), '--output-stride', '8', '--head', 'fcn',
       '--depth', '8', '--batch-size', '2', '--crop-size', '32', '--steps',
       '1', '--no-progress', '--initial-checkpoint', converted])
   err = capsys.readouterr().err
@@ -460,15 +458,13 @@ def test_a_signal_to_one_worker_stops_every_worker_after_one_step(
   processes = []
   try:
     for index in range(2):
-      env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
-                 TF_CONFIG=json.dumps({'cluster': cluster, 'task': {
-                     'type': 'worker', 'index': index}}))
+      env = python_env(TF_CONFIG=json.dumps({'cluster': cluster, 'task': {
+          'type': 'worker', 'index': index}}))
       args = {'model_dir': str(tmp_path / ('worker%d' % index)),
               'init': init, 'signal_at': 3 if index == 1 else None}
-      processes.append(subprocess.Popen(
-          [sys.executable, os.path.abspath(__file__), json.dumps(args)],
-          cwd=ROOT, env=env, stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE, text=True))
+      processes.append(start_python(
+          os.path.abspath(__file__), json.dumps(args), env=env,
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     results = test_multi_worker.finish(processes, PROCESS_TIMEOUT)
   finally:
     test_multi_worker.stop(processes)

@@ -18,10 +18,10 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-import tensorflow as tf
 from PIL import Image
 from PIL import ImageDraw
+import pytest
+import tensorflow as tf
 
 import densenet
 from densenet import cli

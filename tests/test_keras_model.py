@@ -8,8 +8,6 @@ file run as a script.
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,16 +16,16 @@ import tensorflow as tf
 import tf_keras
 import tf_slim as slim
 
+from conftest import TINY_2BLOCK_UNEVEN as TINY
+from conftest import last_json_line
+from conftest import run_python
 import densenet
+from densenet import preprocessing
 from densenet.weights import assign
 from densenet.weights import convert
-from densenet import preprocessing
-from tests import test_convert
+import test_convert  # pylint: disable=g-bad-import-order
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {'num_units_per_block': [1, 2], 'growth_rate': 4,
-        'num_initial_filters': 8}
 
 
 def toy_batch(batch_size=4, size=32, seed=0):
@@ -145,24 +143,16 @@ def test_savedmodel_fresh_process_and_mirrored_strategy(tmp_path):
   assert expected.shape == (2, 5, 5, 3)
   model.save(str(tmp_path / 'saved'))
   np.save(tmp_path / 'images.npy', images)
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
   # Plain TensorFlow: nothing of this project is imported.
-  load = subprocess.run(
-      [sys.executable, '-c', LOAD_SAVED_MODEL, str(tmp_path)],
-      capture_output=True, text=True, cwd=str(tmp_path), timeout=300, env=env)
-  assert load.returncode == 0, load.stderr[-3000:]
-  assert json.loads(load.stdout.strip().splitlines()[-1]) == {
+  load = run_python('-c', LOAD_SAVED_MODEL, tmp_path, cwd=tmp_path)
+  assert last_json_line(load.stdout) == {
       'densenet_loaded': False, 'serving_shape': [2, 5, 5, 3]}
   loaded = np.load(tmp_path / 'loaded.npy')
   print('SavedModel in a fresh process: max |difference| %.3g' %
         np.abs(loaded - expected).max())
   np.testing.assert_allclose(loaded, expected, atol=1e-5)
 
-  output = subprocess.run(
-      [sys.executable, os.path.abspath(__file__)],
-      capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
-  assert output.returncode == 0, output.stderr[-3000:]
-  results = json.loads(output.stdout.strip().splitlines()[-1])
+  results = last_json_line(run_python(os.path.abspath(__file__)).stdout)
   assert results['num_replicas'] == 2
   print('MirroredStrategy vs default, one fit step: loss %.3g, weights %.3g'
         % (results['loss_difference'], results['max_weight_difference']))

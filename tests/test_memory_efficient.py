@@ -7,9 +7,10 @@ needs two logical CPU devices, configured before TensorFlow initializes: it
 runs in a subprocess (this file run as a script).
 """
 
+import collections
+import contextlib
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,12 +18,14 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from conftest import last_json_line
+from conftest import run_python
 import densenet
-import densenet_utils
 from densenet import densenet_arg_scope
+from densenet.layers import recompute
+import densenet_utils
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny(images, memory_efficient, output_stride=None, is_training=True,
@@ -113,28 +116,45 @@ def test_same_numbers_as_plain(output_stride):
   assert len(moved) == 2 * 13
 
 
+def _dropout_masks(graph):
+  """The random draws of the graph's dropout layers."""
+  return [op.outputs[0] for op in graph.get_operations()
+          if op.type.startswith('Random') and '/Dropout' in op.name]
+
+
 def test_dropout_units_same_gradients_as_plain():
   # With dropout the recomputed part ends before the first dropout (the
-  # bottleneck maps are kept). In inference mode dropout is the identity and
-  # batch norm reads its moving statistics: both modes give the same numbers.
+  # bottleneck maps are kept): in training mode the forward pass draws every
+  # mask and the backward pass draws none. Seeded alike, both graphs draw
+  # the same masks, so the gradients must be plain's.
   results = []
   for memory_efficient in (False, True):
-    with tf.Graph().as_default():
+    with tf.Graph().as_default() as graph:
+      tf1.set_random_seed(0)
       images = tf.constant(np.random.RandomState(3).uniform(
           -1, 1, (2, 32, 32, 3)), tf.float32)
-      with slim.arg_scope(densenet_arg_scope()):
+      with slim.arg_scope(densenet_arg_scope()), \
+          slim.arg_scope([slim.dropout], seed=1):
         logits, _ = densenet.densenet_X(
-            images, num_units_per_block=[2, 2], growth_rate=4, num_initial_filters=8,
-            num_classes=5, dropout_rate=0.2, is_training=False, scope='tiny',
-            memory_efficient=memory_efficient)
+            images, num_units_per_block=[2, 2], growth_rate=4,
+            num_initial_filters=8, num_classes=5, dropout_rate=0.2,
+            is_training=True, scope='tiny', memory_efficient=memory_efficient)
+      masks = _dropout_masks(graph)
+      # After each convolution of the 4 units and of the transition.
+      assert len(masks) == 4 * 2 + 1
       trainable = tf1.trainable_variables()
       gradients = tf.gradients(tf.reduce_sum(tf.square(logits)), trainable)
+      assert len(_dropout_masks(graph)) == len(masks)  # None drawn anew.
       with tf1.Session() as sess:
         sess.run(tf1.global_variables_initializer())
         for v in tf1.global_variables():
           v.load(random_value(v.op.name, v.shape.as_list()), sess)
-        results.append(sess.run([logits, gradients]))
-  (plain_logits, plain_grads), (me_logits, me_grads) = results
+        results.append(sess.run([logits, masks, gradients]))
+  ((plain_logits, plain_masks, plain_grads),
+   (me_logits, me_masks, me_grads)) = results
+  for plain, efficient in zip(plain_masks, me_masks):
+    np.testing.assert_array_equal(efficient, plain)
+    assert 0.1 < (plain < 0.2).mean() < 0.3  # About 20 % dropped.
   np.testing.assert_allclose(me_logits, plain_logits, atol=1e-5)
   assert len(plain_grads) == 3 + 4 * 6 + 3 + 2 + 2
   for plain, efficient in zip(plain_grads, me_grads):
@@ -201,27 +221,47 @@ def test_backward_pass_reads_no_recomputed_tensor():
   assert {'ConcatV2', 'Relu', 'Conv2D'} <= _backward_reads(False)
 
 
-def _update_op_edges(memory_efficient):
-  """Control edges to the update ops of a train op built under them."""
+def test_recomputation_inherits_no_update_dependencies(monkeypatch):
+  # Built under tf.control_dependencies(UPDATE_OPS), a recomputed unit and
+  # its gradient depend only on the unit's output gradient: no edge to an
+  # update op (such edges would grow with units^2 x depth).
+  rebuilt = []  # The ops built inside `depending_only_on`.
+  depending_only_on = recompute.depending_only_on
+
+  @contextlib.contextmanager
+  def recorded(tensor):
+    before = len(tensor.graph.get_operations())
+    with depending_only_on(tensor):
+      yield
+    rebuilt.extend(tensor.graph.get_operations()[before:])
+
+  monkeypatch.setattr(recompute, 'depending_only_on', recorded)
   with tf.Graph().as_default() as graph:
     images = tf.zeros([2, 32, 32, 3])
     with slim.arg_scope(densenet_arg_scope()):
-      logits, _ = tiny(images, memory_efficient)
-    loss = tf.reduce_sum(logits)
+      logits, _ = tiny(images, memory_efficient=True)
+    forward = set(graph.get_operations())
     update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     with tf.control_dependencies(update_ops):
-      tf1.train.GradientDescentOptimizer(0.1).minimize(loss)
-    updates = {op if isinstance(op, tf.Operation) else op.op
-               for op in update_ops}
-    return sum(1 for op in graph.get_operations()
-               for control in op.control_inputs if control in updates)
+      tf1.train.GradientDescentOptimizer(0.1).minimize(
+          tf.reduce_sum(logits))
+  updates = {op if isinstance(op, tf.Operation) else op.op
+             for op in update_ops}
 
+  def edges(ops):
+    return sum(control in updates for op in ops
+               for control in op.control_inputs)
 
-def test_recomputation_inherits_no_update_dependencies():
-  # Built under tf.control_dependencies(UPDATE_OPS), the recomputation and
-  # its gradients get no edges to the update ops (they would grow with
-  # units^2 x depth); the plain network's gradient graph has its own.
-  assert _update_op_edges(True) <= _update_op_edges(False)
+  # 5 units (2 batch norms each) and the transition (1) were rebuilt and
+  # differentiated.
+  types = collections.Counter(op.type for op in rebuilt)
+  assert types['FusedBatchNormV3'] == types['FusedBatchNormGradV3'] == 11
+  assert types['Conv2DBackpropFilter'] == 11
+  assert edges(rebuilt) == 0
+  # The enclosing block was in force: the other ops of the backward pass
+  # (e.g. the logits' gradients) have their edges.
+  others = set(graph.get_operations()) - forward - set(rebuilt)
+  assert edges(op for op in others if '/logits/' in op.name) > 0
 
 
 def test_dense_unit_list_and_tensor_inputs_agree():
@@ -322,12 +362,8 @@ def test_memory_efficient_in_tf2_trainer_model():
 
 
 def test_mirrored_strategy_same_training_as_plain(tmp_path):
-  output = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), str(tmp_path)],
-      capture_output=True, text=True, cwd=ROOT, timeout=300,
-      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2'))
-  assert output.returncode == 0, output.stderr[-3000:]
-  results = json.loads(output.stdout.strip().splitlines()[-1])
+  results = last_json_line(run_python(os.path.abspath(__file__),
+                                     tmp_path).stdout)
   assert results['num_replicas'] == 2
   # With and without synchronized batch norm (statistics of the global
   # batch, all-reduced between the replicas, and their gradient).
@@ -349,8 +385,9 @@ def test_mirrored_strategy_same_training_as_plain(tmp_path):
 def _train_mirrored(directory):
   """Trains plain and memory-efficient 3 steps under MirroredStrategy, with
   and without synchronized batch norm."""
-  from densenet import training  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
+
+  from densenet import training  # pylint: disable=g-import-not-at-top
   cpu = tf.config.list_physical_devices('CPU')[0]
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -25,11 +25,16 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from conftest import last_json_line
+from conftest import python_env
+from conftest import run_python
+from conftest import start_python
 from densenet import training
-# pylint: disable=g-bad-import-order
-from test_training import dataset, loss_fn, tiny_net, toy_data
+from test_training import dataset
+from test_training import loss_fn
+from test_training import tiny_net
+from test_training import toy_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_WORKER_BATCH = 4
 NUM_STEPS = 4
 LEARNING_RATE = 0.1
@@ -90,12 +95,10 @@ def start_workers(ports, arguments):
   processes = []
   for index, args in enumerate(arguments):
     config = {'cluster': cluster, 'task': {'type': 'worker', 'index': index}}
-    env = dict(os.environ, TF_CONFIG=json.dumps(config), PYTHONPATH=ROOT,
-               TF_CPP_MIN_LOG_LEVEL='2')
-    processes.append(subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), 'worker',
-         json.dumps(args)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
+    processes.append(start_python(
+        os.path.abspath(__file__), 'worker', json.dumps(args),
+        env=python_env(TF_CONFIG=json.dumps(config)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
   return processes
 
 
@@ -198,12 +201,9 @@ def test_two_workers_equal_one_worker_and_survive_a_dead_worker(tmp_path):
 
 
 def test_mirrored_sync_batch_norm_equals_one_replica(tmp_path):
-  output = subprocess.run(
-      [sys.executable, os.path.abspath(__file__), 'mirrored', str(tmp_path)],
-      capture_output=True, text=True, cwd=ROOT, timeout=PROCESS_TIMEOUT,
-      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2'))
-  assert output.returncode == 0, output.stderr[-3000:]
-  differences = json.loads(output.stdout.strip().splitlines()[-1])
+  differences = last_json_line(run_python(
+      os.path.abspath(__file__), 'mirrored', tmp_path,
+      timeout=PROCESS_TIMEOUT).stdout)
   print('max |two replicas - one replica|: %s' % differences)
   assert differences['num_replicas'] == 2
   for kind in ('loss', 'weights', 'moving statistics'):

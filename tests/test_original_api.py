@@ -12,12 +12,13 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from conftest import TINY_2BLOCK
 import densenet
 from densenet import architectures
 from densenet_utils import densenet_arg_scope
 
 tf1 = tf.compat.v1
-TINY = dict(num_units_per_block=[1, 1], growth_rate=4, num_initial_filters=8)
+TINY = TINY_2BLOCK
 
 
 def test_original_readme_snippets():

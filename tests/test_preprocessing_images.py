@@ -3,9 +3,9 @@
 import io
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from densenet import preprocessing
 
@@ -90,7 +90,8 @@ def test_resize_shorter_side_and_center_crop():
   crop = np.asarray(preprocessing.center_crop(image, 224))
   assert crop.shape == (224, 224, 3)
   np.testing.assert_array_equal(crop[0, 0], (88, 38, 7))
-  np.testing.assert_array_equal(crop[223, 223], ((88 + 223) % 256, (38 + 223) % 256, 7))
+  np.testing.assert_array_equal(crop[223, 223],
+                                ((88 + 223) % 256, (38 + 223) % 256, 7))
   with pytest.raises(ValueError, match='resize'):
     preprocessing.center_crop(image, 320)
 
@@ -110,13 +111,31 @@ def test_load_image_shapes(tmp_path):
     preprocessing.load_image(path, 200, 224)
 
 
-def test_tf_geometry_matches_pillow(tmp_path):
-  # A smooth image, so TF's and Pillow's bilinear resizes nearly agree.
+@pytest.mark.parametrize('kind', ['PNG', 'JPEG'])
+def test_tf_geometry_matches_pillow(kind):
+  # A smooth image, so TF's and Pillow's bilinear resizes nearly agree; its
+  # gradients (0.7 and 0.9 grey levels per pixel after the resize) make a
+  # crop one pixel off differ by more than that agreement. The JPEG decodes
+  # to the same pixels in both (libjpeg's accurate DCT).
   y, x = np.mgrid[0:300, 0:400]
   pixels = np.stack([x * 0.6, y * 0.8, (x + y) * 0.35], -1).astype(np.uint8)
   buffer = io.BytesIO()
-  Image.fromarray(pixels).save(buffer, 'PNG')
+  Image.fromarray(pixels).save(buffer, kind)
+  resized = preprocessing.load_image(buffer.getvalue(), 256, None).astype(
+      np.float32)
+  assert resized.shape == (256, 341, 3)  # int(256 * 400 / 300) = 341.
+  # Offsets: top round(32 / 2) = 16, left round(117 / 2) = 58 (half to even).
+  top, left = 16, 58
   expected = preprocessing.load_image(buffer.getvalue()).astype(np.float32)
-  image = preprocessing.tf_decode_and_crop(tf.constant(buffer.getvalue()))
+  np.testing.assert_array_equal(
+      expected, resized[top:top + 224, left:left + 224])
+  image = preprocessing.tf_decode_and_crop(
+      tf.constant(buffer.getvalue())).numpy()
   assert image.shape == (224, 224, 3)
-  assert np.abs(image.numpy() - expected).max() <= 2.0
+  assert np.abs(image - expected).max() <= 1.0
+  # Mean |difference| to Pillow's crop and to the eight crops 1 px off.
+  errors = {(dy, dx): np.abs(image - resized[
+      top + dy:top + dy + 224, left + dx:left + dx + 224]).mean()
+            for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+  centred = errors.pop((0, 0))
+  assert centred < 0.3 and min(errors.values()) > 2 * centred, errors

@@ -355,6 +355,7 @@ def test_renamed_arguments_keep_their_old_names_for_one_release():
   `architecture`, the run directory `model_dir`; 0.2's names still work
   (with a DeprecationWarning), and giving both is an error."""
   import inspect  # pylint: disable=g-import-not-at-top
+
   import densenet  # pylint: disable=g-import-not-at-top
   from densenet import classification  # pylint: disable=g-import-not-at-top
   from densenet.serve import export  # pylint: disable=g-import-not-at-top

@@ -1,17 +1,16 @@
-"""densenet._env.runtime: oneDNN on by default, the user's choice kept, a warning.
+"""densenet._env.runtime: oneDNN on by default, the user's choice kept, a
+warning.
 
 Each case runs a fresh Python (TensorFlow reads the variable once, when it
 loads) and prints what the loaded TensorFlow reports.
 """
 
-import os
 import platform
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import python_env
+from conftest import run_python
 
 pytestmark = pytest.mark.skipif(
     platform.machine().lower() not in ('x86_64', 'amd64'),
@@ -19,14 +18,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def run(code, **env_vars):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
-             PYTHONWARNINGS='always')
-  env.pop('TF_ENABLE_ONEDNN_OPTS', None)
-  env.update(env_vars)
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, env=env, cwd=ROOT, timeout=300,
-                        check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  env = python_env(**dict({'PYTHONWARNINGS': 'always',
+                           'TF_ENABLE_ONEDNN_OPTS': None}, **env_vars))
+  proc = run_python('-c', code, env=env)
   return proc.stdout.split(), proc.stderr
 
 

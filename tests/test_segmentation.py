@@ -5,14 +5,14 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from conftest import TINY_4BLOCK_THIN
 import densenet
 import segmentation
 from segmentation import model as model_lib
 
 tf1 = tf.compat.v1
 
-TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_4BLOCK_THIN, scope='tiny')
 
 
 def build(head, output_stride, size=64, depth=16, backbone=TINY):
@@ -94,7 +94,10 @@ def test_variables_same_for_every_output_stride():
 @pytest.mark.parametrize('backbone', ['densenet_121', 'tiny'])
 def test_backbone_variable_names_equal_classification(backbone):
   config = 'densenet_121' if backbone == 'densenet_121' else TINY
-  images = lambda: tf1.placeholder(tf.float32, [1, 64, 64, 3])
+
+  def images():
+    return tf1.placeholder(tf.float32, [1, 64, 64, 3])
+
   with tf.Graph().as_default():
     segmentation.build_model(images(), 5, backbone=config, head='aspp')
     segmentation_names = {v.op.name: v.shape.as_list()
@@ -202,8 +205,8 @@ def test_confusion_matrix_metrics_by_hand():
 
 def test_initial_checkpoint_restores_backbone_and_reports(tmp_path):
   from densenet import training  # pylint: disable=g-import-not-at-top
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
   from segmentation import model as seg_model  # pylint: disable=g-import-not-at-top
+  from segmentation import tasks  # pylint: disable=g-import-not-at-top
 
   def classifier(images, is_training):
     with slim.arg_scope(densenet.densenet_arg_scope()):

@@ -3,13 +3,13 @@
 import os
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 
 from densenet import preprocessing
 from segmentation import data
-from segmentation.data import synthetic
 from segmentation import tasks
+from segmentation.data import synthetic
 
 
 def write_voc(root, sizes, split='train'):

@@ -10,24 +10,24 @@ import glob
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
+from conftest import TINY_4BLOCK_THIN
 from densenet import training
 from segmentation import cli
 from segmentation import data
-from segmentation import options
 from segmentation import evaluation
 from segmentation import metrics
-from segmentation import multiscale
-from segmentation import pictures
-from segmentation.data import synthetic
-from segmentation import tasks
 from segmentation import model as seg_model
+from segmentation import multiscale
+from segmentation import options
+from segmentation import pictures
+from segmentation import tasks
+from segmentation.data import synthetic
 
-TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_4BLOCK_THIN, scope='tiny')
 NUM_CLASSES = synthetic.NUM_CLASSES
 
 
@@ -83,7 +83,10 @@ def hand_probabilities(model, images, multiple, scales, flip):
 
 def test_multiscale_flip_equals_hand_computation():
   model = tiny_model(config(output_stride=16))
-  logits_fn = lambda x: model(x, training=False)
+
+  def logits_fn(x):
+    return model(x, training=False)
+
   images = odd_images()
   scales = (0.5, 1.0, 1.75)
   expected, per_input = hand_probabilities(model, images, 16, scales, True)
@@ -112,7 +115,10 @@ def test_multiscale_flip_equals_hand_computation():
                                                 (32, 'aspp')])
 def test_any_size_pads_to_output_stride_and_crops(output_stride, head):
   model = tiny_model(config(output_stride, head))
-  logits_fn = lambda x: model(x, training=False)
+
+  def logits_fn(x):
+    return model(x, training=False)
+
   images = odd_images(37, 45)
   padded_size = (-(-37 // output_stride) * output_stride,
                  -(-45 // output_stride) * output_stride)
@@ -235,16 +241,13 @@ def test_evaluate_and_predict_odd_size_multiscale(tmp_path):
     assert chart.size[1] > 20 * NUM_CLASSES
 
 
-def test_train_evaluates_and_keeps_best_checkpoint(tmp_path):
-  root = str(tmp_path / 'voc')
-  synthetic.generate(root, 8, 2, size=32, seed=0, progress=False)
-  tasks.build_data(str(tmp_path / 'records'), voc_root=root, num_shards=1,
-                   progress=False)
+def test_train_evaluates_and_keeps_best_checkpoint(voc_records, tmp_path):
+  records = voc_records(num_train=8, num_val=4, size=32)
   model_dir = str(tmp_path / 'model')
-  val = str(tmp_path / 'records' / 'val-*')
+  val = str(records / 'val-*')
   messages = []
   tf.random.set_seed(0)
-  tasks.train(model_dir, str(tmp_path / 'records' / 'train-*'), config(), 5,
+  tasks.train(model_dir, str(records / 'train-*'), config(), 5,
               batch_size=2, crop_size=(32, 32), learning_rate=3e-3,
               optimizer='adam', checkpoint_every=5, progress=False,
               log=messages.append, eval_pattern=val, eval_every=2)
@@ -267,8 +270,8 @@ def test_train_evaluates_and_keeps_best_checkpoint(tmp_path):
   assert again['mean_iou'] == pytest.approx(best['mean_iou'], abs=1e-9)
   assert len([m for m in messages if 'eval mean IoU' in m]) == 3
   with pytest.raises(ValueError, match='eval_every'):
-    tasks.train(model_dir, str(tmp_path / 'records' / 'train-*'), config(),
-                6, eval_pattern=val, eval_every=0, progress=False)
+    tasks.train(model_dir, str(records / 'train-*'), config(), 6,
+                eval_pattern=val, eval_every=0, progress=False)
 
 
 def test_outline_overlay_and_contours_by_hand():

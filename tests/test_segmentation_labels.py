@@ -11,18 +11,19 @@ import os
 import re
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
-from PIL import Image
 
+from conftest import TINY_2BLOCK
+from conftest import error_line
 from segmentation import cli
 from segmentation import data
 from segmentation import losses
 from segmentation import metrics
 from segmentation import tasks
 
-TINY = {'num_units_per_block': [1, 1], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_2BLOCK, scope='tiny')
 NUM_IMAGES = 4
 SIZE = 32
 
@@ -92,16 +93,6 @@ def snapshot(directory):
           for name in sorted(os.listdir(directory))}
 
 
-def error_line(err):
-  """The one error line in `err` (stderr; progress bars and TensorFlow's
-  start-up logs aside); fails on a traceback."""
-  assert 'Traceback' not in err
-  lines = [line for line in err.splitlines()
-           if line.startswith('segmentation ') and ': error: ' in line]
-  assert len(lines) == 1, err
-  return lines[0]
-
-
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
   """Pairs with good, bad (7, 9) and 0/255 labels; good records; a model
@@ -133,7 +124,8 @@ def test_build_data_prints_the_histogram_and_refuses_bad_values(
   # Without --num-classes: written, histogram printed compactly.
   assert build(bad, output) == 0
   out = capsys.readouterr().out
-  line = [l for l in out.splitlines() if l.startswith('train label pixels')]
+  line = [text for text in out.splitlines()
+          if text.startswith('train label pixels')]
   assert line == ['train label pixels: ' + ', '.join(
       '%d%s: %s' % (v, ' (ignore)' if v == 255 else '',
                     data.compact_count(c)) for v, c in sorted(counts.items()))]
@@ -237,15 +229,34 @@ def test_train_and_evaluate_check_labels_in_the_pipeline(
                                            'config.json'))
 
 
+def training_batches(pattern, num_classes, count=4):
+  """The labels of `count` training batches of 2: two passes over the 4
+  records, each checked as it is read."""
+  batches = data.make_dataset(pattern, True, 2, (SIZE, SIZE),
+                              num_classes=num_classes)
+  with data.label_errors():
+    return [labels.numpy() for _, labels in batches.take(count)]
+
+
 def test_train_reads_build_data_histograms_first(workspace, tmp_path):
   pattern, counts = bad_records(workspace, tmp_path, keep_histogram=True)
+  # Refused before any record is read.
   with pytest.raises(data.LabelError) as error:
     data.make_dataset(pattern, True, num_classes=3)
   assert ('7: %d pixels; 9: %d pixels' % (counts[7], counts[9])) in str(
       error.value)
-  # Enough classes: no error; no num_classes: no check.
-  data.make_dataset(pattern, True, num_classes=10)
-  data.make_dataset(pattern, True)
+  # Enough classes: the histograms pass, and every record as it is read;
+  # no num_classes: no check.
+  for num_classes in (10, None):
+    batches = training_batches(pattern, num_classes)
+    assert [b.shape for b in batches] == [(2, SIZE, SIZE)] * 4
+  # The records' own check: without the histograms, 9 >= 8 stops the
+  # reading at the first record holding it.
+  os.remove(os.path.join(os.path.dirname(pattern), 'labels-train.json'))
+  data.make_dataset(pattern, True, num_classes=8)
+  with pytest.raises(data.LabelError, match=r'pixels have label values 9, '
+                     r'neither < num_classes=8'):
+    training_batches(pattern, 8)
 
 
 def test_evaluate_api_refuses_instead_of_a_perfect_score(workspace,

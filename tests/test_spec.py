@@ -9,31 +9,29 @@ APIs. The fine-tuning graphs, rebuilt from the runs' configs, give
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-import densenet_utils
+from conftest import TINY_2BLOCK_UNEVEN
+from conftest import run_python
 from densenet import classification
-from densenet.weights import convert
 from densenet import datasets
-from densenet.serve import pretrained
 from densenet import spec as spec_lib
 from densenet import training
+from densenet.serve import pretrained
+from densenet.weights import convert
+import densenet_utils
 from segmentation import model as model_lib
-from segmentation.data import synthetic
 from segmentation import tasks
+from segmentation.data import synthetic
 from test_convert import _pudae_variables  # pylint: disable=g-bad-import-order
 from test_convert import _write_tf1_checkpoint  # pylint: disable=g-bad-import-order
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {'num_units_per_block': [1, 2], 'growth_rate': 4,
-        'num_initial_filters': 8, 'scope': 'tiny'}
+TINY = dict(TINY_2BLOCK_UNEVEN, scope='tiny')
 PUDAE = {'batch_norm_epsilon': 1.1e-5, 'root_padding': 'same',
          'normalization': 'pudae'}
 
@@ -190,19 +188,16 @@ def test_classification_fine_tune_keeps_the_pudae_contract(pudae_tiny,
 
 
 def test_segmentation_fine_tune_keeps_the_pudae_contract(pudae_tiny,
+                                                         voc_records,
                                                          tmp_path):
   converted, images, expected = pudae_tiny
-  synthetic.generate(str(tmp_path / 'voc'), 4, 1, size=32, seed=0,
-                     progress=False)
-  tasks.build_data(str(tmp_path / 'records'), voc_root=str(tmp_path / 'voc'),
-                   num_shards=1, progress=False)
   model_dir = str(tmp_path / 'model')
   config = tasks.ModelConfig(num_classes=synthetic.NUM_CLASSES,
                              backbone=TINY, output_stride=8, depth=8)
   messages = []
   kwargs = dict(batch_size=2, crop_size=(32, 32), learning_rate=0.0,
                 progress=False, log=messages.append)
-  pattern = str(tmp_path / 'records' / 'train-*')
+  pattern = str(voc_records(size=32) / 'train-*')
   result = tasks.train(model_dir, pattern, config, 1,
                        initial_checkpoint=converted, memory_efficient=True,
                        **kwargs)
@@ -241,15 +236,12 @@ def test_segmentation_fine_tune_keeps_the_pudae_contract(pudae_tiny,
   assert saved.spec().contract() == PUDAE and saved.memory_efficient is True
 
 
-def test_a_failed_first_start_does_not_lock_the_run_directory(tmp_path):
+def test_a_failed_first_start_does_not_lock_the_run_directory(voc_records,
+                                                              tmp_path):
   # The model cannot be built (an output stride a 2-block net cannot
   # reach): no config.json is written, so other settings may follow.
-  synthetic.generate(str(tmp_path / 'voc'), 2, 1, size=32, seed=0,
-                     progress=False)
-  tasks.build_data(str(tmp_path / 'records'), voc_root=str(tmp_path / 'voc'),
-                   num_shards=1, progress=False)
   model_dir = str(tmp_path / 'model')
-  pattern = str(tmp_path / 'records' / 'train-*')
+  pattern = str(voc_records(size=32) / 'train-*')
   config = tasks.ModelConfig(num_classes=synthetic.NUM_CLASSES,
                              backbone=TINY, output_stride=8, depth=8)
   config.output_stride = 32  # After ModelConfig's own check.
@@ -269,6 +261,5 @@ def test_spec_module_imports_no_tensorflow():
           'import densenet.spec, densenet.training.rundir\n'
           'import densenet.classification.config, segmentation.config\n'
           'print("tensorflow" in sys.modules)\n')
-  output = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+  output = run_python('-c', code, timeout=60)
   assert output.stdout.strip() == 'False', output.stderr

@@ -232,6 +232,7 @@ def test_keras_model_takes_the_contract_its_weights_record(tiny, tmp_path):
   normalizing = densenet.keras_model(checkpoint=recorded, num_classes=3)
   # The reference: the slim graph built and fed by hand.
   import tf_slim as slim  # pylint: disable=g-import-not-at-top
+
   from densenet import preprocessing  # pylint: disable=g-import-not-at-top
   from densenet.weights import assign  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():

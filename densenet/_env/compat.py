@@ -60,7 +60,8 @@ PATCHED_NAMES = []
 
 
 class _LegacyLayersAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-  """Resolves `tf_keras.legacy_tf_layers[.x]` to `tf_keras.src.legacy_tf_layers[.x]`."""
+  """Resolves `tf_keras.legacy_tf_layers[.x]` to
+  `tf_keras.src.legacy_tf_layers[.x]`."""
 
   def find_spec(self, fullname, path=None, target=None):
     del path, target
@@ -162,6 +163,14 @@ def has_tf1_variable_store():
   stores = tf.compat.v1.get_collection(variable_scope._VARSTORE_KEY)
   return bool(stores) and bool(getattr(stores[0], '_store_eager_variables',
                                        False))
+
+
+def convert_variables_to_constants(concrete_function):
+  """A concrete function's graph with its variables' values as constants
+  (`convert_variables_to_constants_v2`, used by the inference rewriting)."""
+  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  return convert_to_constants.convert_variables_to_constants_v2(
+      concrete_function)
 
 
 def record_operation(op_type, outputs, inputs, backward_function):

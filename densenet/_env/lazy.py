@@ -4,7 +4,8 @@ The package `__init__` files of the project use `attributes` (PEP 562), so
 that `import densenet` or `import segmentation` loads no TensorFlow and no
 application module until one of their names is used:
 
-    __getattr__, __dir__ = lazy.attributes(__name__, {'MODELS': 'densenet.nets'})
+    __getattr__, __dir__ = lazy.attributes(__name__,
+                                           {'MODELS': 'densenet.nets'})
 
 `MOVED` lists the modules that moved in the 0.2 layout: their old import
 paths keep working for one release (`install_moved`, called by

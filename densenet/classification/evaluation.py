@@ -24,9 +24,9 @@ from densenet.datasets import image_folder as image_folder_lib
 from densenet.datasets import pipeline
 from densenet.datasets import records
 from densenet.datasets import tfrecords
-from densenet.training import slim_model
-from densenet.training import rundir
 from densenet.serve import pretrained
+from densenet.training import rundir
+from densenet.training import slim_model
 from densenet.weights import checkpoints
 from densenet.weights import convert
 from densenet.weights import runs

@@ -1,8 +1,9 @@
 """A classifier's confusion matrix as a picture people can read (Pillow only).
 
     from densenet.classification import pictures
-    pictures.confusion_picture([[9, 1], [0, 10]], ['cat', 'dog'],
-                               title='test: top-1 accuracy 95.00%').save('c.png')
+    picture = pictures.confusion_picture([[9, 1], [0, 10]], ['cat', 'dog'],
+                                         title='test: top-1 accuracy 95.00%')
+    picture.save('c.png')
 
 Rows are the true classes, columns the predicted ones. Each cell is shaded by
 its share of its row, from white (0) to dark blue (1), so the diagonal reads

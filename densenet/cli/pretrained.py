@@ -11,6 +11,7 @@ Registrars of `densenet.cli`; no TensorFlow at load time. `--model`, the
 
 import os
 
+from densenet.cli import arguments
 from densenet.cli import common
 
 # ---------------------------------------------------------------------------
@@ -27,7 +28,7 @@ def add_convert_parser(subparsers):
       'of densenet_121/169/201/161 that records the BN epsilon and the input '
       'normalization of its source.')
   parser.add_argument(
-      'source', type=common.checkpoint_path,
+      'source', type=arguments.checkpoint_path,
       help='Keras .h5/.keras file, pudae checkpoint prefix '
       '(tf-densenet121.ckpt), or torchvision state dict as .npz.')
   parser.add_argument('output', help='Output checkpoint prefix, e.g. '
@@ -36,7 +37,7 @@ def add_convert_parser(subparsers):
                                                   'torchvision'),
                       help='Format of SOURCE (default: detected).')
   common.add_renamed_argument(
-      parser, '--architecture', ['--model'], type=common.architecture_name,
+      parser, '--architecture', ['--model'], type=arguments.architecture_name,
       help='Target architecture (default: inferred from the weights), e.g. '
       'densenet_121.')
 
@@ -65,20 +66,20 @@ def run_convert(args):
 
 def _add_weights_arguments(parser):
   parser.add_argument('--checkpoint', required=True,
-                      type=common.checkpoint_path,
+                      type=arguments.checkpoint_path,
                       help='Converted or pudae checkpoint prefix, a Keras '
                       '.h5/.keras file, or a checkpoint of `densenet train` '
                       '(runs/x/model.ckpt-N, or the model directory for its '
                       'latest): its config.json gives the architecture and '
                       'its dataset the class names and image size.')
   common.add_renamed_argument(
-      parser, '--architecture', ['--model'], type=common.architecture,
+      parser, '--architecture', ['--model'], type=arguments.architecture,
       help='A densenet.MODELS name or densenet_X JSON (default: from the '
       'checkpoint or its config.json), e.g. densenet_121.')
-  parser.add_argument('--resize-size', type=common.positive_int,
+  parser.add_argument('--resize-size', type=arguments.positive_int,
                       help='Shorter side after resizing (default: the image '
                       'size the model was trained at, else 256).')
-  parser.add_argument('--crop-size', type=common.positive_int,
+  parser.add_argument('--crop-size', type=arguments.positive_int,
                       help='Side of the central crop (default: the image '
                       'size the model was trained at, else 224).')
 
@@ -96,10 +97,10 @@ def add_classify_parser(subparsers):
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to classify.')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int,
+  parser.add_argument('--top', type=arguments.positive_int,
                       help='Classes per image (default: 5, or all the '
                       'classes if fewer).')
-  parser.add_argument('--batch-size', type=common.positive_int,
+  parser.add_argument('--batch-size', type=arguments.positive_int,
                       default=16, help='Images per network run.')
   parser.add_argument('--json', action='store_true',
                       help='Print one JSON document instead of lines.')
@@ -107,9 +108,9 @@ def add_classify_parser(subparsers):
 
 def run_classify(args):
   # pylint: disable=g-import-not-at-top
+  from densenet.serve import pretrained
   from densenet.weights import convert
   from densenet.weights import runs
-  from densenet.serve import pretrained
   weights, metadata = convert.read_weights(args.checkpoint,
                                            architecture=args.architecture)
   runs.check_classifier(metadata, args.checkpoint)
@@ -144,6 +145,7 @@ def classify_images(model, paths, top=None, batch_size=16):
     probability) pairs, and from path to the error message.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from densenet import preprocessing  # pylint: disable=g-import-not-at-top
   results, errors = {}, {}
   batch_paths, arrays = [], []
@@ -175,7 +177,8 @@ def format_lines(paths, results):
 
 
 def format_json(paths, results, errors):
-  """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  """A JSON list: {image, predictions: [{class, probability}]} or
+  {image, error}."""
   return common.json_text(format_document(paths, results, errors))
 
 
@@ -199,14 +202,15 @@ def format_document(paths, results, errors):
 def add_export_parser(subparsers):
   """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
   parser = common.add_command(
-      subparsers, 'export', run_export, help='Write a SavedModel (serving_default: encoded image '
-      'bytes; serving_images: float images).',
+      subparsers, 'export', run_export,
+      help='Write a SavedModel (serving_default: encoded image bytes; '
+      'serving_images: float images).',
       description='Export a pretrained classifier as a SavedModel that runs '
       'without this library (tf.saved_model.load, TF Serving).')
   parser.add_argument('export_dir', help='Directory to create, e.g. '
                       '/tmp/export/1 (TF Serving wants a version number).')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int,
+  parser.add_argument('--top', type=arguments.positive_int,
                       help='k of the top_k outputs (default: 5, or all the '
                       'classes if fewer).')
 

@@ -16,7 +16,8 @@ class):
         --learning-rate 0.01 --batch-size 32
 
 SIGTERM and Ctrl-C stop training between steps after saving the step reached
-(exit 143 / 130, one line; `densenet.training.signals`); the same command resumes.
+(exit 143 / 130, one line; `densenet.training.signals`); the same command
+resumes.
 
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
 registrars of `densenet.cli` (see there). This module imports no
@@ -30,8 +31,9 @@ Option names of 0.2 still work for one release, hidden from `--help`:
 import argparse
 import os
 
-from densenet.cli import common
 from densenet.classification import recipe
+from densenet.cli import arguments
+from densenet.cli import common
 
 PAPER_DATASETS = recipe.PAPER_DATASETS
 # densenet.datasets.tfrecords.METADATA_FILE, checked before loading TensorFlow.
@@ -41,7 +43,7 @@ _METADATA_FILE = 'metadata.json'
 def add_train_parser(subparsers):
   """Adds the `train` sub-command to an argparse `subparsers` object."""
   defaults = recipe.PAPER_RECIPE
-  positive_int = common.positive_int
+  positive_int = arguments.positive_int
   parser = common.add_command(
       subparsers, 'train', run_train,
       help='Train a DenseNet classifier (the paper\'s CIFAR recipe by '
@@ -60,10 +62,10 @@ def add_train_parser(subparsers):
   data.add_argument('--dataset', choices=sorted(PAPER_DATASETS),
                     help='The paper\'s CIFAR datasets; "+" means standard '
                     'augmentation (sets --augment).')
-  data.add_argument('--source', type=common.existing_path,
+  data.add_argument('--source', type=arguments.existing_path,
                     help='cifar-10-python.tar.gz / cifar-100-python.tar.gz '
                     'or its extracted folder (with --dataset).')
-  data.add_argument('--image-folder', type=common.existing_dir,
+  data.add_argument('--image-folder', type=arguments.existing_dir,
                     help='A folder with one sub-folder of images per class.')
   data.add_argument('--image-size', type=positive_int, default=224,
                     help='Side of the images stored from --image-folder.')
@@ -82,11 +84,11 @@ def add_train_parser(subparsers):
       help='Checkpoints, TensorBoard events, config.json, results.json.')
   common.add_renamed_argument(
       model, '--architecture', ['--model'], default='densenet_bc_100_k12',
-      type=common.architecture,
+      type=arguments.architecture,
       help='A densenet.MODELS name, densenet[_bc]_<L>_k<k>, or a densenet_X '
       'config as JSON, e.g. \'{"num_units_per_block": [6, 6, 6], '
       '"growth_rate": 12}\'.')
-  model.add_argument('--initial-checkpoint', type=common.checkpoint_path,
+  model.add_argument('--initial-checkpoint', type=arguments.checkpoint_path,
                      help='Start from these weights (all but the logits).')
   model.add_argument('--memory-efficient', action='store_true',
                      help='Recompute activations in the backward pass '
@@ -100,7 +102,7 @@ def add_train_parser(subparsers):
   common.add_renamed_argument(model, '--steps', ['--num-steps'],
                               type=positive_int,
                               help='Total steps, overriding --epochs.')
-  model.add_argument('--learning-rate', type=common.non_negative_float,
+  model.add_argument('--learning-rate', type=arguments.non_negative_float,
                      default=defaults['learning_rate'],
                      help='Learning rate before the first decay.')
   model.add_argument('--learning-rate-decay-fractions', type=float,
@@ -116,19 +118,19 @@ def add_train_parser(subparsers):
   model.add_argument('--nesterov', action=argparse.BooleanOptionalAction,
                      default=defaults['nesterov'],
                      help='Nesterov momentum.')
-  model.add_argument('--weight-decay', type=common.non_negative_float,
+  model.add_argument('--weight-decay', type=arguments.non_negative_float,
                      default=defaults['weight_decay'],
                      help='L2 weight decay of the convolution kernels.')
-  model.add_argument('--dropout-rate', type=common.non_negative_float,
+  model.add_argument('--dropout-rate', type=arguments.non_negative_float,
                      help='Dropout after each convolution (default: 0.2 '
                      'without augmentation, 0 with it).')
   run = parser.add_argument_group('run')
-  run.add_argument('--eval-every-epochs', type=common.non_negative_int,
+  run.add_argument('--eval-every-epochs', type=arguments.non_negative_int,
                    default=10,
                    help='Evaluate every N epochs (0: only at the end).')
   run.add_argument('--checkpoint-every', type=positive_int, default=1000,
                    help='Steps between checkpoints.')
-  common.add_run_arguments(run)
+  arguments.add_run_arguments(run)
   run.add_argument('--seed', type=int,
                    help='Seed of the shuffle and augmentation.')
   run.add_argument('--json', action='store_true',
@@ -148,22 +150,22 @@ def add_evaluate_parser(subparsers):
       'given come from what the checkpoint records: --model-dir\'s (or '
       'the checkpoint directory\'s) config.json.')
   common.add_renamed_argument(parser, '--model-dir', ['--train-dir'],
-                              type=common.existing_dir,
+                              type=arguments.existing_dir,
                               help='A directory of `densenet train`.')
-  parser.add_argument('--checkpoint', type=common.checkpoint_path,
+  parser.add_argument('--checkpoint', type=arguments.checkpoint_path,
                       help='Checkpoint prefix or directory (default: the '
                       'latest in --model-dir).')
-  parser.add_argument('--data-dir', type=common.existing_dir,
+  parser.add_argument('--data-dir', type=arguments.existing_dir,
                       help='TFRecord dataset directory (default: the one '
                       'of --model-dir).')
   parser.add_argument('--split',
                       help='Split to evaluate (default: test, or '
                       'validation).')
-  parser.add_argument('--image-folder', type=common.existing_dir,
+  parser.add_argument('--image-folder', type=arguments.existing_dir,
                       help='Evaluate on this folder of class sub-folders '
                       '(e.g. test/, named like the training classes) '
                       'instead of a TFRecord split.')
-  parser.add_argument('--image-size', type=common.positive_int,
+  parser.add_argument('--image-size', type=arguments.positive_int,
                       help='With --image-folder: side images are resized '
                       'and cropped to (default: the training image size, '
                       'else 256 then a 224 crop).')
@@ -172,13 +174,13 @@ def add_evaluate_parser(subparsers):
                       'confusion matrix (default: next to --output, else '
                       '<model directory>/eval/confusion_<folder>.png).')
   common.add_renamed_argument(
-      parser, '--architecture', ['--model'], type=common.architecture,
+      parser, '--architecture', ['--model'], type=arguments.architecture,
       help='The architecture (default: the one of --model-dir or of the '
       'checkpoint).')
   parser.add_argument('--normalization',
                       help='A densenet.preprocessing mode (default: the one '
                       'of --model-dir, or the dataset\'s).')
-  parser.add_argument('--batch-size', type=common.positive_int,
+  parser.add_argument('--batch-size', type=arguments.positive_int,
                       default=100, help='Images per evaluation step.')
   parser.add_argument('--output', help='Also write the results JSON here.')
   parser.add_argument('--json', action='store_true',

@@ -14,11 +14,11 @@ Each example holds the raw `uint8` pixels (`image/raw`, row-major
 `image/channels` and `image/class/label` (int64). Raw pixels (no JPEG/PNG
 re-encoding) keep the images bit-exact and make decoding free.
 
-Shards are written by `densenet.datasets.records.write_shards` (temporary directory,
-moved into place when all are complete), so an interrupted run never leaves a
-half-written shard under a final name, and `metadata.json` (replaced
-atomically) only names shards whose record counts were read back and
-verified.
+Shards are written by `densenet.datasets.records.write_shards` (temporary
+directory, moved into place when all are complete), so an interrupted run
+never leaves a half-written shard under a final name, and `metadata.json`
+(replaced atomically) only names shards whose record counts were read back
+and verified.
 """
 
 import json
@@ -70,9 +70,10 @@ def write_split(examples, output_dir, split, num_examples, num_shards,
   """Writes `(image, label)` pairs to `num_shards` TFRecord shards, atomically.
 
   Examples go to the shards in order, in contiguous runs of
-  `ceil(num_examples / num_shards)`, through `densenet.datasets.records.write_shards`
-  (complete shards replace the split's earlier ones in one step); the
-  records are then counted back from disk.
+  `ceil(num_examples / num_shards)`, through
+  `densenet.datasets.records.write_shards` (complete shards replace the
+  split's earlier ones in one step); the records are then counted back from
+  disk.
 
   Args:
     examples: An iterable of `(image, label)`: `[height, width, channels]`

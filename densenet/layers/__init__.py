@@ -1,7 +1,8 @@
 """The layers of a DenseNet (`densenet_utils` is their tf-slim face).
 
-  blocks:      `Block`, dense units, transitions, `stack_blocks_dense` (the
-               stride / rate bookkeeping), `densenet_arg_scope`.
+  blocks:      `Block`, dense units, transitions, `densenet_arg_scope`.
+  stack:       `stack_blocks_dense` (the stride / rate bookkeeping),
+               `minimum_input_size`.
   batch_norm:  the fused, distribution-aware batch norm with slim's names.
   recompute:   recomputation in the backward pass (memory-efficient units).
   root:        the stem (`root_block`).

@@ -190,7 +190,8 @@ def batch_norm(inputs,
     outputs, mean, variance = slim_utils.smart_cond(is_training, training,
                                                     inference)
     training_value = slim_utils.constant_value(is_training)
-    if (training_value is None or training_value) and not recompute.recomputing():
+    if (training_value is None or training_value) and (
+        not recompute.recomputing()):
 
       def update_moving_averages():
         complement = tf.constant(1.0 - decay, tf.float32)

@@ -1,16 +1,11 @@
-"""DenseNet blocks, in the style of tf-slim's `nets/resnet_utils.py`.
+"""DenseNet blocks and units, in the style of tf-slim's `nets/resnet_utils.py`.
 
-A DenseNet is a list of `Block`s run by `stack_blocks_dense`: dense blocks,
-whose units each append `growth_rate` feature maps to their input, and
-transition blocks between them, which compress the channels by `compression`
-(theta in the paper) and halve the resolution with a 2x2/2 average pool.
-
-`stack_blocks_dense` alone owns the stride bookkeeping. Given a target
-`output_stride`, it runs every transition after that stride is reached with a
-stride-1 2x2 average pool whose taps are `rate` apart, and every later 3x3
-convolution with that `rate` (atrous convolution). Nothing else changes, so
-the variables of a network are the same for every `output_stride` and a
-classification checkpoint loads into a dense-prediction graph.
+A DenseNet is a list of `Block`s (run by `densenet.layers.stack`): dense
+blocks, whose units each append `growth_rate` feature maps to their input,
+and transition blocks between them, which compress the channels by
+`compression` (theta in the paper) and halve the resolution with a 2x2/2
+average pool (a stride-1 2x2 average whose taps are `rate` apart once the
+target output stride is reached). `densenet_arg_scope` carries the defaults.
 
 All tensors are NHWC: `[batch, height, width, channels]`.
 """
@@ -23,6 +18,7 @@ from tf_slim.layers import utils as slim_utils
 
 from densenet.layers import recompute
 from densenet.layers.batch_norm import batch_norm
+
 
 class Block(collections.namedtuple('Block', ['scope', 'unit_fn', 'args'])):
   """A named tuple describing a DenseNet block (dense block or transition).
@@ -134,8 +130,8 @@ def dense_unit(inputs,
   features = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
   # With dropout and a bottleneck the 3x3 comes after the first dropout.
   conv2_after_dropout = bottleneck and bool(dropout_rate)
-  with recompute.unit_scope(scope, 'dense_unit', features, memory_efficient) as (
-      sc, recorder):
+  with recompute.unit_scope(scope, 'dense_unit', features,
+                            memory_efficient) as (sc, recorder):
 
     def conv2(net):
       return slim.conv2d(net, growth_rate, [3, 3], stride=1, rate=rate,
@@ -144,7 +140,7 @@ def dense_unit(inputs,
 
     def new_maps(*maps):
       """BN-ReLU of the concatenation, the convolutions up to dropout."""
-      net = batch_norm(_concat(maps), activation_fn=tf.nn.relu,
+      net = batch_norm(concat_maps(maps), activation_fn=tf.nn.relu,
                        scope='preact')
       if bottleneck:
         net = slim.conv2d(net, 4 * growth_rate, [1, 1], stride=1,
@@ -161,9 +157,9 @@ def dense_unit(inputs,
       net = _dropout(conv2(net), dropout_rate)
     if memory_efficient:
       features.append(net)
-      output = _concat(features)
+      output = concat_maps(features)
     else:
-      output = tf.concat([_concat(features), net], axis=3)
+      output = tf.concat([concat_maps(features), net], axis=3)
       features = [output]
     output = slim_utils.collect_named_outputs(outputs_collections, sc.name,
                                               output)
@@ -174,8 +170,9 @@ def dense_unit(inputs,
 _QUIET = (slim.conv2d, batch_norm)
 
 
-def _concat(maps):
-  """Concatenates `[batch, height, width, channels_i]` maps along channels."""
+def concat_maps(maps):
+  """Concatenates `[batch, height, width, channels_i]` maps along channels
+  (a single map is returned as is)."""
   maps = list(maps)
   return maps[0] if len(maps) == 1 else tf.concat(maps, axis=3)
 
@@ -247,7 +244,7 @@ def transition(inputs,
 
     def compress(*maps):
       """BN-ReLU of the concatenation, the convolution, the pool."""
-      net = batch_norm(_concat(maps), activation_fn=tf.nn.relu,
+      net = batch_norm(concat_maps(maps), activation_fn=tf.nn.relu,
                        scope='preact')
       net = slim.conv2d(net, int(compression * channels), [1, 1], stride=1,
                         normalizer_fn=None, activation_fn=None,
@@ -286,114 +283,6 @@ def dilated_avg_pool_2x2(inputs, rate=1):
   shape = tf.shape(inputs)
   valid = tf.ones(tf.stack([1, shape[1], shape[2], 1]), inputs.dtype)
   return pool_sum(inputs) / pool_sum(valid)
-
-
-def stack_blocks_dense(net, blocks, output_stride=None, input_stride=1,
-                       outputs_collections=None):
-  """Stacks DenseNet `Blocks` and controls the output feature density.
-
-  As tf-slim's `resnet_utils.stack_blocks_dense`: once the product of the
-  strides reaches `output_stride`, later units run with stride 1 and the
-  `rate` that keeps their receptive fields (atrous convolution), so the
-  output is computed densely at that stride.
-
-  Args:
-    net: A `[batch, height, width, channels]` Tensor at `input_stride`.
-    blocks: A list of `Block`s.
-    output_stride: The desired stride of the output relative to the image, or
-      None for the nominal stride (every unit runs its own stride).
-    input_stride: The stride of `net` relative to the image (the root's).
-    outputs_collections: Collections for the end points of units and blocks.
-
-  Returns:
-    The output Tensor `[batch, height', width', channels']`,
-    height' = height * input_stride / output_stride.
-
-  Raises:
-    ValueError: If `output_stride` cannot be reached; the message lists the
-      values that can.
-  """
-  for block, units in _unit_schedule(blocks, output_stride, input_stride):
-    with tf.compat.v1.variable_scope(block.scope, 'block', _as_list(net)) as sc:
-      # A block's state is the list of the feature maps of the latest dense
-      # block, concatenated only where a unit needs them (see `dense_unit`,
-      # `memory_efficient`): dense units and transitions take the list.
-      if block.unit_fn in (dense_unit, transition):
-        net = _as_list(net)
-      else:
-        net = _concat(_as_list(net))
-      for i, (unit, rate) in enumerate(units):
-        with tf.compat.v1.variable_scope('unit_%d' % (i + 1),
-                                         values=_as_list(net)):
-          net = block.unit_fn(net, rate=rate, **unit)
-      output = slim_utils.collect_named_outputs(
-          outputs_collections, sc.name, _concat(_as_list(net)))
-  return output
-
-
-def _unit_schedule(blocks, output_stride=None, input_stride=1):
-  """The stride/rate bookkeeping of `stack_blocks_dense`, as data.
-
-  Once the product of the strides reaches `output_stride`, later units run
-  with stride 1 and a `rate` multiplied by the stride they skip.
-
-  Returns:
-    `[(block, [(unit kwargs as run, rate)])]`, one entry per block.
-
-  Raises:
-    ValueError: If `output_stride` cannot be reached; the message lists the
-      values that can.
-  """
-  reachable = [input_stride]
-  for block in blocks:
-    for unit in block.args:
-      if unit.get('stride', 1) != 1:
-        reachable.append(reachable[-1] * unit['stride'])
-  if output_stride is not None and output_stride not in reachable:
-    raise ValueError('output_stride=%r cannot be reached; valid values: %s '
-                     'or None.' % (output_stride, ', '.join(map(str, reachable))))
-  schedule = []
-  current_stride = input_stride
-  rate = 1
-  for block in blocks:
-    units = []
-    for unit in block.args:
-      unit_stride = unit.get('stride', 1)
-      if output_stride is not None and current_stride == output_stride:
-        units.append((dict(unit, stride=1) if unit_stride != 1 else unit,
-                      rate))
-        rate *= unit_stride
-      else:
-        units.append((unit, 1))
-        current_stride *= unit_stride
-    schedule.append((block, units))
-  return schedule
-
-
-def minimum_input_size(blocks, output_stride=None, input_stride=1):
-  """The smallest height (and width) `stack_blocks_dense` can take.
-
-  Every unit that downsamples by `s` (a transition: a 2x2/2 VALID average
-  pool) floors the size, `h -> floor(h / s)`, and needs `h >= s`; so the
-  input must be at least the product of the strides the units apply (those
-  before `output_stride` is reached). Smaller maps would shrink to nothing
-  (shape errors, or NaN logits when the size is known only at run time).
-
-  Args:
-    blocks, output_stride, input_stride: As `stack_blocks_dense`.
-
-  Returns:
-    An int >= 1, in pixels of `net` (at `input_stride`).
-  """
-  size = 1
-  for _, units in _unit_schedule(blocks, output_stride, input_stride):
-    for unit, _ in units:
-      size *= unit.get('stride', 1)
-  return size
-
-
-def _as_list(net):
-  return list(net) if isinstance(net, (list, tuple)) else [net]
 
 
 def densenet_arg_scope(weight_decay=1e-4,

@@ -18,6 +18,7 @@ import tf_slim as slim
 
 from densenet._env import compat
 
+
 @contextlib.contextmanager
 def unit_scope(scope, default_name, values, memory_efficient):
   """The variable scope of a unit; yields it and its `VariableRecorder`.

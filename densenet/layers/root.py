@@ -11,6 +11,7 @@ import tf_slim as slim
 
 from densenet.architectures import ROOT_PADDINGS
 
+
 @slim.add_arg_scope
 def root_block(inputs, root='imagenet', num_filters=64, initial_output_stride=4,
                padding='symmetric'):

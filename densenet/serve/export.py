@@ -28,14 +28,14 @@ import os
 
 import tensorflow as tf
 
+from densenet import preprocessing
+from densenet import spec as spec_lib
+from densenet._env import lazy
+from densenet.serve import pretrained
+from densenet.serve import rewrite
 from densenet.weights import assign
 from densenet.weights import convert
 from densenet.weights import runs
-from densenet.serve import rewrite
-from densenet import preprocessing
-from densenet.serve import pretrained
-from densenet import spec as spec_lib
-from densenet._env import lazy
 
 BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'

@@ -17,21 +17,23 @@ constant).
 import importlib.resources
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
-from densenet.weights import assign
-from densenet.weights import convert
-from densenet.weights import runs
-from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet import spec as spec_lib
 from densenet._env import lazy
+from densenet.serve import rewrite
+from densenet.weights import assign
+from densenet.weights import convert
+from densenet.weights import runs
 
 IMAGENET_CLASSES_FILE = 'data/imagenet_classes.txt'
 
 
 def imagenet_class_names():
-  """The 1000 ImageNet class names (Keras' `decode_predictions` names), by index."""
+  """The 1000 ImageNet class names (Keras' `decode_predictions` names), by
+  index."""
   text = importlib.resources.files('densenet').joinpath(
       IMAGENET_CLASSES_FILE).read_text(encoding='utf-8')
   names = text.splitlines()
@@ -204,7 +206,6 @@ class Classifier(object):
                                                          images.dtype))
       if images.ndim == 4:
         return images.astype(np.float32)
-    from PIL import Image  # pylint: disable=g-import-not-at-top
     if isinstance(images, (str, bytes, np.ndarray, Image.Image)) or hasattr(
         images, 'read'):
       images = [images]
@@ -214,7 +215,8 @@ class Classifier(object):
 
   def _run(self, tensor, images):
     batch = self.preprocess(images)
-    outputs = [self.session.run(tensor, {self._images: batch[i:i + self.batch_size]})
+    outputs = [self.session.run(
+        tensor, {self._images: batch[i:i + self.batch_size]})
                for i in range(0, len(batch), self.batch_size)]
     return np.concatenate(outputs)
 

@@ -33,6 +33,8 @@ Logits equal the plain graph's to float32 rounding (tests: within 1e-4).
 import numpy as np
 import tensorflow as tf
 
+from densenet._env import compat
+
 
 def optimize(session, tensors):
   """A faster Session computing the same `tensors` as `session`.
@@ -73,10 +75,7 @@ def optimize_function(concrete_function):
     A function taking the same Tensor arguments and returning the outputs
     (a list of Tensors if the concrete function has several, else one).
   """
-  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.framework import convert_to_constants
-  frozen = convert_to_constants.convert_variables_to_constants_v2(
-      concrete_function)
+  frozen = compat.convert_variables_to_constants(concrete_function)
   inputs = [t.name for t in frozen.inputs]
   outputs = [t.name for t in frozen.outputs]
   graph_def = optimize_graph_def(frozen.graph.as_graph_def(),
@@ -258,7 +257,8 @@ class _Rewriter(object):
           not self._only_consumer(mul, add)):
         continue
       scale = self.constant(mul.input[1])
-      if scale is None or scale.shape != shift.shape or scale.dtype != np.float32:
+      if (scale is None or scale.shape != shift.shape or
+          scale.dtype != np.float32):
         continue
       data = mul.input[0]
       conv = self.nodes.get(_node_name(data))

@@ -29,7 +29,8 @@ def checkpoint_variables(model, optimizer=None, global_step=None):
     variables[GLOBAL_STEP] = global_step
   if optimizer is not None:
     for variable in optimizer.variables:
-      variables[OPTIMIZER_PREFIX + weights_lib.variable_key(variable)] = variable
+      key = OPTIMIZER_PREFIX + weights_lib.variable_key(variable)
+      variables[key] = variable
   return variables
 
 

@@ -150,3 +150,46 @@ class WorkerLostError(RuntimeError):
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                 tf.errors.AbortedError, tf.errors.CancelledError,
                 tf.errors.FailedPreconditionError, tf.errors.InternalError)
+
+
+def broadcast_from_chief(strategy, variables):
+  """Gives every variable of every worker the chief's value.
+
+  One SUM all-reduce to which only replica 0 (on the chief) contributes,
+  in float64 (exact for float32 values and integers below 2**53).
+
+  Args:
+    strategy: The multi-worker strategy.
+    variables: {key: variable}, the same keys on every worker.
+
+  Raises:
+    One of `PEER_ERRORS` if a worker is gone.
+  """
+  variables = [variables[k] for k in sorted(variables)]
+
+  def replica_fn():
+    context = tf.distribute.get_replica_context()
+    first = tf.equal(context.replica_id_in_sync_group, 0)
+    values = []
+    for variable in variables:
+      value = tf.cast(variable, tf.float64)
+      values.append(tf.where(first, value, tf.zeros_like(value)))
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+  results = tf.function(lambda: strategy.run(replica_fn), autograph=False)()
+  for variable, result in zip(variables, results):
+    value = strategy.experimental_local_results(result)[0]
+    variable.assign(tf.cast(value, variable.dtype), read_value=False)
+
+
+def worker_lost(error, when, workers, model_dir):
+  """The `WorkerLostError` for one of `PEER_ERRORS` raised `when`."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  causes = [line for line in lines if 'aborted by' in line or
+            'unhealthy' in line or 'timed out' in line.lower()]
+  cause = (causes or lines or [''])[0][:300]
+  return WorkerLostError(
+      'Training stopped %s: a worker of the %d-worker cluster stopped '
+      'answering (%s: %s). Restart every worker with the same TF_CONFIG '
+      'to resume from the latest checkpoint of %s.' % (
+          when, workers, type(error).__name__, cause, model_dir))

@@ -1,4 +1,5 @@
-"""TensorBoard scalars without the tensorboard package (what training writes)."""
+"""TensorBoard scalars without the tensorboard package (what training
+writes)."""
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2

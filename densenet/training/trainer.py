@@ -31,15 +31,17 @@ from densenet.layers import batch_norm as batch_norm_lib
 from densenet.training import checkpoints as checkpoints_lib
 from densenet.training import distribute
 from densenet.training import lock
-from densenet.training import slim_model
 from densenet.training import signals
+from densenet.training import slim_model
 from densenet.training import summaries
+
 
 class NaNLossError(FloatingPointError):
   """Raised when the training loss stops being finite."""
 
 
-# Training stopped by SIGTERM / SIGINT after saving (see `densenet.training.signals`).
+# Training stopped by SIGTERM / SIGINT after saving (see
+# `densenet.training.signals`).
 Interrupted = signals.Interrupted
 
 
@@ -183,43 +185,15 @@ class Trainer(object):
     return restored
 
   def _broadcast_from_chief(self):
-    """Gives every variable of every worker the chief's value.
-
-    One SUM all-reduce to which only replica 0 (on the chief) contributes,
-    in float64 (exact for float32 values and integers below 2**53).
-    """
-    by_key = self.checkpoints.variables
-    variables = [by_key[k] for k in sorted(by_key)]
-
-    def replica_fn():
-      context = tf.distribute.get_replica_context()
-      first = tf.equal(context.replica_id_in_sync_group, 0)
-      values = []
-      for variable in variables:
-        value = tf.cast(variable, tf.float64)
-        values.append(tf.where(first, value, tf.zeros_like(value)))
-      return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
-
     try:
-      results = tf.function(lambda: self.strategy.run(replica_fn),
-                            autograph=False)()
+      distribute.broadcast_from_chief(self.strategy,
+                                      self.checkpoints.variables)
     except distribute.PEER_ERRORS as e:
       raise self._worker_lost(e, 'before training started') from e
-    for variable, result in zip(variables, results):
-      value = self.strategy.experimental_local_results(result)[0]
-      variable.assign(tf.cast(value, variable.dtype), read_value=False)
 
   def _worker_lost(self, error, when):
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    causes = [line for line in lines if 'aborted by' in line or
-              'unhealthy' in line or 'timed out' in line.lower()]
-    cause = (causes or lines or [''])[0][:300]
-    return distribute.WorkerLostError(
-        'Training stopped %s: a worker of the %d-worker cluster stopped '
-        'answering (%s: %s). Restart every worker with the same TF_CONFIG '
-        'to resume from the latest checkpoint of %s.' % (
-            when, self._num_workers, type(error).__name__, cause,
-            self.model_dir))
+    return distribute.worker_lost(error, when, self._num_workers,
+                                  self.model_dir)
 
   def _make_train_step(self):
     model, optimizer, strategy = self.model, self.optimizer, self.strategy
@@ -297,8 +271,8 @@ class Trainer(object):
     if dataset.options().experimental_distribute.auto_shard_policy == (
         automatic):
       options = tf.data.Options()
-      options.experimental_distribute.auto_shard_policy = distribute.shard_policy(
-          num_files, self._num_workers)
+      options.experimental_distribute.auto_shard_policy = (
+          distribute.shard_policy(num_files, self._num_workers))
       dataset = dataset.with_options(options)
     with signals.stop_on_signals() as request, self._lock():
       self._request = request

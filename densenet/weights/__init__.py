@@ -1,4 +1,4 @@
-"""Weights: our checkpoint format, pretrained-weight import, loading into graphs.
+"""Weights: our checkpoint format, pretrained-weight import, graph loading.
 
 Modules (their public names are also importable from this package, on first
 use):

@@ -35,6 +35,7 @@ import os
 import re
 import zipfile
 
+import h5py
 import numpy as np
 import tensorflow as tf
 
@@ -64,7 +65,8 @@ def _decode(value):
 
 
 def _keras_name(layer_name, weight_name):
-  """'conv1/bn', 'conv1/bn/gamma:0' -> 'conv1_bn/gamma' (tf-keras -> Keras 3)."""
+  """'conv1/bn', 'conv1/bn/gamma:0' -> 'conv1_bn/gamma' (tf-keras ->
+  Keras 3)."""
   weight = weight_name.split('/')[-1].split(':')[0]
   return '%s/%s' % (layer_name.replace('/', '_'), weight)
 
@@ -83,7 +85,6 @@ def _keras_items(source):
         name = getattr(variable, 'path', None) or variable.name
         yield (_keras_name(layer.name, name), np.asarray(variable.numpy()))
     return
-  import h5py  # pylint: disable=g-import-not-at-top
   path = os.fspath(source)
   if zipfile.is_zipfile(path):
     with zipfile.ZipFile(path) as archive:
@@ -137,7 +138,8 @@ def checkpoint_tensors(checkpoint):
 
 def _pudae_root(names):
   """'densenet121' if every weight is under a pudae root scope, else None."""
-  roots = {name.split('/', 1)[0] for name in names if not names_lib.ignored(name)}
+  roots = {name.split('/', 1)[0] for name in names
+           if not names_lib.ignored(name)}
   if len(roots) == 1:
     root = roots.pop()
     if re.match(r'densenet\d+$', root):
@@ -330,5 +332,6 @@ def convert(source, output_prefix, source_format=None, architecture=None,
                               (metadata['source'], source))
   if check:
     assign.check_weights(weights, metadata['model'], metadata['num_classes'])
-  checkpoints.save_checkpoint(weights, metadata, output_prefix, progress=progress)
+  checkpoints.save_checkpoint(weights, metadata, output_prefix,
+                              progress=progress)
   return metadata

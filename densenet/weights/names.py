@@ -39,7 +39,8 @@ def _transition(index, rest):
 
 
 def _dense_to_conv(kernel):
-  """Dense kernel `[channels, classes]` -> 1x1 conv `[1, 1, channels, classes]`."""
+  """Dense kernel `[channels, classes]` -> 1x1 conv
+  `[1, 1, channels, classes]`."""
   return kernel.reshape((1, 1) + kernel.shape)
 
 
@@ -194,6 +195,7 @@ def rename(source, named_arrays, progress=False):
 
 
 def torchvision_name(key):
-  """'module.features.denseblock1.denselayer1.norm.1.weight' -> '...norm1...'."""
+  """'module.features.denseblock1.denselayer1.norm.1.weight' ->
+  '...norm1...'."""
   key = re.sub(r'^module\.', '', key)
   return re.sub(r'\.(norm|relu|conv)\.(\d+)\.', r'.\1\2.', key)

@@ -12,8 +12,8 @@ import contextlib
 import re
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 
 from segmentation.options import IGNORE_LABEL
 

@@ -1,4 +1,4 @@
-"""The tf.data pipeline over segmentation TFRecords (`segmentation.data.tfrecords`).
+"""The tf.data pipeline over segmentation TFRecords (`data.tfrecords`).
 
 `make_dataset` reads them: training batches with DeepLab's augmentation
 (random scale in [0.5, 2.0], pad with the ignore label (images with the mean
@@ -17,6 +17,7 @@ from densenet.datasets import records
 from segmentation.data import labels as labels_lib
 from segmentation.data import tfrecords
 from segmentation.options import IGNORE_LABEL
+
 
 def augment(image, label, crop_size, min_scale=0.5, max_scale=2.0,
             ignore_label=IGNORE_LABEL):
@@ -70,8 +71,9 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
       augmentation).
     num_classes: Optional: check the labels against it. The histograms of
       build-data (`labels-<split>.json`), where every matched split has one,
-      are checked at once (`labels.check_labels`); every label is also checked as
-      it is read (`labels.checked_label`: iterate under `labels.label_errors()`).
+      are checked at once (`labels.check_labels`); every label is also
+      checked as it is read (`labels.checked_label`: iterate under
+      `labels.label_errors()`).
 
   Returns:
     Training: `(images [batch, crop_h, crop_w, 3], labels [batch, crop_h,
@@ -106,7 +108,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
   def normalized(serialized):
     image, label, filename = tfrecords.parse_example(serialized)
     if num_classes is not None:
-      label = labels_lib.checked_label(label, filename, num_classes, ignore_label)
+      label = labels_lib.checked_label(label, filename, num_classes,
+                                       ignore_label)
     return preprocessing.normalize(image, normalization), label, filename
 
   dataset = dataset.map(normalized, num_parallel_calls=tf.data.AUTOTUNE)

@@ -20,8 +20,8 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 from tqdm import tqdm
 
 from densenet.datasets import records
@@ -115,11 +115,11 @@ def write_tfrecords(pairs, output_dir, split, num_shards=4, progress=True,
                     num_classes=None, remap=None, strict=False):
   """Validates and writes `pairs` as `<split>-XXXXX-of-YYYYY.tfrecord` shards.
 
-  Written by `densenet.datasets.records.write_shards`: complete shards replace the
-  split's earlier ones in one step, so an interrupted run never leaves a
-  partial shard where `<split>-*` finds it, and a refused split (bad labels,
-  a bad pair with `strict`) leaves the earlier records as they were. The
-  label histogram lands with the shards as `labels-<split>.json`.
+  Written by `densenet.datasets.records.write_shards`: complete shards
+  replace the split's earlier ones in one step, so an interrupted run never
+  leaves a partial shard where `<split>-*` finds it, and a refused split
+  (bad labels, a bad pair with `strict`) leaves the earlier records as they
+  were. The label histogram lands with the shards as `labels-<split>.json`.
 
   Args:
     pairs: `[(image_path, label_path)]`.
@@ -170,11 +170,13 @@ def write_tfrecords(pairs, output_dir, split, num_shards=4, progress=True,
   def finish(_):
     if strict and errors:
       raise BadPairsError(split, errors)
-    labels_lib.check_labels(labels_lib.as_dict(histogram), num_classes, examples, where=split)
+    labels_lib.check_labels(labels_lib.as_dict(histogram), num_classes,
+                            examples, where=split)
     return {LABELS_FILE % split: json.dumps(
         {'split': split, 'remap': {str(k): v for k, v in
                                    sorted((remap or {}).items())},
-         'histogram': {str(k): v for k, v in labels_lib.as_dict(histogram).items()}},
+         'histogram': {str(k): v for k, v in
+                       labels_lib.as_dict(histogram).items()}},
         indent=1).encode()}
 
   try:
