@@ -166,7 +166,7 @@ def test_output_strides_without_tensorflow_match_the_constructors():
   gives the strides the constructors' `stack_blocks_dense` accepts (on the
   architecture's real block list), and no other."""
   from densenet import architectures  # pylint: disable=g-import-not-at-top
-  from densenet.layers import blocks  # pylint: disable=g-import-not-at-top
+  import densenet_utils  # pylint: disable=g-import-not-at-top
   cases = [('densenet_121', None), ('densenet_bc_10_k4', None),
            ('densenet_bc_10_k4', 4), (TINY, None), (TINY, 2),
            (dict(TINY, initial_output_stride=1), None)]
@@ -184,7 +184,7 @@ def test_output_strides_without_tensorflow_match_the_constructors():
     valid = resolved.output_strides(initial)
     for stride in (1, 2, 3, 4, 8, 16, 32, 64):
       try:
-        blocks.minimum_input_size(block_list, stride, input_stride)
+        densenet_utils.minimum_input_size(block_list, stride, input_stride)
         reachable = True
       except ValueError as error:
         assert 'cannot be reached' in str(error)
