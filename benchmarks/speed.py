@@ -20,7 +20,7 @@ once per setting in a fresh process (PyTorch is timed in both as the peer);
 `--onednn on` / `off` measures in this process. torch is optional (never a
 dependency of the library): run with a Python that has it, e.g.
 
-  PYTHONPATH=$PWD $TORCH_VENV/bin/python benchmarks/speed.py   # a venv with torch
+  PYTHONPATH=$PWD $TORCH_VENV/bin/python benchmarks/speed.py  # torch venv
   python benchmarks/speed.py --onednn on --modes infer:1 --rounds 5
   python benchmarks/speed.py --smoke          # tiny network, seconds (tests)
 
