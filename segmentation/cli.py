@@ -7,6 +7,9 @@
     segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \\
         --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
+    segmentation export --model-dir runs/seg export/seg/1      # SavedModel
+    segmentation export --model-dir runs/seg seg.tflite         # LiteRT
+    segmentation predict a.jpg --litert seg.tflite --output-dir out
 
 Built like `densenet/cli.py`: one registrar per sub-command, and
 `densenet.cli.common` for argument types, `--verbose`, `--version` and the
@@ -22,6 +25,7 @@ import os
 import sys
 
 from densenet.cli import common
+from densenet.cli import litert
 from segmentation import options
 
 
@@ -214,20 +218,33 @@ def run_train(args):
         (result.start_step, result.global_step, result.checkpoint))
 
 
-def _add_model_dir_arguments(parser):
-  parser.add_argument('--model-dir', required=True,
+def _add_model_dir_arguments(parser, litert_too=False):
+  parser.add_argument('--model-dir', required=not litert_too,
                       type=common.existing_dir,
                       help='A directory of `segmentation train`.')
   parser.add_argument('--checkpoint', type=common.checkpoint_path,
                       help='Checkpoint prefix (default: the latest in '
                       '--model-dir).')
+  if litert_too:
+    litert.add_run_arguments(parser, '--model-dir (one scale: images of '
+                             'another size than its input are resized to it '
+                             'and the class map back)')
+
+
+def _check_litert_run(args):
+  """With --litert: no --model-dir / --checkpoint, one scale, no flips."""
+  litert.check_run(args, args.model_dir, '--model-dir')
+  if args.litert and (args.checkpoint or args.flip or tuple(
+      args.eval_scales) != tuple(options.DEFAULT_EVAL_SCALES)):
+    raise common.UsageError('--checkpoint, --eval-scales and --flip are for '
+                            '--model-dir (a .tflite runs one scale).')
 
 
 def add_evaluate_parser(subparsers):
   """`segmentation evaluate`: mIoU on a TFRecord set."""
   parser = common.add_command(
       subparsers, 'evaluate', run_evaluate, help='mIoU on a TFRecord set.')
-  _add_model_dir_arguments(parser)
+  _add_model_dir_arguments(parser, litert_too=True)
   parser.add_argument('--eval', required=True, dest='eval_pattern',
                       type=_records, help='Glob of the TFRecords to score.')
   parser.add_argument('--json', action='store_true',
@@ -236,12 +253,20 @@ def add_evaluate_parser(subparsers):
 
 
 def run_evaluate(args):
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
-  results = tasks.evaluate(args.model_dir, args.eval_pattern, args.checkpoint,
-                           eval_scales=args.eval_scales, flip=args.flip)
+  _check_litert_run(args)
+  # pylint: disable=g-import-not-at-top
+  from segmentation import litert as litert_run
+  from segmentation import tasks
+  if args.litert:
+    results = litert_run.evaluate(args.litert, args.eval_pattern,
+                                  args.threads)
+  else:
+    results = tasks.evaluate(args.model_dir, args.eval_pattern,
+                             args.checkpoint, eval_scales=args.eval_scales,
+                             flip=args.flip)
   print(json.dumps(results, indent=2) if args.json else
         tasks.format_results(results))
-  if not args.json:
+  if not args.json and results['chart']:
     print('Per-class IoU chart: %s' % results['chart'])
 
 
@@ -255,7 +280,7 @@ def add_predict_parser(subparsers):
       'others are still segmented.')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to segment.')
-  _add_model_dir_arguments(parser)
+  _add_model_dir_arguments(parser, litert_too=True)
   parser.add_argument('--output-dir', required=True,
                       help='Where the masks and overlays go.')
   parser.add_argument('--label-dir', type=common.existing_dir,
@@ -265,20 +290,67 @@ def add_predict_parser(subparsers):
 
 
 def run_predict(args):
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  _check_litert_run(args)
+  # pylint: disable=g-import-not-at-top
+  from segmentation import litert as litert_run
+  from segmentation import tasks
   labels = None
   if args.label_dir:  # <stem>.png where it exists.
     labels = [os.path.join(args.label_dir, os.path.splitext(
         os.path.basename(image))[0] + '.png') for image in args.images]
     labels = [path if os.path.isfile(path) else None for path in labels]
   errors = {}
-  for mask, overlay in tasks.predict(args.model_dir, args.images,
-                                     args.output_dir, args.checkpoint,
-                                     eval_scales=args.eval_scales,
-                                     flip=args.flip, label_paths=labels,
-                                     errors=errors):
+  if args.litert:
+    written = litert_run.predict(args.litert, args.images, args.output_dir,
+                                 args.threads, label_paths=labels,
+                                 errors=errors)
+  else:
+    written = tasks.predict(args.model_dir, args.images, args.output_dir,
+                            args.checkpoint, eval_scales=args.eval_scales,
+                            flip=args.flip, label_paths=labels,
+                            errors=errors)
+  for mask, overlay in written:
     print(mask, overlay)
   return common.report_unreadable('segmentation predict', errors)
+
+
+def add_export_parser(subparsers):
+  """`segmentation export OUT`: a SavedModel, or a LiteRT file."""
+  parser = common.add_command(
+      subparsers, 'export', run_export,
+      help='Write a SavedModel (encoded or float images of any size) or a '
+      'LiteRT .tflite file.',
+      description='Export a trained model. A SavedModel (runs without this '
+      'library): serving_default takes image_bytes, serving_images takes '
+      'float images in [0, 255], both of any size, and return classes '
+      '(int32 [batch, height, width]) and probabilities. --format litert: '
+      'one .tflite of a fixed input size.')
+  parser.add_argument('output', help='SavedModel directory to create, or the '
+                      '.tflite file (--format litert).')
+  parser.add_argument('--model-dir', required=True, type=common.existing_dir,
+                      help='A directory of `segmentation train`.')
+  parser.add_argument('--checkpoint', type=common.checkpoint_path,
+                      help='Checkpoint prefix (default: the latest in '
+                      '--model-dir).')
+  litert.add_export_arguments(
+      parser, 'Input height and width of the .tflite (default: 513,513; '
+      'predict / evaluate --litert resize other images to it); any batch.')
+
+
+def run_export(args):
+  # pylint: disable=g-import-not-at-top
+  if litert.export_format(args, args.output) == 'litert':
+    from segmentation import export
+    metadata = export.export_litert(
+        args.model_dir, args.output, args.checkpoint,
+        input_size=args.input_size or export.DEFAULT_INPUT_SIZE,
+        quantize=args.quantize, calibration=args.calibration,
+        calibration_size=args.calibration_size)
+    print(litert.describe(metadata, args.output))
+    return
+  from segmentation import export
+  export.export_saved_model(args.model_dir, args.output, args.checkpoint)
+  print('Wrote SavedModel %s.' % os.path.abspath(args.output))
 
 
 def add_demo_parser(subparsers):
@@ -317,6 +389,7 @@ REGISTRARS = [
     add_train_parser,
     add_evaluate_parser,
     add_predict_parser,
+    add_export_parser,
 ]
 
 

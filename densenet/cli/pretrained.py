@@ -4,6 +4,8 @@
         /tmp/densenet_121/model.ckpt
     densenet classify cat.jpg dog.png --checkpoint /tmp/densenet_121/model.ckpt
     densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
+    densenet export --checkpoint /tmp/densenet_121/model.ckpt d121.tflite
+    densenet classify cat.jpg --litert d121.tflite
 
 Registrars of `densenet.cli`; no TensorFlow at load time.
 """
@@ -12,6 +14,7 @@ import json
 import os
 
 from densenet.cli import common
+from densenet.cli import litert
 
 # ---------------------------------------------------------------------------
 # densenet convert
@@ -62,8 +65,8 @@ def run_convert(args):
 # densenet classify
 
 
-def _add_weights_arguments(parser):
-  parser.add_argument('--checkpoint', required=True,
+def _add_weights_arguments(parser, required=True):
+  parser.add_argument('--checkpoint', required=required,
                       type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
                       '.h5/.keras file).')
   parser.add_argument('--model', type=common.architecture_name,
@@ -87,7 +90,9 @@ def add_classify_parser(subparsers):
       '`segmentation predict` does).')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to classify.')
-  _add_weights_arguments(parser)
+  _add_weights_arguments(parser, required=False)
+  litert.add_run_arguments(parser, '--checkpoint (its metadata gives the '
+                           'classes and the crop; --resize-size overrides)')
   parser.add_argument('--top', type=common.positive_int, default=5,
                       help='Classes per image.')
   parser.add_argument('--batch-size', type=common.positive_int,
@@ -97,15 +102,21 @@ def add_classify_parser(subparsers):
 
 
 def run_classify(args):
+  litert.check_run(args, args.checkpoint, '--checkpoint')
   # pylint: disable=g-import-not-at-top
   from densenet.weights import convert
   from densenet.serve import pretrained
-  weights, metadata = convert.read_weights(args.checkpoint,
-                                           model_name=args.model)
-  pretrained.check_top(args.top, metadata.get('num_classes'))
-  model = pretrained.Classifier(
-      weights, metadata, model_name=args.model, resize_size=args.resize_size,
-      crop_size=args.crop_size, batch_size=args.batch_size)
+  if args.litert:
+    model = _litert_classifier(args)
+    pretrained.check_top(args.top, len(model.class_names))
+  else:
+    weights, metadata = convert.read_weights(args.checkpoint,
+                                             model_name=args.model)
+    pretrained.check_top(args.top, metadata.get('num_classes'))
+    model = pretrained.Classifier(
+        weights, metadata, model_name=args.model,
+        resize_size=args.resize_size, crop_size=args.crop_size,
+        batch_size=args.batch_size)
   try:
     results, errors = classify_images(model, args.images, args.top,
                                       args.batch_size)
@@ -116,6 +127,32 @@ def run_classify(args):
   elif results:
     print(format_lines(args.images, results))
   return common.report_unreadable('densenet classify', errors)
+
+
+def _litert_classifier(args):
+  """The `--litert` file; `--crop-size` must be its input size if given,
+  `--resize-size` replaces the exported one if given."""
+  # pylint: disable=g-import-not-at-top
+  from densenet import preprocessing
+  from densenet.serve import litert_runtime
+  if args.model:
+    raise common.UsageError('--model is for --checkpoint (the .tflite holds '
+                            'its network).')
+  # The options' defaults are preprocessing's.
+  model = litert_runtime.LiteRTClassifier(
+      args.litert, args.threads, args.batch_size,
+      resize_size=(None if args.resize_size ==
+                   preprocessing.DEFAULT_RESIZE_SIZE else args.resize_size))
+  if args.crop_size not in (preprocessing.DEFAULT_CROP_SIZE,
+                            model.crop_size):
+    raise common.UsageError(
+        '--crop-size %d: %s takes %dx%d crops (export it again with '
+        '--input-size for another size).' % (
+            args.crop_size, args.litert, model.crop_size, model.crop_size))
+  if model.resize_size < model.crop_size:
+    raise common.UsageError('--resize-size (%d) must be >= the crop (%d).' %
+                            (model.resize_size, model.crop_size))
+  return model
 
 
 def classify_images(model, paths, top=5, batch_size=16):
@@ -187,13 +224,27 @@ def add_export_parser(subparsers):
       description='Export a pretrained classifier as a SavedModel that runs '
       'without this library (tf.saved_model.load, TF Serving).')
   parser.add_argument('export_dir', help='Directory to create, e.g. '
-                      '/tmp/export/1 (TF Serving wants a version number).')
+                      '/tmp/export/1 (TF Serving wants a version number); '
+                      'with --format litert the .tflite file to write.')
   _add_weights_arguments(parser)
   parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='k of the top_k outputs.')
+                      help='k of the top_k outputs (SavedModel).')
+  litert.add_export_arguments(
+      parser, 'Input height and width, a square (default: --crop-size); '
+      'any batch.')
 
 
 def run_export(args):
+  if litert.export_format(args, args.export_dir) == 'litert':
+    from densenet.serve import litert as litert_export  # pylint: disable=g-import-not-at-top
+    metadata = litert_export.export_classifier(
+        args.checkpoint, args.export_dir, model_name=args.model,
+        input_size=args.input_size, quantize=args.quantize,
+        calibration=args.calibration,
+        calibration_size=args.calibration_size,
+        resize_size=args.resize_size, crop_size=args.crop_size)
+    print(litert.describe(metadata, args.export_dir))
+    return 0
   from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
                             model_name=args.model, top=args.top,

@@ -77,10 +77,7 @@ def optimize_function(concrete_function):
     A function taking the same Tensor arguments and returning the outputs
     (a list of Tensors if the concrete function has several, else one).
   """
-  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.framework import convert_to_constants
-  frozen = convert_to_constants.convert_variables_to_constants_v2(
-      concrete_function)
+  frozen = _frozen_function(concrete_function)
   inputs = [t.name for t in frozen.inputs]
   outputs = [t.name for t in frozen.outputs]
   graph_def = optimize_graph_def(frozen.graph.as_graph_def(),
@@ -96,6 +93,20 @@ def optimize_function(concrete_function):
   if len(outputs) == 1:
     return lambda *args: pruned(*args)[0]
   return pruned
+
+
+def _frozen_function(concrete_function):
+  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.framework import convert_to_constants
+  return convert_to_constants.convert_variables_to_constants_v2(
+      concrete_function)
+
+
+def frozen_graph_def(concrete_function):
+  """The GraphDef of a concrete function with its variables as constants
+  (its nodes keep their names: its arguments' Placeholders, `tf.identity(...,
+  name=...)` outputs); for `optimize_graph_def`."""
+  return _frozen_function(concrete_function).graph.as_graph_def()
 
 
 def optimize_graph_def(graph_def, keep):

@@ -63,7 +63,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
     batch_size: Training batch (the global batch under a strategy).
     crop_size: `(height, width)` of training crops.
     min_scale, max_scale: Random scale range.
-    normalization: A `densenet.preprocessing` mode.
+    normalization: A `densenet.preprocessing` mode, or None for float32
+      RGB in [0, 255].
     ignore_label: Label of padded pixels.
     shuffle_buffer: Shuffle buffer in examples.
     seed: Optional shuffling seed (set tf.random.set_seed for the
@@ -88,7 +89,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
   if not files:
     raise ValueError('No TFRecord file matches %r.' % file_pattern)
   records.check_complete(files)
-  preprocessing.normalization(normalization)  # Validates the mode early.
+  if normalization is not None:
+    preprocessing.normalization(normalization)  # Validates the mode early.
   if num_classes is not None:
     histogram = tfrecords.read_histogram(files)
     if histogram is not None:
@@ -106,6 +108,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
     image, label, filename = tfrecords.parse_example(serialized)
     if num_classes is not None:
       label = labels_lib.checked_label(label, filename, num_classes, ignore_label)
+    if normalization is None:  # RGB in [0, 255] (LiteRT models normalize).
+      return tf.cast(image, tf.float32), label, filename
     return preprocessing.normalize(image, normalization), label, filename
 
   dataset = dataset.map(normalized, num_parallel_calls=tf.data.AUTOTUNE)
