@@ -32,7 +32,10 @@ setuptools.setup(
     # training writes its event files with TensorFlow alone.
     # pytest-xdist: the suite runs in two processes (pytest.ini), about 1.6x
     # faster on two cores, since building graphs is single-threaded Python.
-    extras_require={'test': ['pytest', 'pytest-xdist'],
+    # ai-edge-litert: LiteRT export (--format litert) and running .tflite
+    # files (--litert); the tests exercise it.
+    extras_require={'test': ['pytest', 'pytest-xdist', 'ai-edge-litert>=2.3'],
+                    'litert': ['ai-edge-litert>=2.3'],
                     'tensorboard': ['tensorboard']},
     entry_points={'console_scripts': [
         'densenet = densenet.cli:main',
