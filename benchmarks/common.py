@@ -35,7 +35,7 @@ def machine():
   not import TensorFlow).
   """
   if 'torch' not in sys.modules:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
   record = {
       'cpus': os.cpu_count(),
       'loadavg_1min': round(os.getloadavg()[0], 2),
