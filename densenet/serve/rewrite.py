@@ -284,6 +284,22 @@ class _Rewriter(object):
       for reader, position, _ in readers:
         reader.input[position] = conv.name
 
+  def _multiply_add(self, add):
+    """`(mul, scale, shift)` if `add` computes a per-channel float32
+    `x * scale + shift` (an inference batch norm), else None."""
+    if add.op not in ('Add', 'AddV2') or add.name in self.keep:
+      return None
+    mul = self.nodes.get(_node_name(add.input[0]))
+    shift = self.constant(add.input[1])
+    if (mul is None or mul.op != 'Mul' or shift is None or
+        shift.ndim != 1 or shift.dtype != np.float32 or
+        not self._only_consumer(mul, add)):
+      return None
+    scale = self.constant(mul.input[1])
+    if scale is None or scale.shape != shift.shape or scale.dtype != np.float32:
+      return None
+    return mul, scale, shift
+
   def fold_multiply_adds(self):
     """Per-channel `x * scale + shift` after a Conv2D that only feeds it.
 
@@ -292,17 +308,10 @@ class _Rewriter(object):
     1.4x at batch 1, 1.1x at batch 16 for the whole network).
     """
     for add in list(self.graph_def.node):
-      if add.op not in ('Add', 'AddV2') or add.name in self.keep:
+      norm = self._multiply_add(add)
+      if norm is None:
         continue
-      mul = self.nodes.get(_node_name(add.input[0]))
-      shift = self.constant(add.input[1])
-      if (mul is None or mul.op != 'Mul' or shift is None or
-          shift.ndim != 1 or shift.dtype != np.float32 or
-          not self._only_consumer(mul, add)):
-        continue
-      scale = self.constant(mul.input[1])
-      if scale is None or scale.shape != shift.shape or scale.dtype != np.float32:
-        continue
+      mul, scale, shift = norm
       data = mul.input[0]
       conv = self.nodes.get(_node_name(data))
       weights = (self.constant(conv.input[1]) if conv is not None and
@@ -315,32 +324,20 @@ class _Rewriter(object):
       conv.input[1] = self.add_constant(
           conv.name + '/folded_weights',
           weights.astype(np.float64) * scale.astype(np.float64))
-      inputs = [data, self.add_constant(add.name + '/folded_bias', shift)]
-      add.op = 'BiasAdd'
-      del add.input[:]
-      add.input.extend(inputs)
-      for attr in list(add.attr):
-        if attr != 'T':
-          del add.attr[attr]
-      add.attr['data_format'].s = b'NHWC'
+      self._to_bias_add(add, data, add.name + '/folded_bias', shift)
+
+  def _to_bias_add(self, node, data, name, bias):
+    """Turns `node` into an NHWC BiasAdd of `data` and the constant `bias`."""
+    inputs = [data, self.add_constant(name, bias)]
+    node.op = 'BiasAdd'
+    del node.input[:]
+    node.input.extend(inputs)
+    for attr in list(node.attr):
+      if attr != 'T':
+        del node.attr[attr]
+    node.attr['data_format'].s = b'NHWC'
 
   # -- For int8 LiteRT models (`for_int8`) ----------------------------------
-
-  def _preactivation_norm(self, add):
-    """`(mul, add)` of a remaining `x * scale + shift` read only by a Relu."""
-    if add.op not in ('Add', 'AddV2') or add.name in self.keep:
-      return None
-    mul = self.nodes.get(_node_name(add.input[0]))
-    shift = self.constant(add.input[1])
-    if (mul is None or mul.op != 'Mul' or shift is None or shift.ndim != 1 or
-        not self._only_consumer(mul, add)):
-      return None
-    scale = self.constant(mul.input[1])
-    readers = self.consumers(add.name)
-    if (scale is None or scale.shape != shift.shape or len(readers) != 1 or
-        readers[0][0].op != 'Relu'):
-      return None
-    return mul, add
 
   def _make_depthwise(self, node, data, weights, strides):
     """Turns `node` into an NHWC VALID DepthwiseConv2dNative of `data`."""
@@ -365,22 +362,14 @@ class _Rewriter(object):
     """
     count = 0
     for add in list(self.graph_def.node):
-      norm = self._preactivation_norm(add)
-      if norm is None:
+      norm = self._multiply_add(add)
+      readers = self.consumers(add.name)
+      if norm is None or [r.op for r, _, _ in readers] != ['Relu']:
         continue
-      mul, add = norm
-      scale = self.constant(mul.input[1])
-      shift = self.constant(add.input[1])
+      mul, scale, shift = norm
       self._make_depthwise(mul, mul.input[0], scale.reshape(1, 1, -1, 1),
                            [1, 1, 1, 1])
-      del add.input[:]
-      add.input.extend([mul.name, self.add_constant(add.name + '/bias',
-                                                    shift)])
-      add.op = 'BiasAdd'
-      for attr in list(add.attr):
-        if attr != 'T':
-          del add.attr[attr]
-      add.attr['data_format'].s = b'NHWC'
+      self._to_bias_add(add, mul.name, add.name + '/bias', shift)
       count += 1
     return count
 
