@@ -93,6 +93,8 @@ class LiteRT(object):
         'task': task, 'input_size': list(input_size), 'outputs': outputs,
         'class_names': [], 'quantization': quantize or 'none'})
     self.size_mb = os.path.getsize(path) / 1e6
+    # What loading and running the file adds, not what converting took.
+    self.rss_before_load_gb = common.current_rss_gb()
     self.model = litert_runtime.LiteRTModel(path, threads)
     self.output = outputs[0]
 
@@ -198,11 +200,10 @@ def main(argv=None):
   fixed, _, _, _ = export.inference_graph_def(model_dir, input_size=size)
   files, agreement = {}, {}
   for kind in args.kinds:
-    before = common.current_rss_gb()
     files[kind] = LiteRT(fixed, size, outputs, KINDS[kind], 'segmentation',
                          args.calibration_images)
     classes = files[kind].model.run(images)['classes']
-    added[kind] = common.current_rss_gb() - before
+    added[kind] = common.current_rss_gb() - files[kind].rss_before_load_gb
     agreement[kind] = float((classes == reference).mean())
     run[kind] = lambda model=files[kind].model: model.run(images)
   seconds = {name: [] for name in run}

@@ -346,6 +346,7 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
     before = common.current_rss_gb()
     impl = build(name, mode, batch_size, args, torch_modules)
     if impl is not None:
+      before = getattr(impl, 'rss_before_load_gb', before)  # LiteRT's.
       run[name] = ((lambda f=impl: f(images)) if mode == 'infer' else
                    (lambda f=impl: f(images, labels)))
       run[name]()  # Warm-up: graph optimization, caches.
