@@ -17,6 +17,7 @@ images (speed does not depend on them).
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -96,6 +97,9 @@ class LiteRT(object):
     # What loading and running the file adds, not what converting took.
     self.rss_before_load_gb = common.current_rss_gb()
     self.model = litert_runtime.LiteRTModel(path, threads)
+    # The peak of a process that only runs it (no TensorFlow).
+    (alone,) = common.run_worker('litert.py', ['--worker', path], echo=False)
+    self.peak_rss_alone_gb = alone['peak_rss_gb']
     self.output = outputs[0]
 
   def __call__(self, images):
@@ -178,7 +182,26 @@ def classifier(name, image_size, smoke=False, calibration_images=16):
                 2 if smoke else calibration_images)
 
 
+def worker(path, batch_size=1):
+  """Loads `path` and runs it twice on batch 1 in this process, which
+  imports numpy and ai-edge-litert only; one JSON line with its peak RSS."""
+  from densenet.serve import litert_runtime  # pylint: disable=g-import-not-at-top
+  model = litert_runtime.LiteRTModel(path)
+  images = np.random.RandomState(0).uniform(
+      0, 255, (batch_size,) + model.input_size + (3,))
+  for _ in range(2):
+    model.run(images)
+  assert 'tensorflow' not in sys.modules
+  record = {'benchmark': 'litert_worker', 'file': path,
+            'batch_size': batch_size,
+            'peak_rss_gb': round(common.peak_rss_gb(), 3)}
+  print(json.dumps(record), flush=True)  # common.emit would load TF.
+  return record
+
+
 def main(argv=None):
+  if argv is None and sys.argv[1:2] == ['--worker']:
+    return worker(sys.argv[2])
   args = parse_args(argv)
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')  # densenet's default.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -232,6 +255,7 @@ def main(argv=None):
       'conversion_seconds': {n: round(f.conversion_seconds, 1)
                              for n, f in files.items()},
       'rss_added_gb': {n: round(a, 3) for n, a in added.items()},
+      'peak_rss_alone_gb': {n: f.peak_rss_alone_gb for n, f in files.items()},
       'peak_rss_gb': round(common.peak_rss_gb(), 3),
       'threads': files[args.kinds[0]].model.threads if files else None,
   })

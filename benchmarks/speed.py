@@ -340,7 +340,7 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
                                3)).astype(np.float32)
   labels = rng.randint(0, 10 if args.smoke else 1000,
                        batch_size).astype(np.int32)
-  record_sizes = {}
+  record_sizes, peak_alone = {}, {}
   run, rss_added = {}, {}
   for name in names:
     before = common.current_rss_gb()
@@ -353,6 +353,7 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
       rss_added[name] = round(common.current_rss_gb() - before, 3)
       if hasattr(impl, 'size_mb'):
         record_sizes[name] = round(impl.size_mb, 2)
+        peak_alone[name] = impl.peak_rss_alone_gb
   iterations = (max(1, args.images_per_round // batch_size)
                 if mode == 'infer' else 1)
   seconds = {name: [] for name in run}
@@ -378,8 +379,9 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
       'rss_added_gb': rss_added,  # Building it and a first run.
       'peak_rss_gb': round(common.peak_rss_gb(), 3),
   }
-  if record_sizes:
+  if record_sizes:  # LiteRT files: size, peak RSS of a process of its own.
     record['tflite_mb'] = record_sizes
+    record['peak_rss_alone_gb'] = peak_alone
   if mode == 'infer':
     record['images_per_second'] = {n: round(batch_size / m, 3)
                                    for n, m in median.items()}

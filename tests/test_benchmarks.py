@@ -132,7 +132,10 @@ def test_litert_smoke():
   names = {'ours_inference', 'litert_fp32', 'litert_dynamic', 'litert_int8'}
   assert set(infer['images_per_second']) == set(infer['rss_added_gb']) == (
       names)
-  assert set(infer['tflite_mb']) == names - {'ours_inference'}
+  assert set(infer['tflite_mb']) == set(infer['peak_rss_alone_gb']) == (
+      names - {'ours_inference'})
+  # A process that only runs a file: numpy, ai-edge-litert, no TensorFlow.
+  assert all(0 < peak < 0.5 for peak in infer['peak_rss_alone_gb'].values())
   assert infer['tflite_mb']['litert_int8'] < infer['tflite_mb']['litert_fp32']
   rates = infer['images_per_second']
   assert abs(infer['speedup_of_ours_inference']['litert_fp32'] -
@@ -143,7 +146,7 @@ def test_litert_smoke():
   kinds = {'litert_fp32', 'litert_dynamic', 'litert_int8'}
   assert set(record['seconds_per_image']) == kinds | {'tensorflow'}
   assert set(record['tflite_mb']) == set(record['speedup_over_tensorflow']) \
-      == kinds
+      == set(record['peak_rss_alone_gb']) == kinds
   # Float32 gives TensorFlow's class map; every file runs.
   assert record['class_map_agreement_with_tensorflow']['litert_fp32'] >= 0.9999
   assert all(0 < a <= 1 for a in
