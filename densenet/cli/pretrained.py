@@ -217,12 +217,14 @@ def format_json(paths, results, errors):
 
 
 def add_export_parser(subparsers):
-  """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
+  """`densenet export EXPORT_DIR`: a SavedModel for TF Serving, or a
+  LiteRT file."""
   parser = common.add_command(
       subparsers, 'export', run_export, help='Write a SavedModel (serving_default: encoded image '
-      'bytes; serving_images: float images).',
+      'bytes; serving_images: float images) or a LiteRT .tflite file.',
       description='Export a pretrained classifier as a SavedModel that runs '
-      'without this library (tf.saved_model.load, TF Serving).')
+      'without this library (tf.saved_model.load, TF Serving), or as one '
+      'LiteRT .tflite file (--format litert).')
   parser.add_argument('export_dir', help='Directory to create, e.g. '
                       '/tmp/export/1 (TF Serving wants a version number); '
                       'with --format litert the .tflite file to write.')
