@@ -17,8 +17,10 @@ images (speed does not depend on them).
 """
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -33,7 +35,15 @@ KINDS = {'litert_fp32': None, 'litert_dynamic': 'dynamic',
 SMOKE_BACKBONE = {'num_units_per_block': [1, 2], 'growth_rate': 4}
 SMOKE_SEGMENTATION_BACKBONE = {'num_units_per_block': [1, 1, 1, 1],
                                'growth_rate': 4}
-_FILES = tempfile.mkdtemp(prefix='litert-benchmark-')
+_FILES = []  # The temporary directory of the files: made on first use.
+
+
+def files_dir():
+  """A temporary directory for the .tflite files, removed at exit."""
+  if not _FILES:
+    _FILES.append(tempfile.mkdtemp(prefix='litert-benchmark-'))
+    atexit.register(shutil.rmtree, _FILES[0], True)
+  return _FILES[0]
 
 
 def smooth_images(count, size, seed=0):
@@ -86,7 +96,7 @@ class LiteRT(object):
     content = litert.convert(graph_def, input_size, outputs, quantize,
                              loaders, progress=False)
     self.conversion_seconds = time.perf_counter() - started
-    path = os.path.join(_FILES, '%s_%s_%dx%d.tflite' % (
+    path = os.path.join(files_dir(), '%s_%s_%dx%d.tflite' % (
         task, quantize or 'fp32', input_size[0], input_size[1]))
     if os.path.exists(path):
       os.remove(path)
@@ -192,9 +202,13 @@ def worker(path, batch_size=1):
   for _ in range(2):
     model.run(images)
   assert 'tensorflow' not in sys.modules
+  # VmHWM, not ru_maxrss: Linux keeps the latter across exec, so it would
+  # be the forking parent's RSS.
+  with open('/proc/self/status') as status:
+    peak_kb = [int(line.split()[1]) for line in status
+               if line.startswith('VmHWM:')][0]
   record = {'benchmark': 'litert_worker', 'file': path,
-            'batch_size': batch_size,
-            'peak_rss_gb': round(common.peak_rss_gb(), 3)}
+            'batch_size': batch_size, 'peak_rss_gb': round(peak_kb / 1e6, 3)}
   print(json.dumps(record), flush=True)  # common.emit would load TF.
   return record
 
@@ -207,7 +221,7 @@ def main(argv=None):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from segmentation import export  # pylint: disable=g-import-not-at-top
   size = (args.image_size, args.image_size)
-  model_dir = segmentation_model_dir(os.path.join(_FILES, 'model'),
+  model_dir = segmentation_model_dir(os.path.join(files_dir(), 'model'),
                                      args.smoke)
   outputs = list(export.OUTPUTS)
   graph_def, _, _, _ = export.inference_graph_def(model_dir)  # Any size.

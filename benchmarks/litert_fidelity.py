@@ -26,7 +26,9 @@ Every file is made by the commands (`densenet export` / `segmentation export
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -47,8 +49,9 @@ def parse_args(argv=None):
   parser.add_argument('--parts', nargs='+', default=['keras', 'int8',
                                                      'segmentation'],
                       choices=['keras', 'int8', 'segmentation'])
-  parser.add_argument('--work-dir', default=tempfile.mkdtemp(
-      prefix='litert-fidelity-'))
+  parser.add_argument('--work-dir',
+                      help='where the files go (default: a temporary '
+                      'directory, removed at exit)')
   parser.add_argument('--depths', type=int, nargs='+', default=[121, 169, 201])
   parser.add_argument('--steps', type=int, default=800,
                       help='int8: training steps of the small DenseNet')
@@ -261,6 +264,9 @@ def segmentation_part(args):
 def main(argv=None):
   args = parse_args(argv)
   import densenet  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401  (oneDNN on, its default)
+  if not args.work_dir:
+    args.work_dir = tempfile.mkdtemp(prefix='litert-fidelity-')
+    atexit.register(shutil.rmtree, args.work_dir, True)
   os.makedirs(args.work_dir, exist_ok=True)
   parts = {'keras': keras_part, 'int8': int8_part,
            'segmentation': segmentation_part}
