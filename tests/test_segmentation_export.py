@@ -31,6 +31,7 @@ NUM_CLASSES = config().num_classes
 _LOADER = r'''
 import sys
 import numpy as np
+import tensorflow as tf
 export_dir, inputs_path, outputs_path = sys.argv[1:]
 inputs = np.load(inputs_path)
 model = tf.saved_model.load(export_dir)
