@@ -20,7 +20,6 @@ Imports no TensorFlow until a command runs.
 
 import argparse
 import glob
-import json
 import os
 import sys
 
@@ -35,6 +34,16 @@ def _records(pattern):
   if not glob.glob(pattern):
     raise argparse.ArgumentTypeError('no file matches %r' % pattern)
   return pattern
+
+
+def _backbone(text):
+  """`common.backbone`, with segmentation's root stride (`options`)."""
+  backbone = common.backbone(text)
+  try:
+    options.check_backbone(backbone)
+  except ValueError as error:
+    raise argparse.ArgumentTypeError(str(error))
+  return backbone
 
 
 def _remap(text):
@@ -140,7 +149,7 @@ def add_train_parser(subparsers):
                       help='Classes, background included.')
   parser.add_argument('--class-names', type=common.comma_list(str),
                       help='Comma-separated class names.')
-  parser.add_argument('--backbone', type=common.backbone,
+  parser.add_argument('--backbone', type=_backbone,
                       default='densenet_121',
                       help='A densenet.MODELS name or a densenet_X JSON '
                       'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
@@ -208,7 +217,8 @@ def run_train(args):
       warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
       initial_checkpoint=args.initial_checkpoint,
       class_weights=args.class_weights,
-      strategy=training.get_strategy(args.strategy),
+      strategy=training.get_strategy(args.strategy,
+                                     cluster_timeout=args.cluster_timeout),
       progress=not args.no_progress, log_every=args.log_every,
       sync_batch_norm=args.sync_batch_norm,
       eval_pattern=args.eval_pattern, eval_every=args.eval_every,
@@ -264,9 +274,11 @@ def run_evaluate(args):
     results = tasks.evaluate(args.model_dir, args.eval_pattern,
                              args.checkpoint, eval_scales=args.eval_scales,
                              flip=args.flip)
-  print(json.dumps(results, indent=2) if args.json else
-        tasks.format_results(results))
-  if not args.json and results['chart']:
+  if args.json:
+    common.print_json(results)
+    return
+  print(tasks.format_results(results))
+  if results['chart']:
     print('Per-class IoU chart: %s' % results['chart'])
 
 
@@ -374,7 +386,7 @@ def run_demo(args):
   results = demo.demo(args.work_dir, num_steps=args.steps,
                        batch_size=args.batch_size)
   if args.json:
-    print(json.dumps(results, indent=2))
+    common.print_json(results)
     return
   print(tasks.format_results(results))
   print('Overlays: %s' % os.path.dirname(results['overlays'][0]))

@@ -39,6 +39,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from densenet import spec as spec_lib
+from densenet.layers import inputs as inputs_lib
 from densenet.layers.batch_norm import batch_norm
 from segmentation import options
 
@@ -73,8 +74,11 @@ def backbone_spec(backbone):
       'densenet_X' unless given.
 
   Raises:
-    ValueError: For an unknown name or a dict without `num_units_per_block`.
+    ValueError: For an unknown name, a dict without `num_units_per_block`,
+      or one with an `initial_output_stride` other than 4
+      (`options.check_backbone`).
   """
+  options.check_backbone(backbone)
   if isinstance(backbone, spec_lib.ModelSpec):
     return backbone.replace(num_classes=None)
   try:
@@ -172,7 +176,9 @@ def build_model(images,
   """A semantic segmentation network on a DenseNet backbone.
 
   Args:
-    images: `[batch, height, width, 3]` normalized images.
+    images: `[batch, height, width, 3]` normalized images: a Tensor, or a
+      numpy array or nested list (made a constant, as the DenseNet
+      constructors do; same checks and messages, `densenet.layers.inputs`).
     num_classes: Number of classes (background included), >= 2.
     backbone: A `densenet.MODELS` name, a `densenet_X` config dict or a
       `densenet.spec.ModelSpec` (see `backbone_spec`).
@@ -191,6 +197,7 @@ def build_model(images,
     ValueError: For a bad `head`, `output_stride`, `num_classes` or
       `backbone`.
   """
+  images = inputs_lib.as_inputs(images)  # numpy and lists as the nets do.
   if head not in HEADS:
     raise ValueError('head must be one of %s, got %r.' % (HEADS, head))
   if output_stride not in OUTPUT_STRIDES:
@@ -230,6 +237,7 @@ def net_fn(config):
   """`net_fn(images, is_training) -> logits` of a `segmentation.config.ModelConfig`
   (for `densenet.training`)."""
   spec = config.spec()
+  backbone_spec(spec)  # Checked now, not inside a Keras layer's call.
 
   def network(images, is_training):
     logits, _ = build_model(

@@ -30,21 +30,67 @@ DEFAULT_EVAL_SCALES = (1.0,)
 DEEPLAB_EVAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
+# The range of an evaluation scale: above MAX_EVAL_SCALE an image costs more
+# than 16x the time and memory of scale 1 (the pixels grow as the square),
+# below MIN_EVAL_SCALE the network sees a tenth of the image's side.
+MIN_EVAL_SCALE = 0.1
+MAX_EVAL_SCALE = 4.0
+
+
+# The stride of a segmentation backbone's root (`segmentation.model`).
+INITIAL_OUTPUT_STRIDE = 4
+
+
+def check_backbone(backbone):
+  """Raises ValueError if a backbone config asks for another root stride.
+
+  A segmentation backbone is built at `initial_output_stride` 4: the
+  output strides (8, 16, 32) and the ASPP rates count from it, and the
+  DeepLab v3+ decoder takes `dense_block1` as its stride-4 features.
+  Classification honours the key; here a config dict (or a `ModelSpec`'s
+  dict) may only repeat 4.
+  """
+  architecture = getattr(backbone, 'architecture', backbone)
+  if not isinstance(architecture, dict):
+    return
+  stride = architecture.get('initial_output_stride', INITIAL_OUTPUT_STRIDE)
+  if stride != INITIAL_OUTPUT_STRIDE:
+    raise ValueError(
+        'backbone initial_output_stride=%r cannot be used for segmentation: '
+        'its backbones are built at initial_output_stride %d (the output '
+        'strides 8/16/32 and the ASPP rates count from it, and the DeepLab '
+        'v3+ decoder takes dense_block1 as its stride-4 features); remove '
+        'the key (classification honours it).' % (stride,
+                                                   INITIAL_OUTPUT_STRIDE))
+
+
 def check_scales(eval_scales):
-  """`eval_scales` as a tuple of positive floats.
+  """`eval_scales` as a tuple of floats in [MIN_EVAL_SCALE, MAX_EVAL_SCALE].
 
   Raises:
-    ValueError: If `eval_scales` is empty or holds a value <= 0 (or one that
-      is not a number).
+    ValueError: If `eval_scales` is empty or holds a value that is not a
+      finite number in that range (NaN, inf, 0, 100...), with the reason.
   """
   try:
     scales = tuple(float(scale) for scale in eval_scales)
   except (TypeError, ValueError) as e:
-    raise ValueError('eval_scales must be a list of positive numbers, got '
-                     '%r.' % (eval_scales,)) from e
-  if not scales or min(scales) <= 0:
-    raise ValueError('eval_scales must be a non-empty list of positive '
-                     'numbers, got %r.' % (eval_scales,))
+    raise ValueError('eval_scales must be a list of numbers in [%g, %g], got '
+                     '%r.' % (MIN_EVAL_SCALE, MAX_EVAL_SCALE,
+                              eval_scales)) from e
+  if not scales:
+    raise ValueError('eval_scales must be a non-empty list of numbers in '
+                     '[%g, %g], got %r.' % (MIN_EVAL_SCALE, MAX_EVAL_SCALE,
+                                            eval_scales))
+  bad = [scale for scale in scales
+         if not MIN_EVAL_SCALE <= scale <= MAX_EVAL_SCALE]  # NaN included.
+  if bad:
+    raise ValueError(
+        'eval_scales must be finite numbers in [%g, %g], got %s: a scale '
+        'multiplies the image\'s height and width, so scale s costs s**2 '
+        'times the time and memory of scale 1 (%g: %gx), and below %g the '
+        'network sees too few pixels.' % (
+            MIN_EVAL_SCALE, MAX_EVAL_SCALE, ', '.join('%g' % s for s in bad),
+            MAX_EVAL_SCALE, MAX_EVAL_SCALE ** 2, MIN_EVAL_SCALE))
   return scales
 
 
@@ -64,8 +110,10 @@ def parse_scales(text):
     return check_scales(part for part in text.split(',') if part.strip())
   except ValueError as e:
     raise argparse.ArgumentTypeError(
-        '--eval-scales must be comma-separated positive numbers such as '
-        '0.5,0.75,1.0,1.25,1.5,1.75, got %r.' % text) from e
+        'must be comma-separated numbers in [%g, %g] such as '
+        '0.5,0.75,1.0,1.25,1.5,1.75 (scale s costs s**2 times the time and '
+        'memory of scale 1), got %r' % (MIN_EVAL_SCALE, MAX_EVAL_SCALE,
+                                        text)) from e
 
 
 def add_arguments(parser):

@@ -19,12 +19,15 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
+from densenet.datasets import records
 from densenet.serve import rewrite
 from densenet import preprocessing
+from densenet.training import lock
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet import training
 from densenet.weights import checkpoints as weights_checkpoints
+from densenet.weights import manifest
 from segmentation import data
 from segmentation import options
 from segmentation import evaluation
@@ -91,7 +94,9 @@ def _optimizer_fn(optimizer):
 
 
 @data.label_errors()
+@records.names_corrupt_shards
 @rundir.writes_to('model_dir', 'model directory')
+@lock.locks('model_dir')
 def train(model_dir, train_pattern, config, num_steps, batch_size=8,
           crop_size=(128, 128), learning_rate=0.01, optimizer='momentum',
           warmup_steps=0, checkpoint_every=100, initial_checkpoint=None,
@@ -254,24 +259,29 @@ def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
 
 def load_model(model_dir, checkpoint=None):
   """`(model, config, checkpoint_path, global_step)` restored from
-  `model_dir`'s latest checkpoint (or `checkpoint`).
+  `model_dir`'s newest complete checkpoint (or `checkpoint`, a prefix or a
+  directory; see `densenet.weights.checkpoints.latest`).
 
   Raises:
-    ValueError: If there is no checkpoint or it does not match the config.
+    ValueError: If there is no checkpoint or it does not match the config;
+      `IncompleteCheckpointError` if its files are not whole.
   """
   config = ModelConfig.load(model_dir)
-  checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
-  if checkpoint is None:
+  if checkpoint is None and not manifest.on_disk(model_dir):
     raise ValueError('No checkpoint in %s.' % model_dir)
+  # The newest complete one (said so when it is not the state file's).
+  checkpoint = weights_checkpoints.latest(checkpoint or model_dir)
   model = training.SlimModel(model_lib.net_fn(config))
   model(tf.zeros([1, 64, 64, 3]), training=False)
   training.restore_by_name(model.variables_by_name(), checkpoint).check(
       'Checkpoint %s does not match %s' % (checkpoint, model_dir))
-  step = tf.train.load_checkpoint(checkpoint).get_tensor(training.GLOBAL_STEP)
+  step = weights_checkpoints.reader(checkpoint).get_tensor(
+      training.GLOBAL_STEP)
   return model, config, checkpoint, int(step)
 
 
 @data.label_errors()
+@records.names_corrupt_shards
 def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
              eval_scales=options.DEFAULT_EVAL_SCALES, flip=False,
              summary_dir=None):

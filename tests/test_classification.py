@@ -17,6 +17,7 @@ from densenet import cli
 from densenet.spec import ModelSpec
 from densenet.training import schedules
 from test_datasets import write_cifar  # pylint: disable=g-bad-import-order
+from test_faults import strict_json  # pylint: disable=g-bad-import-order
 
 
 def test_paper_learning_rate_schedule():
@@ -110,7 +111,7 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
       data_dir, '--train-dir', train_dir, '--model', 'densenet_bc_10_k4',
       '--batch-size', '20', '--num-steps', '3', '--eval-every-epochs', '0',
       '--no-progress', '--json', '--memory-efficient']) == 0
-  trained = json.loads(capsys.readouterr().out)
+  trained = strict_json(capsys.readouterr().out)
   assert trained['config']['memory_efficient'] is True
   assert trained['config']['augment'] is False  # C10 (no "+").
   assert trained['config']['dropout_rate'] == 0.2
@@ -120,7 +121,7 @@ def test_commands_build_the_data_train_and_evaluate(cifar_dir, tmp_path,
       'num_examples'] == 200
   assert cli.main(['evaluate', '--train-dir', train_dir, '--json',
                          '--output', str(tmp_path / 'eval.json')]) == 0
-  evaluated = json.loads(capsys.readouterr().out)
+  evaluated = strict_json(capsys.readouterr().out)
   with open(tmp_path / 'eval.json') as f:
     assert json.load(f) == evaluated
   assert evaluated['num_examples'] == 40

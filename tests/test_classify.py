@@ -1,6 +1,5 @@
 """Tests for `densenet classify` and densenet.serve.pretrained."""
 
-import json
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from densenet.weights import assign
 from densenet.weights import checkpoints
 from densenet import preprocessing
 from densenet.serve import pretrained
+from test_faults import strict_json  # pylint: disable=g-bad-import-order
 
 METADATA = {'model': 'densenet_121', 'num_classes': 1000,
             'batch_norm_epsilon': 1.001e-5, 'normalization': 'torch',
@@ -118,7 +118,8 @@ def test_load_pretrained_predict_and_json(model):
   order = [paths['gray'], paths['missing'], paths['photo']]
   results, errors = cli.pretrained.classify_images(classifier, order, top=5,
                                         batch_size=2)
-  document = json.loads(cli.pretrained.format_json(order, results, errors))
+  document = strict_json(cli.pretrained.format_json(order, results,
+                                                    errors))
   assert [entry['image'] for entry in document] == order
   assert 'error' in document[1] and 'predictions' not in document[1]
   for entry, name in ((document[0], 'gray'), (document[2], 'photo')):

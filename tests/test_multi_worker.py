@@ -187,8 +187,9 @@ def test_two_workers_equal_one_worker_and_survive_a_dead_worker(tmp_path):
   assert not os.path.exists(model_dirs[1])
   files = sorted(os.listdir(model_dirs[0]))
   assert files == ['checkpoint', 'model.ckpt-2.data-00000-of-00001',
-                   'model.ckpt-2.index', 'model.ckpt-4.data-00000-of-00001',
-                   'model.ckpt-4.index', 'train']
+                   'model.ckpt-2.index', 'model.ckpt-2.manifest.json',
+                   'model.ckpt-4.data-00000-of-00001', 'model.ckpt-4.index',
+                   'model.ckpt-4.manifest.json', 'train']
   # TensorBoard files are named events.out.tfevents.<time>.<host>.<pid>...
   events = os.listdir(os.path.join(model_dirs[0], 'train'))
   writers = {int(re.search(r'\.(\d+)\.\d+\.v2$', name).group(1))

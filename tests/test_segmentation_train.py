@@ -4,6 +4,7 @@ One tiny synthetic dataset (48x48 scenes) and a tiny DenseNet (1 unit per
 block, k=4) with a 16-channel ASPP serve every test of the module.
 """
 
+import functools
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from segmentation import pictures
 from segmentation.data import synthetic
 from segmentation import tasks
 from segmentation import demo as seg_demo
+from test_faults import strict_json  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {'num_units_per_block': [1, 1, 1, 1], 'growth_rate': 4,
@@ -70,7 +72,7 @@ def test_train_lowers_loss_resumes_evaluates_predicts(records, tmp_path):
   # evaluate --json: the counts cover every labelled val pixel.
   output = run_cli(['evaluate', '--model-dir', model_dir, '--eval',
                     str(records / 'records' / 'val-*'), '--json'])
-  results = json.loads(output)
+  results = strict_json(output)  # One strict JSON document alone.
   assert results['global_step'] == 33 and results['num_images'] == 4
   assert results['num_pixels'] == 4 * 48 * 48
   assert 0.0 <= results['mean_iou'] <= 1.0
@@ -174,11 +176,16 @@ def test_killed_training_loses_at_most_one_checkpoint_interval(records,
   assert not [n for n in os.listdir(model_dir) if n.startswith('.tmp')]
 
 
-def test_demo_runs_end_to_end_small(tmp_path):
-  messages = []
-  results = seg_demo.demo(str(tmp_path / 'demo'), num_steps=2, batch_size=2,
-                       size=48, num_train=4, num_val=2, num_overlays=1,
-                       progress=False, log=messages.append)
+def test_demo_runs_end_to_end_small(tmp_path, monkeypatch, capsys):
+  # The command with --json, on smaller data (demo()'s own arguments): its
+  # stdout is one strict JSON document, its log lines go to stderr.
+  monkeypatch.setattr(seg_demo, 'demo', functools.partial(
+      seg_demo.demo, size=48, num_train=4, num_val=2, num_overlays=1,
+      progress=False))
+  assert cli.main(['demo', '--work-dir', str(tmp_path / 'demo'), '--steps',
+                   '2', '--batch-size', '2', '--json']) == 0
+  captured = capsys.readouterr()
+  results = strict_json(captured.out)
   assert results['global_step'] == 2 and results['num_images'] == 2
   assert results['num_pixels'] == 2 * 48 * 48
   assert 0.0 <= results['mean_iou'] <= 1.0
@@ -190,4 +197,4 @@ def test_demo_runs_end_to_end_small(tmp_path):
   assert (config.head, config.output_stride, config.depth) == (
       'deeplabv3plus', 16, 64)
   assert config.backbone == seg_demo.DEMO_BACKBONE
-  assert any('train: 4 records' in m for m in messages)
+  assert 'train: 4 records' in captured.err

@@ -166,7 +166,8 @@ def test_restore_by_name_reports(tmp_path):
   stale.write_bytes(b'partial')
   path = manager.save(7)
   assert sorted(os.listdir(tmp_path)) == [
-      'checkpoint', 'model.ckpt-7.data-00000-of-00001', 'model.ckpt-7.index']
+      'checkpoint', 'model.ckpt-7.data-00000-of-00001', 'model.ckpt-7.index',
+      'model.ckpt-7.manifest.json']
   target = training.SlimModel(lambda x, t: tiny_net(x, t, num_classes=5))
   target(images)
   report = training.restore_by_name(target.variables_by_name(), path,

@@ -6,10 +6,13 @@
     results = classification.train('data/c10', 'runs/c10+',
                                    model='densenet_bc_100_k12', augment=True)
     classification.evaluate(train_dir='runs/c10+')
+    classification.evaluate_folder('photos/test', checkpoint='runs/photos')
 
 Modules (their public names are also importable from this package, on first
 use): `recipe` (the paper's recipe as data, no TensorFlow), `run` (`train`,
-`paper_learning_rate`), `evaluation` (`evaluate`, `evaluate_model`).
+`paper_learning_rate`), `evaluation` (`evaluate`, `evaluate_model`,
+`evaluate_folder`, `classification_metrics`), `pictures` (the confusion
+matrix drawn, Pillow only).
 """
 
 from densenet._env import lazy
@@ -19,7 +22,10 @@ _PUBLIC = dict(
      for name in ('train', 'paper_learning_rate', 'DEFAULTS', 'CONFIG_FILE',
                   'RESULTS_FILE')},
     **{name: 'densenet.classification.evaluation'
-       for name in ('evaluate', 'evaluate_model')})
+       for name in ('evaluate', 'evaluate_model', 'evaluate_folder',
+                    'classification_metrics', 'format_folder_results')},
+    **{name: 'densenet.classification.pictures'
+       for name in ('confusion_picture', 'save_confusion_picture')})
 
 __all__ = sorted(_PUBLIC)
 

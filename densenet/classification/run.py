@@ -39,8 +39,10 @@ from densenet import spec as spec_lib
 from densenet.classification import evaluation
 from densenet.classification import recipe
 from densenet.datasets import pipeline
+from densenet.datasets import records
 from densenet.datasets import tfrecords
 from densenet.training import distribute
+from densenet.training import lock
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet.training import signals
@@ -75,6 +77,8 @@ def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
       decay)
 
 
+@records.names_corrupt_shards
+@lock.locks('train_dir', 'train directory')
 def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           batch_size=DEFAULTS['batch_size'], epochs=DEFAULTS['epochs'],
           num_steps=None, learning_rate=DEFAULTS['learning_rate'],

@@ -22,12 +22,15 @@ reached and end with one line (`densenet.training.signals.Interrupted`), e.g.
 `segmentation train: stopped by SIGTERM at step 37; checkpoint
 runs/seg/model.ckpt-37 saved; run the same command to resume.`
 
-`--verbose` shows tracebacks and TensorFlow's logs.
+`--verbose` shows tracebacks and TensorFlow's logs. With `--json`, stdout
+holds one strict JSON document (`print_json`) and nothing else.
 """
 
 import argparse
+import contextlib
 import functools
 import json
+import math
 import os
 import sys
 import traceback
@@ -35,6 +38,7 @@ import traceback
 import densenet
 from densenet import architectures
 from densenet._env import runtime
+from densenet.training import cluster
 from densenet.training import signals
 from densenet import spec
 
@@ -46,6 +50,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # tf.distribute strategies of `densenet.training.get_strategy`.
 STRATEGIES = spec.STRATEGIES
+CLUSTER_TIMEOUT_SECONDS = cluster.CLUSTER_TIMEOUT_SECONDS
 
 
 class UsageError(Exception):
@@ -114,6 +119,54 @@ def error_message(error):
   return message or type(error).__name__
 
 
+def finite(data):
+  """`data` with NaN and infinite floats (an undefined metric, e.g. the IoU
+  of a class absent from the images and the predictions) as None, numpy
+  scalars as Python numbers and tuples as lists: what strict JSON holds."""
+  if isinstance(data, dict):
+    return {key: finite(value) for key, value in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [finite(value) for value in data]
+  item = getattr(data, 'item', None)  # numpy scalars.
+  if item is not None and getattr(data, 'shape', None) == ():
+    data = item()
+  if isinstance(data, float) and not math.isfinite(data):
+    return None
+  return data
+
+
+def json_text(data, sort_keys=False):
+  """`data` as one strict JSON document (`finite`; no NaN or Infinity,
+  which `json.loads` of other languages refuse)."""
+  return json.dumps(finite(data), indent=2, sort_keys=sort_keys,
+                    allow_nan=False)
+
+
+_json_stdout = []  # The real stdout while a --json command runs.
+
+
+def print_json(data, sort_keys=False):
+  """Prints `json_text(data)` on stdout: the only thing a `--json` command
+  prints there (`main` sends everything else on stdout to stderr)."""
+  out = _json_stdout[-1] if _json_stdout else sys.stdout
+  print(json_text(data, sort_keys), file=out, flush=True)
+
+
+@contextlib.contextmanager
+def _json_output(active):
+  """While a `--json` command runs, stdout goes to stderr (the library's log
+  lines too); `print_json` writes to the real stdout."""
+  if not active:
+    yield
+    return
+  _json_stdout.append(sys.stdout)
+  try:
+    with contextlib.redirect_stdout(sys.stderr):
+      yield
+  finally:
+    _json_stdout.pop()
+
+
 def report_unreadable(command, errors):
   """Prints `<command>: cannot read PATH: MESSAGE` on stderr for each of
   `errors` ({path: message}) and returns the exit status: 1 if there were
@@ -180,7 +233,8 @@ def main(parser, argv=None):
         'unrecognized arguments: %s' % ' '.join(unknown))
   runtime.configure(verbose=args.verbose)
   try:
-    status = args.func(args)
+    with _json_output(getattr(args, 'json', False)):
+      status = args.func(args)
   except (Exception, KeyboardInterrupt) as error:  # pylint: disable=broad-except
     if args.verbose:
       traceback.print_exc()
@@ -220,6 +274,17 @@ def _int_at_least(text, minimum, what):
     value = None
   if value is None or value < minimum:
     raise argparse.ArgumentTypeError('must be %s, got %r' % (what, text))
+  return value
+
+
+def positive_float(text):
+  """A finite float > 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not 0 < value < float('inf'):
+    raise argparse.ArgumentTypeError('must be a number > 0, got %r' % text)
   return value
 
 
@@ -293,8 +358,8 @@ def backbone(text):
 
 def add_run_arguments(parser):
   """The options both training commands share: `--strategy`,
-  `--sync-batch-norm`, `--no-progress`, `--log-every` (`parser` may be an
-  argument group)."""
+  `--sync-batch-norm`, `--no-progress`, `--log-every`, `--cluster-timeout`
+  (`parser` may be an argument group)."""
   parser.add_argument('--strategy', choices=STRATEGIES, default='auto',
                       help='tf.distribute strategy (auto: multi-worker with '
                       'TF_CONFIG, mirrored with several GPUs, else default).')
@@ -306,6 +371,11 @@ def add_run_arguments(parser):
   parser.add_argument('--log-every', type=non_negative_int, default=0,
                       help='Print "step N loss L" lines every N steps (0: '
                       'none).')
+  parser.add_argument('--cluster-timeout', type=positive_float,
+                      default=CLUSTER_TIMEOUT_SECONDS, metavar='SECONDS',
+                      help='Multi-worker: seconds to wait for every worker '
+                      'of TF_CONFIG to answer before giving up (exit 1, '
+                      'naming the missing ones).')
 
 
 def crop_size(text):

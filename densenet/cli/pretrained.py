@@ -10,7 +10,6 @@
 Registrars of `densenet.cli`; no TensorFlow at load time.
 """
 
-import json
 import os
 
 from densenet.cli import common
@@ -67,15 +66,21 @@ def run_convert(args):
 
 def _add_weights_arguments(parser, required=True):
   parser.add_argument('--checkpoint', required=required,
-                      type=common.checkpoint_path, help='Converted or pudae checkpoint prefix (or a Keras '
-                      '.h5/.keras file).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Model name (default: from the checkpoint), e.g. '
-                      'densenet_121.')
+                      type=common.checkpoint_path,
+                      help='Converted or pudae checkpoint prefix, a Keras '
+                      '.h5/.keras file, or a checkpoint of `densenet train` '
+                      '(runs/x/model.ckpt-N, or the train directory for its '
+                      'latest): its config.json gives the model and its '
+                      'dataset the class names and image size.')
+  parser.add_argument('--model', type=common.backbone,
+                      help='Model name or densenet_X JSON (default: from the '
+                      'checkpoint or its config.json), e.g. densenet_121.')
   parser.add_argument('--resize-size', type=common.positive_int,
-                      default=256, help='Shorter side after resizing.')
+                      help='Shorter side after resizing (default: the image '
+                      'size the model was trained at, else 256).')
   parser.add_argument('--crop-size', type=common.positive_int,
-                      default=224, help='Side of the central crop.')
+                      help='Side of the central crop (default: the image '
+                      'size the model was trained at, else 224).')
 
 
 def add_classify_parser(subparsers):
@@ -93,8 +98,9 @@ def add_classify_parser(subparsers):
   _add_weights_arguments(parser, required=False)
   litert.add_run_arguments(parser, '--checkpoint (its metadata gives the '
                            'classes and the crop; --resize-size overrides)')
-  parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='Classes per image.')
+  parser.add_argument('--top', type=common.positive_int,
+                      help='Classes per image (default: 5, or all the '
+                      'classes if fewer).')
   parser.add_argument('--batch-size', type=common.positive_int,
                       default=16, help='Images per network run.')
   parser.add_argument('--json', action='store_true',
@@ -105,25 +111,27 @@ def run_classify(args):
   litert.check_run(args, args.checkpoint, '--checkpoint')
   # pylint: disable=g-import-not-at-top
   from densenet.weights import convert
+  from densenet.weights import runs
   from densenet.serve import pretrained
   if args.litert:
     model = _litert_classifier(args)
-    pretrained.check_top(args.top, len(model.class_names))
+    top = pretrained.check_top(args.top, len(model.class_names))
   else:
     weights, metadata = convert.read_weights(args.checkpoint,
                                              model_name=args.model)
-    pretrained.check_top(args.top, metadata.get('num_classes'))
+    runs.check_classifier(metadata, args.checkpoint)
+    top = pretrained.check_top(args.top, metadata['num_classes'])
     model = pretrained.Classifier(
         weights, metadata, model_name=args.model,
         resize_size=args.resize_size, crop_size=args.crop_size,
         batch_size=args.batch_size)
   try:
-    results, errors = classify_images(model, args.images, args.top,
+    results, errors = classify_images(model, args.images, top,
                                       args.batch_size)
   finally:
     model.close()
   if args.json:
-    print(format_json(args.images, results, errors))
+    common.print_json(format_document(args.images, results, errors))
   elif results:
     print(format_lines(args.images, results))
   return common.report_unreadable('densenet classify', errors)
@@ -132,19 +140,13 @@ def run_classify(args):
 def _litert_classifier(args):
   """The `--litert` file; `--crop-size` must be its input size if given,
   `--resize-size` replaces the exported one if given."""
-  # pylint: disable=g-import-not-at-top
-  from densenet import preprocessing
-  from densenet.serve import litert_runtime
+  from densenet.serve import litert_runtime  # pylint: disable=g-import-not-at-top
   if args.model:
     raise common.UsageError('--model is for --checkpoint (the .tflite holds '
                             'its network).')
-  # The options' defaults are preprocessing's.
-  model = litert_runtime.LiteRTClassifier(
-      args.litert, args.threads, args.batch_size,
-      resize_size=(None if args.resize_size ==
-                   preprocessing.DEFAULT_RESIZE_SIZE else args.resize_size))
-  if args.crop_size not in (preprocessing.DEFAULT_CROP_SIZE,
-                            model.crop_size):
+  model = litert_runtime.LiteRTClassifier(args.litert, args.threads,
+                                          args.batch_size, args.resize_size)
+  if args.crop_size not in (None, model.crop_size):
     raise common.UsageError(
         '--crop-size %d: %s takes %dx%d crops (export it again with '
         '--input-size for another size).' % (
@@ -155,7 +157,7 @@ def _litert_classifier(args):
   return model
 
 
-def classify_images(model, paths, top=5, batch_size=16):
+def classify_images(model, paths, top=None, batch_size=16):
   """Classifies image files in batches, collecting the unreadable ones.
 
   Args:
@@ -201,6 +203,11 @@ def format_lines(paths, results):
 
 def format_json(paths, results, errors):
   """A JSON list: {image, predictions: [{class, probability}]} or {image, error}."""
+  return common.json_text(format_document(paths, results, errors))
+
+
+def format_document(paths, results, errors):
+  """The list `format_json` writes."""
   document = []
   for path in paths:
     if path in errors:
@@ -209,7 +216,7 @@ def format_json(paths, results, errors):
       document.append({'image': path, 'predictions': [
           {'class': name, 'probability': probability}
           for name, probability in results[path]]})
-  return json.dumps(document, indent=2)
+  return document
 
 
 # ---------------------------------------------------------------------------
@@ -229,12 +236,12 @@ def add_export_parser(subparsers):
                       '/tmp/export/1 (TF Serving wants a version number); '
                       'with --format litert the .tflite file to write.')
   _add_weights_arguments(parser)
-  parser.add_argument('--top', type=common.positive_int, default=5,
-                      help='k of the top_k outputs (SavedModel).')
+  parser.add_argument('--top', type=common.positive_int,
+                      help='k of the top_k outputs of a SavedModel (default: '
+                      '5, or all the classes if fewer).')
   litert.add_export_arguments(
-      parser, 'Input height and width, a square (default: --crop-size); '
+      parser, 'Input height and width, a square (default: the crop size); '
       'any batch.')
-
 
 def run_export(args):
   if litert.export_format(args, args.export_dir) == 'litert':

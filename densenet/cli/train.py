@@ -24,7 +24,6 @@ TensorFlow at load time: the library is imported when a command runs.
 """
 
 import argparse
-import json
 import os
 
 from densenet.cli import common
@@ -136,9 +135,13 @@ def add_evaluate_parser(subparsers):
   """Adds the `evaluate` sub-command to an argparse `subparsers` object."""
   parser = common.add_command(
       subparsers, 'evaluate', run_evaluate,
-      help='Top-1 error of a classifier checkpoint.',
-      description='Evaluate a checkpoint on a densenet.datasets split. '
-      'Settings not given come from --train-dir\'s config.json.')
+      help='Accuracy of a classifier checkpoint on a dataset split or a '
+      'folder of images.',
+      description='Evaluate a checkpoint on a densenet.datasets split, or '
+      'with --image-folder on a folder of class sub-folders (per-class '
+      'accuracy and a confusion matrix, also drawn as a PNG). Settings not '
+      'given come from what the checkpoint records: --train-dir\'s (or '
+      'the checkpoint directory\'s) config.json.')
   parser.add_argument('--train-dir', type=common.existing_dir,
                       help='A directory of `densenet train`.')
   parser.add_argument('--checkpoint', type=common.checkpoint_path,
@@ -150,6 +153,18 @@ def add_evaluate_parser(subparsers):
   parser.add_argument('--split',
                       help='Split to evaluate (default: test, or '
                       'validation).')
+  parser.add_argument('--image-folder', type=common.existing_dir,
+                      help='Evaluate on this folder of class sub-folders '
+                      '(e.g. test/, named like the training classes) '
+                      'instead of a TFRecord split.')
+  parser.add_argument('--image-size', type=common.positive_int,
+                      help='With --image-folder: side images are resized '
+                      'and cropped to (default: the training image size, '
+                      'else 256 then a 224 crop).')
+  parser.add_argument('--confusion-png',
+                      help='With --image-folder: where to draw the '
+                      'confusion matrix (default: next to --output, else '
+                      '<model directory>/eval/confusion_<folder>.png).')
   parser.add_argument('--model', type=common.backbone,
                       help='Model name (default: the one of --train-dir).')
   parser.add_argument('--normalization',
@@ -160,6 +175,8 @@ def add_evaluate_parser(subparsers):
   parser.add_argument('--output', help='Also write the results JSON here.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')
+  parser.add_argument('--no-progress', action='store_true',
+                      help='Show no progress bar (--image-folder).')
   return parser
 
 
@@ -185,9 +202,8 @@ def run_train(args):
     datasets.create_image_folder_tfrecords(
         args.image_folder, args.data_dir, image_size=args.image_size,
         validation_fraction=args.validation_fraction)
-  strategy = None
-  if args.strategy != 'auto':
-    strategy = training.get_strategy(args.strategy)
+  strategy = training.get_strategy(args.strategy,
+                                   cluster_timeout=args.cluster_timeout)
   results = classification.train(
       args.data_dir, args.train_dir, model=args.model, augment=augment,
       batch_size=args.batch_size, epochs=args.epochs,
@@ -209,6 +225,14 @@ def run_train(args):
 
 def run_evaluate(args):
   """Runs `densenet evaluate` from parsed arguments; returns exit status."""
+  if not (args.train_dir or args.checkpoint):
+    raise common.UsageError('give --train-dir or --checkpoint.')
+  if args.image_folder:
+    return _evaluate_folder(args)
+  for option in ('image_size', 'confusion_png'):
+    if getattr(args, option) is not None:
+      raise common.UsageError('--%s goes with --image-folder.' %
+                              option.replace('_', '-'))
   from densenet import classification  # pylint: disable=g-import-not-at-top
   results = classification.evaluate(
       train_dir=args.train_dir, checkpoint=args.checkpoint,
@@ -219,9 +243,45 @@ def run_evaluate(args):
   return 0
 
 
+def _evaluate_folder(args):
+  """`densenet evaluate --image-folder`: accuracy, per class, confusion."""
+  for option in ('data_dir', 'split', 'normalization'):
+    if getattr(args, option) is not None:
+      raise common.UsageError(
+          '--%s is for TFRecord datasets, not --image-folder (the model\'s '
+          'own normalization is used).' % option.replace('_', '-'))
+  confusion_png = args.confusion_png or _default_confusion_png(args)
+  # pylint: disable=g-import-not-at-top
+  from densenet.classification import evaluation
+  results = evaluation.evaluate_folder(
+      args.image_folder, checkpoint=args.checkpoint, train_dir=args.train_dir,
+      model=args.model, image_size=args.image_size,
+      batch_size=args.batch_size, output=args.output,
+      confusion_png=confusion_png, progress=not args.no_progress)
+  if args.json:
+    common.print_json(results, sort_keys=True)
+    return 0
+  print(evaluation.format_folder_results(results))
+  print('confusion matrix picture: %s' % results['confusion_png'])
+  if args.output:
+    print('results: %s' % args.output)
+  return 0
+
+
+def _default_confusion_png(args):
+  """Next to --output, else in the model directory's eval/."""
+  folder = os.path.basename(os.path.normpath(args.image_folder))
+  if args.output:
+    return os.path.splitext(args.output)[0] + '_confusion.png'
+  model_dir = args.train_dir or args.checkpoint
+  if not os.path.isdir(model_dir):
+    model_dir = os.path.dirname(model_dir)
+  return os.path.join(model_dir, 'eval', 'confusion_%s.png' % folder)
+
+
 def _print_results(results, as_json, path):
   if as_json:
-    print(json.dumps(results, indent=2, sort_keys=True))
+    common.print_json(results, sort_keys=True)
     return
   metrics = results
   for split in ('test', 'validation'):

@@ -58,18 +58,19 @@ def list_images(source):
   return class_names, examples
 
 
-def load_image(path, image_size):
+def load_image(path, image_size, crop_size=None):
   """Decodes an image file to `[image_size, image_size, 3]` uint8 RGB.
 
   `densenet.preprocessing.load_image` with the shorter side resized to
-  `image_size` and the centre square cropped (EXIF orientation, RGB).
+  `image_size` and the centre square cropped (EXIF orientation, RGB): of
+  `crop_size` (default `image_size`: the whole shorter side).
 
   Raises:
     ValueError: If `path` cannot be decoded as an image; names the file.
   """
   try:
     return preprocessing.load_image(path, resize_size=image_size,
-                                    crop_size=image_size)
+                                    crop_size=crop_size or image_size)
   except (OSError, SyntaxError, ValueError) as e:
     raise ValueError('Cannot decode image %s: %s' % (path, e)) from e
 
@@ -96,6 +97,8 @@ def create_tfrecords(source, output_dir, image_size=224,
   Raises:
     FileNotFoundError, ValueError: See `list_images`; a file that is not an
       image is named in the error.
+    ValueError: If `validation_fraction` holds out every image of a class
+      (naming those classes and their image counts); nothing is written.
   """
   if not 0.0 <= validation_fraction < 1.0:
     raise ValueError('validation_fraction must be in [0, 1), got %r.' %
@@ -104,12 +107,24 @@ def create_tfrecords(source, output_dir, image_size=224,
   class_names, examples = list_images(source)
   rng = np.random.RandomState(seed)
   splits = {'train': [], 'validation': []}
+  emptied = []  # (class name, images) left without a training image.
   for label in range(len(class_names)):
     files = [e for e in examples if e[1] == label]
     order = rng.permutation(len(files))
     num_validation = int(round(len(files) * validation_fraction))
+    if num_validation >= len(files):
+      emptied.append((class_names[label], len(files)))
     splits['validation'] += [files[i] for i in order[:num_validation]]
     splits['train'] += [files[i] for i in order[num_validation:]]
+  if emptied:
+    raise ValueError(
+        'validation_fraction=%g holds out every image of %d class(es), '
+        'leaving them no training image: %s; lower the validation fraction '
+        'or add images (a class of n images keeps n - round(n * fraction) '
+        'for training).' % (validation_fraction, len(emptied), ', '.join(
+            '%s (%d image%s, all to validation)' % (
+                name, count, '' if count == 1 else 's')
+            for name, count in emptied)))
   written = {}
   for split, files in splits.items():
     if not files:

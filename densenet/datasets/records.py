@@ -18,9 +18,15 @@ run killed after its commit, inside that loop of renames (microseconds),
 leaves its commit directory: the next run of the split finishes the move
 first (rolls forward), so the directory again holds exactly the new shards.
 A run that raises (a bad record, a failed check) lands nothing.
+
+Reading: the readers register the shards they read (`reading`), and the
+functions that iterate over them (`names_corrupt_shards`) turn TensorFlow's
+`DataLossError: corrupted record at N` into a `CorruptShardError` that
+names the shard and the offset.
 """
 
 import collections
+import functools
 import glob
 import json
 import os
@@ -127,6 +133,23 @@ def recover(output_dir, split):
   return committed, temporaries
 
 
+def _without_empty_shards(directory, split, names, counts):
+  """Removes the empty shards in `directory` and renumbers the others
+  (`<split>-<i>-of-<n>` with n the shards that hold records), so that a
+  split never has more shards than records; a split of no record keeps one
+  empty shard. Returns the new `(names, counts)`."""
+  kept = [(name, count) for name, count in zip(names, counts) if count]
+  if len(kept) == len(names):
+    return names, counts
+  kept = kept or [(names[0], 0)]
+  for name in set(names) - {name for name, _ in kept}:
+    os.remove(os.path.join(directory, name))
+  renamed = [shard_name(split, i, len(kept)) for i in range(len(kept))]
+  for (old, _), new in zip(kept, renamed):
+    os.rename(os.path.join(directory, old), os.path.join(directory, new))
+  return renamed, [count for _, count in kept]
+
+
 def write_shards(output_dir, split, shards, finish=None):
   """Writes one TFRecord file per iterable of `shards`, atomically.
 
@@ -142,7 +165,9 @@ def write_shards(output_dir, split, shards, finish=None):
 
   Returns:
     `(paths, counts)`: the shard paths and the records counted back from
-    each file.
+    each file. Shards that received no record are dropped and the others
+    numbered `-of-<shards with records>` (never more shards than records;
+    one empty shard for a split of none).
 
   Raises:
     ValueError: If `shards` is empty. Whatever an iterable or `finish`
@@ -163,6 +188,7 @@ def write_shards(output_dir, split, shards, finish=None):
         for record in shard:
           writer.write(record)
     counts = [count_records([os.path.join(temporary, n)]) for n in names]
+    names, counts = _without_empty_shards(temporary, split, names, counts)
     extras = (finish(counts) if finish else None) or {}
     for name, content in extras.items():
       if name.startswith(split + '-') or os.path.basename(name) != name:
@@ -180,3 +206,76 @@ def write_shards(output_dir, split, shards, finish=None):
     if os.path.basename(temporary).startswith('.%s-tmp-' % split):
       shutil.rmtree(temporary, ignore_errors=True)
   return [os.path.join(output_dir, n) for n in names], counts
+
+
+# Reading: a corrupted shard named. ----------------------------------------
+
+_read = {}  # Shard path -> when (a count) this process last began reading it.
+_reads = [0]
+
+
+class CorruptShardError(OSError):
+  """A TFRecord shard that does not read back (exit status 1).
+
+  Attributes:
+    path: The shard.
+    offset: The byte offset TensorFlow reported, or None.
+  """
+
+  def __init__(self, path, offset, reason):
+    self.path, self.offset = path, offset
+    super().__init__('corrupted TFRecord shard %s: %s; write it again (its '
+                     'split\'s records) or remove it.' % (path, reason))
+
+
+def reading(paths):
+  """Records that this process reads the shards `paths` (so that a
+  `DataLossError` can be traced to one of them); returns `paths`."""
+  for path in paths:
+    _reads[0] += 1
+    _read[os.path.abspath(path)] = _reads[0]
+  return paths
+
+
+_OFFSET = re.compile(r'(corrupted|truncated) record at (\d+)')
+
+
+def find_corrupt(paths):
+  """The first of `paths` that does not read to its end, as a
+  `CorruptShardError`, or None. Reads every record of each file."""
+  with tf.init_scope():
+    for path in paths:
+      if not os.path.isfile(path):
+        continue
+      try:
+        tf.data.TFRecordDataset(path).reduce(
+            tf.constant(0, tf.int64), lambda count, _: count + 1)
+      except tf.errors.DataLossError as e:
+        message = e.message or str(e)
+        match = _OFFSET.search(message)
+        if match:
+          reason = '%s record at byte %s' % match.groups()
+          return CorruptShardError(path, int(match.group(2)), reason)
+        return CorruptShardError(path, None, message.strip().splitlines()[0])
+  return None
+
+
+def names_corrupt_shards(function):
+  """Decorates a function that reads shards (`reading`): a `DataLossError`
+  it raises becomes the `CorruptShardError` of the shard that does not
+  read (found by reading each shard it registered), naming it and the byte
+  offset; other errors pass unchanged."""
+
+  @functools.wraps(function)
+  def wrapper(*args, **kwargs):
+    started = _reads[0]
+    try:
+      return function(*args, **kwargs)
+    except tf.errors.DataLossError as e:
+      corrupt = find_corrupt(  # The shards this call read.
+          [path for path, when in _read.items() if when > started])
+      if corrupt is None:
+        raise
+      raise corrupt from e
+
+  return wrapper

@@ -196,7 +196,7 @@ def read_split(data_dir, split, metadata=None):
     raise FileNotFoundError('Missing shards of %s in %r: %s.' %
                             (split, data_dir, ', '.join(missing)))
   image_shape = metadata['image_shape']
-  return tf.data.TFRecordDataset(files).map(
+  return tf.data.TFRecordDataset(records.reading(files)).map(
       lambda record: parse_example(record, image_shape),
       num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from densenet.weights import assign
 from densenet.weights import convert
+from densenet.weights import runs
 from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet.serve import pretrained
@@ -39,18 +40,20 @@ BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'
 
 
-def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
-                       resize_size=preprocessing.DEFAULT_RESIZE_SIZE,
-                       crop_size=preprocessing.DEFAULT_CROP_SIZE):
+def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
+                       resize_size=None, crop_size=None):
   """Writes a SavedModel classifying images with pretrained weights.
 
   Args:
-    checkpoint: Anything `convert.read_weights` reads.
+    checkpoint: Anything `convert.read_weights` reads (a training run's
+      directory too: its class names are the export's top_k_names).
     export_dir: Directory to create (must not exist).
     model_name: An architecture name or `densenet_X` config, or None to
       take it from the weights.
-    top: k of the top_k outputs.
-    resize_size, crop_size: Geometry of the `image_bytes` signature.
+    top: k of the top_k outputs (default 5, or all the classes if fewer).
+    resize_size, crop_size: Geometry of the `image_bytes` signature
+      (default `pretrained.image_geometry`: a trained model's image size,
+      else 256 and 224).
 
   Returns:
     `export_dir`.
@@ -62,8 +65,11 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
     raise ValueError('export_dir %r already exists.' % (export_dir,))
   weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
   model_name = model_name or metadata['model']
-  num_classes = metadata.get('num_classes')
-  pretrained.check_top(top, num_classes)
+  runs.check_classifier(metadata, checkpoint)
+  top = pretrained.check_top(top, metadata['num_classes'])
+  names = pretrained.names_of(metadata)
+  resize_size, crop_size = pretrained.image_geometry(metadata, resize_size,
+                                                     crop_size)
   with tf.Graph().as_default() as graph:
     image_bytes = tf.compat.v1.placeholder(tf.string, [None],
                                            name='image_bytes')
@@ -77,7 +83,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=5,
     _, logits = pretrained.build_classifier(model_name, metadata, images)
     probabilities = tf.nn.softmax(logits)
     top_probabilities, top_indices = tf.nn.top_k(probabilities, k=top)
-    names = tf.constant(pretrained.class_names(num_classes))
+    names = tf.constant(names)
     outputs = {
         'logits': logits,
         'probabilities': probabilities,

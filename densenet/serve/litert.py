@@ -35,6 +35,7 @@ from densenet.serve import pretrained
 from densenet.serve import rewrite
 from densenet.weights import assign
 from densenet.weights import convert as convert_lib
+from densenet.weights import runs
 
 QUANTIZATIONS = litert_runtime.QUANTIZATIONS
 INPUT_NAME = litert_runtime.INPUT_NAME
@@ -178,13 +179,12 @@ def calibration_loaders(calibration, size, prepare):
 def export_classifier(checkpoint, output, model_name=None, input_size=None,
                       quantize=None, calibration=None,
                       calibration_size=calibration_lib.DEFAULT_SIZE,
-                      resize_size=preprocessing.DEFAULT_RESIZE_SIZE,
-                      crop_size=preprocessing.DEFAULT_CROP_SIZE,
-                      progress=True):
+                      resize_size=None, crop_size=None, progress=True):
   """Writes a classifier as one .tflite file.
 
   Args:
-    checkpoint: Anything `convert.read_weights` reads.
+    checkpoint: Anything `convert.read_weights` reads (a training run's
+      directory too: its class names and image size are the file's).
     output: The .tflite path (must not exist).
     model_name: An architecture name or `densenet_X` config, or None to
       take it from the weights.
@@ -194,7 +194,7 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
     calibration: For 'int8': an image folder or TFRecord glob.
     calibration_size: How many calibration images at most.
     resize_size, crop_size: The geometry of `densenet classify` (recorded;
-      calibration images get it too).
+      calibration images get it too); default `pretrained.image_geometry`.
     progress: Whether to show the calibration's progress.
 
   Returns:
@@ -208,23 +208,32 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
     ConversionError: If conversion fails.
   """
   check_export(output, quantize, calibration)
-  if input_size is None:
-    input_size = (crop_size, crop_size)
-  input_size = tuple(int(side) for side in input_size)
-  if len(input_size) != 2 or input_size[0] != input_size[1]:
-    raise ValueError('--input-size of a classifier must be a square N,N (its '
-                     'centre crop), got %s.' % (input_size,))
-  crop_size = input_size[0]
-  if resize_size < crop_size:
-    raise ValueError('--resize-size (%d) must be >= the crop, --input-size '
-                     '(%d).' % (resize_size, crop_size))
-  loaders = calibration and calibration_loaders(
-      calibration, calibration_size,
-      lambda source: preprocessing.load_image(source, resize_size, crop_size))
+  if input_size is not None:
+    input_size = tuple(int(side) for side in input_size)
+    if len(input_size) != 2 or input_size[0] != input_size[1]:
+      raise ValueError('--input-size of a classifier must be a square N,N '
+                       '(its centre crop), got %s.' % (input_size,))
+    if crop_size not in (None, input_size[0]):
+      raise ValueError('--input-size %s and --crop-size %d differ: the input '
+                       'is the crop.' % (input_size, crop_size))
+    crop_size = input_size[0]
+  sources = calibration and calibration_lib.sources(calibration,
+                                                    calibration_size)
   weights, metadata = convert_lib.read_weights(checkpoint,
                                                model_name=model_name)
   model_name = model_name or metadata['model']
-  num_classes = metadata.get('num_classes')
+  runs.check_classifier(metadata, checkpoint)
+  names = pretrained.names_of(metadata)
+  resize_size, crop_size = pretrained.image_geometry(metadata, resize_size,
+                                                     crop_size)
+  if resize_size < crop_size:
+    raise ValueError('--resize-size (%d) must be >= the crop (%d).' %
+                     (resize_size, crop_size))
+  input_size = (crop_size, crop_size)
+  loaders = sources and [
+      lambda source=source: preprocessing.load_image(source, resize_size,
+                                                     crop_size)
+      for source in sources]
   with tf.Graph().as_default() as graph:
     images = tf.compat.v1.placeholder(tf.float32, (None,) + input_size + (3,),
                                       name=INPUT_NAME)
@@ -244,9 +253,8 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
   description = {
       'task': 'classification',
       'architecture': model_name,
-      'num_classes': num_classes,
-      'class_names': list(metadata.get('class_names') or
-                          pretrained.class_names(num_classes)),
+      'num_classes': metadata['num_classes'],
+      'class_names': names,
       'normalization': metadata['normalization'],
       'input_size': list(input_size),
       'resize_size': resize_size,

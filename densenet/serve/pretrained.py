@@ -4,12 +4,14 @@
     model = load_pretrained('densenet_121', '/tmp/densenet_121/model.ckpt')
     model.predict(['cat.jpg', 'dog.png'])   # [[('tabby', 0.61), ...], ...]
 
-`load_pretrained` accepts anything `densenet.weights.convert.read_weights` reads: a
-converted checkpoint (its metadata gives the model, BN epsilon and input
-normalization), a pudae checkpoint, a Keras `.h5`/`.keras` file or model, or
-a torchvision state dict. The network runs in its own `tf.Graph` and
-`tf.compat.v1.Session`, as `densenet.serve.rewrite.optimize` rewrites it (batch
-norm folded, weights constant).
+`load_pretrained` accepts anything `densenet.weights.convert.read_weights`
+reads: a converted checkpoint (its metadata gives the model, BN epsilon and
+input normalization), a training run's checkpoint or directory (its
+config.json gives them, its dataset the class names and image size), a pudae
+checkpoint, a Keras `.h5`/`.keras` file or model, or a torchvision state
+dict. The network runs in its own `tf.Graph` and `tf.compat.v1.Session`, as
+`densenet.serve.rewrite.optimize` rewrites it (batch norm folded, weights
+constant).
 """
 
 import importlib.resources
@@ -19,6 +21,7 @@ import tensorflow as tf
 
 from densenet.weights import assign
 from densenet.weights import convert
+from densenet.weights import runs
 from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet import spec as spec_lib
@@ -44,8 +47,49 @@ def class_names(num_classes):
   return [str(i) for i in range(num_classes)]
 
 
+def names_of(metadata):
+  """The class names of weights: those their run's dataset recorded
+  (`metadata['class_names']`), else `class_names(num_classes)`.
+
+  Raises:
+    ValueError: If the recorded names are not one per class.
+  """
+  names = metadata.get('class_names')
+  if names is None:
+    return class_names(metadata['num_classes'])
+  if len(names) != metadata['num_classes']:
+    raise ValueError('The weights have %d classes but their dataset names %d '
+                     '(%s).' % (metadata['num_classes'], len(names),
+                                ', '.join(names)))
+  return list(names)
+
+
+def image_geometry(metadata, resize_size=None, crop_size=None):
+  """`(resize_size, crop_size)` for images given to weights.
+
+  A model trained here on `image_size` images (`metadata['image_size']`,
+  from its dataset) sees files as its training did: the shorter side
+  resized to that size, the centre square cropped
+  (`densenet.datasets.image_folder.load_image`). Otherwise the ImageNet
+  evaluation geometry: 256, then the central 224 crop. Given values win.
+  """
+  size = metadata.get('image_size')
+  if resize_size is None:
+    resize_size = size or preprocessing.DEFAULT_RESIZE_SIZE
+  if crop_size is None:
+    crop_size = size or preprocessing.DEFAULT_CROP_SIZE
+  return resize_size, crop_size
+
+
+DEFAULT_TOP = 5
+
+
 def check_top(top, num_classes):
   """Checks `top` (`--top`: classes per image) against the model's classes.
+
+  Returns:
+    `top`, or for None `DEFAULT_TOP` or all the classes if fewer (a model
+    trained on 3 classes shows 3).
 
   Raises:
     ValueError: Unless 1 <= top <= num_classes; one message for every
@@ -54,6 +98,8 @@ def check_top(top, num_classes):
   if not num_classes:
     raise ValueError('--top needs a model with classes, got num_classes=%r.'
                      % (num_classes,))
+  if top is None:
+    return min(DEFAULT_TOP, num_classes)
   if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or (
       top < 1):
     raise ValueError('--top must be a positive integer, got %r.' % (top,))
@@ -80,9 +126,7 @@ def build_classifier(model_name, metadata, images=None):
     logits.
   """
   spec = spec_lib.ModelSpec.from_metadata(metadata, architecture=model_name)
-  if not spec.num_classes:
-    raise ValueError('The weights of %s have no logits (num_classes is %r); '
-                     'they cannot classify.' % (spec.scope, spec.num_classes))
+  runs.check_classifier(metadata, spec.scope)
   if images is None:
     images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3],
                                       name='images')
@@ -96,18 +140,21 @@ class Classifier(object):
   Attributes:
     model_name: e.g. 'densenet_121'.
     metadata: The weights' metadata (BN epsilon, normalization, source...).
-    class_names: Name of every class index.
+    class_names: Name of every class index (`names_of`: the run's dataset's,
+      ImageNet's for 1000 classes, else the indices).
     resize_size, crop_size: Geometry used for files (see
-      `preprocessing.load_image`).
+      `preprocessing.load_image`; default `image_geometry`: a trained
+      model's image size, else 256 and 224).
   """
 
-  def __init__(self, weights, metadata, model_name=None,
-               resize_size=preprocessing.DEFAULT_RESIZE_SIZE,
-               crop_size=preprocessing.DEFAULT_CROP_SIZE, batch_size=16):
+  def __init__(self, weights, metadata, model_name=None, resize_size=None,
+               crop_size=None, batch_size=16):
     self.model_name = model_name or metadata['model']
     self.metadata = dict(metadata)
-    self.resize_size = resize_size
-    self.crop_size = crop_size
+    runs.check_classifier(self.metadata, self.model_name)
+    self.class_names = names_of(self.metadata)
+    self.resize_size, self.crop_size = image_geometry(
+        metadata, resize_size, crop_size)
     self.batch_size = batch_size
     self.graph = tf.Graph()
     with self.graph.as_default():
@@ -123,7 +170,6 @@ class Classifier(object):
                                           self._probabilities)))
     self.graph = self.session.graph
     self.graph.finalize()
-    self.class_names = class_names(metadata['num_classes'])
 
   def close(self):
     self.session.close()
@@ -171,14 +217,14 @@ class Classifier(object):
     """float32 `[batch, num_classes]` softmax probabilities."""
     return self._run(self._probabilities, images)
 
-  def predict(self, images, top=5):
+  def predict(self, images, top=None):
     """Top-`top` `(class name, probability)` pairs for each image.
 
     Args:
       images: A path, or a list of paths / file objects / PIL images /
         `[height, width, 3]` arrays (decoded, resized and cropped), or a
         `[batch, height, width, 3]` RGB array in [0, 255] used as is.
-      top: How many classes per image.
+      top: How many classes per image (default 5, or all if fewer).
 
     Returns:
       A list with, per image, a list of `top` (name, probability) pairs,
@@ -186,9 +232,9 @@ class Classifier(object):
     """
     return self.decode(self.probabilities(images), top)
 
-  def decode(self, probabilities, top=5):
+  def decode(self, probabilities, top=None):
     """`[batch, num_classes]` probabilities -> top-k (name, probability)."""
-    check_top(top, probabilities.shape[-1])
+    top = check_top(top, probabilities.shape[-1])
     result = []
     for row in probabilities:
       order = np.argsort(-row, kind='stable')[:top]
@@ -203,7 +249,8 @@ def load_pretrained(model_name, checkpoint, **kwargs):
     model_name: An architecture name ('densenet_121'...) or `densenet_X`
       config, or None to take it from the weights.
     checkpoint: Anything `convert.read_weights` reads (converted or pudae
-      checkpoint prefix, Keras file or model, torchvision state dict).
+      checkpoint prefix, a training run's checkpoint or directory, Keras
+      file or model, torchvision state dict).
     **kwargs: `resize_size`, `crop_size`, `batch_size` of `Classifier`.
 
   Returns:

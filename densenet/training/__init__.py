@@ -14,6 +14,10 @@ use, so `import densenet.training` loads no TensorFlow):
                 `keras_model(...)`, the TF2 face of the networks.
   distribute:   `get_strategy`, `is_chief`, `num_workers`, `chief_dir`,
                 `shard_policy`, `WorkerLostError`.
+  cluster:      TF_CONFIG read and checked, the wait for the other workers
+                (no TensorFlow).
+  lock:         one training run per model directory (its `.lock` file;
+                no TensorFlow).
   checkpoints:  `NameBasedCheckpointManager`, `checkpoint_variables`.
   summaries:    `write_scalar` (TensorBoard without the tensorboard package).
   schedules:    learning rates (`step`, `poly`).
@@ -36,6 +40,10 @@ _PUBLIC = dict(
     **_names('distribute', 'get_strategy', 'is_chief', 'num_workers',
              'chief_dir', 'shard_policy', 'WorkerLostError', 'STRATEGIES',
              'COLLECTIVE_TIMEOUT_SECONDS'),
+    **_names('cluster', 'read_tf_config', 'is_chief_task', 'wait_for_peers',
+             'TFConfigError', 'ClusterTimeoutError',
+             'CLUSTER_TIMEOUT_SECONDS'),
+    **_names('lock', 'LockedError'),
     **_names('checkpoints', 'NameBasedCheckpointManager',
              'checkpoint_variables', 'GLOBAL_STEP', 'OPTIMIZER_PREFIX'),
     **_names('summaries', 'write_scalar'),

@@ -11,10 +11,12 @@ read them. (`tf.train.Checkpoint` would key them by object path, and its
 """
 
 import os
+import sys
 
 import tensorflow as tf
 
 from densenet.weights import checkpoints as weights_lib
+from densenet.weights import manifest
 
 GLOBAL_STEP = 'global_step'
 OPTIMIZER_PREFIX = weights_lib.OPTIMIZER_PREFIX
@@ -39,6 +41,15 @@ class NameBasedCheckpointManager(object):
   `tf.train.load_checkpoint`, TF1 `Saver`s and `slim.assign_from_checkpoint_fn`
   all read them.
 
+  The directory describes itself: `restore` resumes from the newest
+  complete checkpoint on disk (`densenet.weights.manifest`), also when the
+  state file is missing or stale, and says so in one line (`log`). Newer
+  checkpoints found incomplete (a truncated `.data` file) are set aside,
+  renamed `<file>.incomplete`, so that nothing of them is lost or
+  overwritten. `max_to_keep` deletes only checkpoints this manager wrote,
+  or those listed in a state file that names the checkpoint it resumed
+  from (the run's own list); others found on disk are never deleted.
+
   Args:
     variables: {checkpoint key: variable} (see `checkpoint_variables`).
     directory: Where checkpoints live.
@@ -47,10 +58,11 @@ class NameBasedCheckpointManager(object):
     write: Whether this process writes files (False on non-chief workers;
       they still read every variable, which MultiWorkerMirroredStrategy
       needs for its collective reads).
+    log: Where the lines about what was found on disk go (default: stderr).
   """
 
   def __init__(self, variables, directory, max_to_keep=3, prefix='model.ckpt',
-               write=True):
+               write=True, log=None):
     if max_to_keep < 1:
       raise ValueError('max_to_keep must be >= 1, got %r.' % (max_to_keep,))
     self._variables = dict(variables)
@@ -58,6 +70,9 @@ class NameBasedCheckpointManager(object):
     self._prefix = prefix
     self._max_to_keep = max_to_keep
     self._write = write
+    self._log = log or _stderr
+    self._written = []  # Prefixes this manager saved, oldest first.
+    self._adopted = None  # The state file's list, when it is the run's own.
 
   @property
   def directory(self):
@@ -70,12 +85,28 @@ class NameBasedCheckpointManager(object):
 
   @property
   def latest_checkpoint(self):
-    """Prefix of the newest checkpoint, or None."""
-    return tf.train.latest_checkpoint(self._directory)
+    """Prefix of the newest complete checkpoint, or None."""
+    if self._written:
+      return self._written[-1]
+    return self._find().prefix
 
-  def _all_checkpoints(self):
-    state = tf.train.get_checkpoint_state(self._directory)
-    return list(state.all_model_checkpoint_paths) if state else []
+  def _find(self):
+    if not tf.io.gfile.isdir(self._directory):
+      return manifest.Found(None, [], [], False)
+    return manifest.newest_complete(self._directory, self._prefix)
+
+  def _adopt(self, found):
+    """Takes over the state file's list when it names `found.prefix`."""
+    if self._adopted is not None:
+      return
+    self._adopted = []
+    if found.state_trusted:
+      state = tf.train.get_checkpoint_state(self._directory)
+      self._adopted = [
+          os.path.join(self._directory, os.path.basename(p))
+          for p in state.all_model_checkpoint_paths
+          if os.path.isfile(p + '.index') and os.path.samefile(
+              os.path.dirname(p) or '.', self._directory)]
 
   def save(self, step):
     """Writes the checkpoint of global step `step`; returns its prefix."""
@@ -84,26 +115,67 @@ class NameBasedCheckpointManager(object):
     path = os.path.join(self._directory, '%s-%d' % (self._prefix, step))
     if not self._write:
       return path
+    if self._adopted is None:
+      self._adopt(self._find())
+    if path not in self._written:
+      _set_aside(path, self._log)
     weights_lib.save(dict(zip(keys, tensors)), path)
-    kept = [p for p in self._all_checkpoints() if p != path] + [path]
+    kept = [p for p in self._adopted + self._written if p != path] + [path]
+    self._written = [p for p in self._written if p != path] + [path]
     for old in kept[:-self._max_to_keep]:
       for name in tf.io.gfile.glob(old + '.*'):
         tf.io.gfile.remove(name)
     kept = kept[-self._max_to_keep:]
+    self._adopted = [p for p in self._adopted if p in kept]
+    self._written = [p for p in self._written if p in kept]
+    # Paths relative to the directory: a copy of it reads its own files.
     tf.compat.v1.train.update_checkpoint_state(
-        self._directory, path, all_model_checkpoint_paths=kept)
+        self._directory, os.path.basename(path),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in kept])
     return path
 
   def restore(self, path=None):
-    """Restores `path` (default: the latest); returns it, or None if none.
+    """Restores `path` (default: the newest complete checkpoint); returns
+    it, or None if there is none.
 
     Raises:
       densenet.weights.WeightMismatchError: If the checkpoint lacks a
         variable or has another shape.
+      densenet.weights.IncompleteCheckpointError: If `path`'s files are
+        not whole.
     """
-    path = path or self.latest_checkpoint
+    if path is None:
+      found = self._find()
+      for line in found.notes:
+        self._log(line)
+      if self._write:
+        for error in found.incomplete:
+          _set_aside(error.prefix, self._log)
+        self._adopt(found)
+      path = found.prefix
     if path is None:
       return None
     weights_lib.restore_by_name(self._variables, path).check(
         'checkpoint %s does not match the model' % path)
     return path
+
+
+INCOMPLETE_SUFFIX = '.incomplete'
+
+
+def _stderr(line):
+  print(line, file=sys.stderr, flush=True)
+
+
+def _set_aside(prefix, log):
+  """Renames the files of `prefix` (one this run did not write) to
+  `<file>.incomplete`, so that a save there overwrites nothing."""
+  names = [n for n in tf.io.gfile.glob(prefix + '.*')
+           if not n.endswith(INCOMPLETE_SUFFIX)]
+  if not names:
+    return
+  for name in names:
+    tf.io.gfile.rename(name, name + INCOMPLETE_SUFFIX, overwrite=True)
+  log('%s: set aside the files of %s, which this run did not write, as '
+      '%s.*%s.' % (os.path.dirname(prefix) or '.', os.path.basename(prefix),
+                   os.path.basename(prefix), INCOMPLETE_SUFFIX))

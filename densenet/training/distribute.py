@@ -4,7 +4,8 @@
     if distribute.is_chief(strategy): ...         # writes checkpoints, events
 
 `get_strategy('auto')` is `MultiWorkerMirroredStrategy` when the TF_CONFIG
-environment variable names several workers, `MirroredStrategy` with several
+environment variable names several workers (checked, and every worker
+waited for, by `cluster`), `MirroredStrategy` with several
 GPUs, else the default strategy. Only the chief writes into the model
 directory (`chief_dir`); the input is sharded by file when there are enough
 files (`shard_policy`); a collective that a lost peer never joins fails with
@@ -18,13 +19,19 @@ import tempfile
 import tensorflow as tf
 
 from densenet import spec as spec_lib
+from densenet.training import cluster
 
 STRATEGIES = spec_lib.STRATEGIES
+CLUSTER_TIMEOUT_SECONDS = cluster.CLUSTER_TIMEOUT_SECONDS
+ClusterTimeoutError = cluster.ClusterTimeoutError
+TFConfigError = cluster.TFConfigError
+is_chief_task = cluster.is_chief_task
 # Default limit of one multi-worker collective (see `get_strategy`).
 COLLECTIVE_TIMEOUT_SECONDS = 600
 
 
-def get_strategy(kind='auto', timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS):
+def get_strategy(kind='auto', timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS,
+                 cluster_timeout=CLUSTER_TIMEOUT_SECONDS):
   """The `tf.distribute.Strategy` for this process.
 
   Args:
@@ -38,9 +45,15 @@ def get_strategy(kind='auto', timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS):
       exceed the longest time one worker may wait for the slowest one,
       start-up and checkpoint writes included. TF's coordination service
       usually notices a dead worker sooner, from its missed heartbeats.
+    cluster_timeout: Multi-worker only: seconds to wait for every other
+      worker of TF_CONFIG to answer on its port before the strategy is
+      created (`cluster.wait_for_peers`: progress on stderr, then
+      `ClusterTimeoutError` naming the missing workers).
 
   Raises:
-    ValueError: If `kind` or `timeout_seconds` is bad.
+    ValueError: If `kind` or `timeout_seconds` is bad, or TF_CONFIG is
+      malformed (`cluster.TFConfigError`).
+    ClusterTimeoutError: If some workers did not answer in time.
   """
   if kind not in STRATEGIES:
     raise ValueError('strategy must be one of %s, got %r.' %
@@ -48,17 +61,17 @@ def get_strategy(kind='auto', timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS):
   if timeout_seconds is not None and not timeout_seconds > 0:
     raise ValueError('timeout_seconds must be > 0 or None, got %r.' %
                      (timeout_seconds,))
+  config = cluster.read_tf_config() if kind in ('auto', 'multi_worker') else (
+      None)
   if kind == 'auto':
-    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    spec = cluster.cluster_spec().as_dict()
-    num_workers = len(spec.get('worker', [])) + len(spec.get('chief', []))
-    if num_workers > 1:
+    if cluster.num_workers(config) > 1:
       kind = 'multi_worker'
     elif len(tf.config.list_logical_devices('GPU')) > 1:
       kind = 'mirrored'
     else:
       kind = 'default'
   if kind == 'multi_worker':
+    cluster.wait_for_peers(config, cluster_timeout)
     return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=timeout_seconds))

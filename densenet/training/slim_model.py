@@ -136,12 +136,13 @@ def keras_model(model, num_classes=None, checkpoint=None,
     num_classes: Classes of the logits, or None for the features (as the
       constructors; a checkpoint's logits then stay unused).
     checkpoint: Weights to load, anything `convert.read_weights` reads: a
-      converted or trained checkpoint of ours, a pudae checkpoint, a Keras
-      `.h5`/`.keras` file, a torchvision state dict. The network is built the
-      way the weights expect (batch-norm epsilon, stem padding) and, when
-      the weights record an input normalization (converted checkpoints and
-      the other sources do; checkpoints without metadata do not), the model
-      takes RGB images in [0, 255] and applies it.
+      converted or trained checkpoint of ours (a training run's directory
+      too), a pudae checkpoint, a Keras `.h5`/`.keras` file, a torchvision
+      state dict. The network is built the way the weights expect
+      (batch-norm epsilon, stem padding) and, when the weights record an
+      input normalization (converted checkpoints, training runs with their
+      config.json and the other sources do; bare checkpoints do not), the
+      model takes RGB images in [0, 255] and applies it.
     **constructor_kwargs: Arguments of the constructor (`output_stride`,
       `global_pool`, `initial_output_stride`, `theta`, `dropout_rate`,
       `memory_efficient`, `scope`, ...); not `inputs` or `is_training`
@@ -161,8 +162,8 @@ def keras_model(model, num_classes=None, checkpoint=None,
                        (reserved, instead))
   weights, contract = None, dict(DEFAULT_CONTRACT)
   if checkpoint is not None:
-    weights, contract, recorded_model = checkpoint_contract(
-        checkpoint, model if isinstance(model, str) else None)
+    weights, contract, recorded_model = checkpoint_contract(checkpoint,
+                                                            model)
     if model is None:
       model = recorded_model
   constructor, scope = _constructor(model, constructor_kwargs)
@@ -173,7 +174,7 @@ def keras_model(model, num_classes=None, checkpoint=None,
     with slim.arg_scope(arg_scope), slim.arg_scope(
         [nets.root_block], padding=contract['root_padding']):
       if contract['normalization']:
-        images = preprocessing.normalize(images, contract['normalization'])
+        images = preprocessing.normalizer(contract['normalization'])(images)
       net, _ = constructor(images, num_classes=num_classes,
                            is_training=is_training, **constructor_kwargs)
     return net
@@ -190,8 +191,8 @@ def checkpoint_contract(checkpoint, model_name=None):
 
   Args:
     checkpoint: Anything `convert.read_weights` reads.
-    model_name: The `densenet.MODELS` name the weights are for, or None to
-      take it from them.
+    model_name: The architecture (a name or `densenet_X` config) the weights
+      are for, or None to take it from them.
 
   Returns:
     `(weights, contract, model_name)`: weights by name relative to the model
@@ -199,8 +200,10 @@ def checkpoint_contract(checkpoint, model_name=None):
     the checkpoint records none); the weights' model name.
   """
   weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
+  # Our checkpoints say what they record (converted metadata, a run's
+  # config.json); the other sources always expect their normalization.
   recorded = (metadata['source'] != 'densenet' or
-              weights_lib.read_metadata(checkpoint) is not None)
+              'normalization' in metadata.get('recorded', ()))
   contract = {'batch_norm_epsilon': metadata['batch_norm_epsilon'],
               'root_padding': metadata.get('root_padding', 'symmetric'),
               'normalization': metadata['normalization'] if recorded else None}

@@ -16,6 +16,7 @@ says what happens with several workers.
 """
 
 import collections
+import contextlib
 import math
 import os
 import sys
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from densenet.layers import batch_norm as batch_norm_lib
 from densenet.training import checkpoints as checkpoints_lib
 from densenet.training import distribute
+from densenet.training import lock
 from densenet.training import slim_model
 from densenet.training import signals
 from densenet.training import summaries
@@ -52,7 +54,10 @@ class Trainer(object):
     net_fn: `net_fn(images, is_training) -> logits`, see `SlimModel`.
     loss_fn: `loss_fn(labels, logits) -> [batch]` per-example data losses.
     model_dir: Checkpoints (`model.ckpt-<step>`) and TensorBoard events
-      (`train/`) go here; training resumes from its latest checkpoint.
+      (`train/`) go here; training resumes from its newest complete
+      checkpoint (`checkpoints.NameBasedCheckpointManager`). While `build`
+      and `train` run, the chief holds its lock (`lock`): a second trainer
+      there raises `lock.LockedError`.
     global_batch_size: Examples per step over all replicas (the dataset's
       batch size).
     strategy: A `tf.distribute.Strategy`, default `get_strategy('auto')`.
@@ -142,6 +147,16 @@ class Trainer(object):
     """
     if self.checkpoints is not None:
       return None
+    with self._lock():
+      return self._build(images)
+
+  def _lock(self):
+    """The model directory's lock (`lock.held`), on the chief only."""
+    if not self._chief:
+      return contextlib.nullcontext()
+    return lock.held(self.model_dir)
+
+  def _build(self, images):
     with self.strategy.scope():
       build = tf.function(lambda x: self.model(x, training=False),
                           autograph=False)
@@ -278,7 +293,7 @@ class Trainer(object):
       options.experimental_distribute.auto_shard_policy = distribute.shard_policy(
           num_files, self._num_workers)
       dataset = dataset.with_options(options)
-    with signals.stop_on_signals() as request:
+    with signals.stop_on_signals() as request, self._lock():
       self._request = request
       try:
         return self._train(dataset, num_steps)

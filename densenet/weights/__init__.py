@@ -4,10 +4,15 @@ Modules (their public names are also importable from this package, on first
 use):
   checkpoints:  our format: `save`, `restore_by_name` (-> `RestoreReport`),
                 `WeightMismatchError`, the metadata (`read_metadata`,
-                `save_checkpoint`) and what weights expect (`read_contract`).
+                `save_checkpoint`) and what weights expect (`read_contract`);
+                `latest` / `reader` read only complete checkpoints.
+  manifest:     what each checkpoint's files must be (size, CRC-32) and the
+                newest complete checkpoint of a directory.
   names:        the weight-name rules of Keras, pudae and torchvision.
   convert:      reading any source in our names and layout (`read_weights`,
                 `convert`, `detect_source`).
+  runs:         what a checkpoint of ours holds, with its run directory's
+                config.json and dataset (`describe`, `check_classifier`).
   assign:       loading a weight dict into a network, exactly
                 (`assign_fn`, `match_variables`, `check_weights`).
 """
@@ -24,12 +29,13 @@ _PUBLIC = dict(
              'WeightMismatchError', 'OPTIMIZER_PREFIX', 'checkpoint_model',
              'latest', 'reader', 'variable_key', 'METADATA_KEY',
              'FORMAT_VERSION', 'read_metadata', 'save_checkpoint',
-             'read_contract'),
+             'read_contract', 'IncompleteCheckpointError', 'check_complete'),
     **_names('names', 'map_name', 'rename'),
     # Not `convert.convert`: `densenet.weights.convert` is the module.
     **_names('convert', 'SOURCES', 'SOURCE_DEFAULTS', 'read_weights',
              'detect_source', 'infer_model', 'keras_weights',
              'checkpoint_tensors'),
+    **_names('runs', 'describe', 'check_classifier', 'is_model_tensor'),
     **_names('assign', 'match_variables', 'assign_fn', 'session_weights',
              'expected_variables', 'check_weights'),
 )

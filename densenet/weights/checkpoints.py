@@ -13,7 +13,10 @@ Checkpoints are TF's V2 format keyed by the slim variable names, so
 `tf.train.load_checkpoint`, `slim.assign_from_checkpoint_fn` and TF1 `Saver`s
 read them. `save` writes to a temporary prefix and renames the files into
 place, the index last, so a killed writer never leaves a half-written
-checkpoint under the final name.
+checkpoint under the final name; it records the size and CRC-32 of each file
+in `<prefix>.manifest.json`, and `reader` (every read of a checkpoint here)
+refuses a checkpoint whose files differ, naming the file
+(`IncompleteCheckpointError`, `densenet.weights.manifest`).
 
 Metadata: a checkpoint written by `save_checkpoint` (converted weights)
 holds, next to the variables `<model>/...`, a string tensor
@@ -32,12 +35,16 @@ Every way weights can fail to fit a network (the converter's exact check,
 import collections
 import json
 import os
+import sys
 import uuid
 
 import numpy as np
 import tensorflow as tf
 
 from densenet import spec as spec_lib
+from densenet.weights import manifest
+
+IncompleteCheckpointError = manifest.IncompleteCheckpointError
 
 _TEMPORARY = '.tmp-%s-%s'
 METADATA_KEY = 'densenet_metadata'
@@ -176,28 +183,69 @@ def checkpoint_model(checkpoint):
                                   ', '.join(scopes))
 
 
-def latest(checkpoint):
-  """`checkpoint`, or the latest checkpoint of a directory.
+def latest(checkpoint, log=None):
+  """`checkpoint`, or the newest complete checkpoint of a directory.
+
+  A directory's checkpoints are found from its `*.index` files, the newest
+  (by step) whose files are whole (`manifest.check`) wins, whatever its
+  `checkpoint` state file says; each thing worked around (a missing or stale
+  state file, an incomplete newer checkpoint) is said in one line to `log`
+  (default: stderr, once per process).
 
   Raises:
-    ValueError: If a directory holds no checkpoint.
+    ValueError: If a directory holds no complete checkpoint.
   """
   if tf.io.gfile.isdir(checkpoint):
-    path = tf.train.latest_checkpoint(checkpoint)
-    if path is None:
+    found = manifest.newest_complete(checkpoint)
+    for line in found.notes:
+      (log or notice)(line)
+    if found.prefix is None:
+      if found.incomplete:
+        raise found.incomplete[0]
       raise ValueError('checkpoint_path %r holds no checkpoint.' %
-                              (checkpoint,))
-    return path
+                       (checkpoint,))
+    return found.prefix
   return checkpoint
 
 
+_noticed = set()
+
+
+def notice(line):
+  """Prints `line` on stderr, once per process."""
+  if line not in _noticed:
+    _noticed.add(line)
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_complete(prefix):
+  """Raises `IncompleteCheckpointError` unless the files of checkpoint
+  `prefix` are whole (see `densenet.weights.manifest`); the message names
+  the file and, if the directory has one, the newest complete checkpoint."""
+  try:
+    manifest.check(prefix)
+  except manifest.IncompleteCheckpointError as e:
+    directory = os.path.dirname(prefix) or '.'
+    newest = manifest.newest_complete(directory).prefix
+    if newest and newest != prefix:
+      raise manifest.IncompleteCheckpointError(
+          prefix, '%s; the newest complete checkpoint there is %s' % (
+              e.reason, newest), e.file) from None
+    raise
+
+
 def reader(checkpoint):
-  """A `tf.train.CheckpointReader` of a checkpoint prefix or directory.
+  """A `tf.train.CheckpointReader` of a complete checkpoint prefix, or of
+  the newest complete checkpoint of a directory (`latest`).
 
   Raises:
+    IncompleteCheckpointError: (a ValueError) If the checkpoint's files are
+      not what was written (a truncated `.data` file...), naming the file.
     ValueError: If there is no readable checkpoint there.
   """
   path = latest(checkpoint)
+  if tf.io.gfile.exists(path + '.index'):
+    check_complete(path)
   try:
     return tf.train.load_checkpoint(path)
   except (tf.errors.OpError, ValueError) as e:
@@ -223,7 +271,8 @@ def restore_by_name(variables, checkpoint, exclude_scopes=()):
   Raises:
     ValueError: If there is no readable checkpoint.
   """
-  checkpoint_reader = reader(checkpoint)
+  path = latest(checkpoint)
+  checkpoint_reader = reader(path)
   shapes = checkpoint_reader.get_variable_to_shape_map()
   restored, missing, mismatched, mismatched_shapes = [], [], [], {}
   for name in sorted(variables):
@@ -237,11 +286,22 @@ def restore_by_name(variables, checkpoint, exclude_scopes=()):
     else:
       # No read back: reading a moving statistic under a multi-worker
       # strategy is a collective, which only the chief would join.
-      variable.assign(checkpoint_reader.get_tensor(name), read_value=False)
+      variable.assign(_tensor(checkpoint_reader, name, path),
+                      read_value=False)
       restored.append(name)
   unused = sorted(set(shapes) - set(restored) - set(mismatched))
   return RestoreReport(restored, missing, mismatched, unused,
                        mismatched_shapes)
+
+
+def _tensor(checkpoint_reader, name, path):
+  """`get_tensor`, a failed read (a data file cut short) naming the file."""
+  try:
+    return checkpoint_reader.get_tensor(name)
+  except (IndexError, tf.errors.OpError) as e:
+    message = (getattr(e, 'message', None) or str(e)).strip().splitlines()
+    raise IncompleteCheckpointError(path, 'reading %s failed (%s)' % (
+        name, (message or [type(e).__name__])[0])) from e
 
 
 def save(tensors, prefix):
@@ -266,9 +326,10 @@ def save(tensors, prefix):
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,
                       shape_and_slices=[''] * len(keys),
                       tensors=[tf.convert_to_tensor(tensors[k]) for k in keys])
+  manifest.write(temporary)  # What the files are, for `check_complete`.
   for name in tf.io.gfile.glob(temporary + '.data-*') + [
-      temporary + '.index']:  # The index last.
-    os.replace(name, prefix + name[len(temporary):])
+      temporary + manifest.MANIFEST_SUFFIX, temporary + '.index']:
+    os.replace(name, prefix + name[len(temporary):])  # The index last.
   return prefix
 
 
@@ -282,10 +343,10 @@ def read_metadata(checkpoint):
   Returns:
     The dict, or None if the checkpoint has no metadata.
   """
-  reader = tf.train.load_checkpoint(checkpoint)
-  if not reader.has_tensor(METADATA_KEY):
+  checkpoint_reader = reader(checkpoint)
+  if not checkpoint_reader.has_tensor(METADATA_KEY):
     return None
-  return json.loads(_decode(reader.get_tensor(METADATA_KEY)))
+  return json.loads(_decode(checkpoint_reader.get_tensor(METADATA_KEY)))
 
 
 def save_checkpoint(weights, metadata, prefix, progress=False):

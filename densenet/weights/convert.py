@@ -42,6 +42,7 @@ from densenet import spec as spec_lib
 from densenet.weights import assign
 from densenet.weights import checkpoints
 from densenet.weights import names as names_lib
+from densenet.weights import runs
 
 # Source -> what the weights expect from the network and the input pipeline.
 SOURCE_DEFAULTS = {
@@ -126,7 +127,7 @@ def _keras3_h5_items(f, path):
 
 def checkpoint_tensors(checkpoint):
   """`{name: array}` of every tensor in a TF checkpoint (metadata excluded)."""
-  reader = tf.train.load_checkpoint(checkpoint)
+  reader = checkpoints.reader(checkpoint)  # Refuses incomplete files.
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
           if name != checkpoints.METADATA_KEY}
@@ -184,6 +185,8 @@ def detect_source(source):
     return 'keras'
   if path.endswith('.npz'):
     return 'torchvision'
+  if os.path.isfile(path + '.index'):
+    checkpoints.check_complete(path)  # Names a truncated file.
   try:
     reader = tf.train.load_checkpoint(path)
   except (ValueError, tf.errors.OpError) as error:
@@ -197,22 +200,61 @@ def detect_source(source):
   return 'densenet'
 
 
-def read_weights(source, source_format=None, model_name=None, progress=False):
+def _read_ours(source, model_name, run_dir):
+  """`read_weights` of our checkpoints: converted or trained (`runs`)."""
+  prefix, metadata = runs.describe(source, run_dir)
+  tensors = {name: value for name, value in checkpoint_tensors(prefix).items()
+             if runs.is_model_tensor(name)}
+  model = model_name or metadata['model']
+  if metadata['task'] == 'segmentation':  # Its backbone only.
+    scope = spec_lib.resolve(model).scope
+    tensors = {n: v for n, v in tensors.items() if n.startswith(scope + '/')}
+  scopes = {name.split('/', 1)[0] for name in tensors
+            if not names_lib.ignored(name)}
+  if len(scopes) != 1:
+    raise ValueError('%s: expected the variables of one model scope, found '
+                     'scopes %s.' % (source, sorted(scopes)))
+  scope = scopes.pop()
+  if model is None:  # `describe` found no architecture, nor a named scope.
+    raise ValueError(
+        '%s holds a network under the scope %r, but no config.json or '
+        'metadata next to it records its architecture; give the model (a '
+        'densenet_X config).' % (source, scope))
+  weights = {name.split('/', 1)[1]: value
+             for name, value in tensors.items() if not names_lib.ignored(name)}
+  metadata['model'] = model
+  if metadata['task'] != 'segmentation' and metadata.get(
+      'num_classes') is None:
+    metadata['num_classes'] = _num_classes(weights)
+  metadata.setdefault('source', 'densenet')
+  return weights, metadata
+
+
+def read_weights(source, source_format=None, model_name=None, progress=False,
+                 run_dir=None):
   """Reads weights from any supported source, in our names and layout.
 
   Args:
-    source: A Keras model or file, a TF checkpoint prefix (ours or pudae's),
-      a torchvision state dict (dict of numpy arrays) or its `.npz` file.
+    source: A Keras model or file, a TF checkpoint prefix (ours or pudae's)
+      or a directory of ours (its latest checkpoint: a training run's
+      directory), a torchvision state dict (dict of numpy arrays) or its
+      `.npz` file.
     source_format: One of `SOURCES`, or None to detect it (`detect_source`).
     model_name: The architecture the weights are for (a name or a
-      `densenet_X` config, see `densenet.spec`), or None to infer
-      it from the weights (`infer_model`).
+      `densenet_X` config, see `densenet.spec`), or None to infer it: from
+      the checkpoint's metadata or run directory (`runs.describe`), else
+      from the weights (`infer_model`).
     progress: Whether to show a tqdm progress bar.
+    run_dir: For our checkpoints, the run directory whose config.json
+      describes `source` (default: its own directory; see `runs.describe`).
 
   Returns:
     `(weights, metadata)`: weights maps names relative to the model scope to
     float32 arrays; metadata is the dict described in the module docstring
-    (with 'unmatched': source names no rule matched, for conversions).
+    (with 'unmatched': source names no rule matched, for conversions), and
+    for our checkpoints what `runs.describe` says (class names, image size,
+    task...). A training checkpoint's `global_step` and `optimizer/` slots
+    are left out; of a segmentation model, the backbone's weights are read.
 
   Raises:
     ValueError: For an unknown `source_format` or an unreadable source.
@@ -222,26 +264,11 @@ def read_weights(source, source_format=None, model_name=None, progress=False):
     raise ValueError('source_format must be one of %s, got %r.' %
                      (', '.join(SOURCES), source_format))
   if source_format == 'densenet':
-    metadata = checkpoints.read_metadata(source) or {}
-    tensors = checkpoint_tensors(source)
-    scopes = {name.split('/', 1)[0] for name in tensors if not names_lib.ignored(name)}
-    if len(scopes) != 1:
-      raise ValueError('%s: expected the variables of one model scope, found '
-                       'scopes %s.' % (source, sorted(scopes)))
-    scope = scopes.pop()
-    weights = {name.split('/', 1)[1]: value
-               for name, value in tensors.items() if not names_lib.ignored(name)}
-    metadata.setdefault('model', scope)
-    metadata.setdefault('num_classes', _num_classes(weights))
-    metadata.setdefault('batch_norm_epsilon', 1.001e-5)
-    metadata.setdefault('normalization', 'torch')
-    metadata.setdefault('root_padding', 'symmetric')
-    metadata.setdefault('source', 'densenet')
-    return weights, metadata
+    return _read_ours(source, model_name, run_dir)
   if source_format == 'keras':
     named = _keras_items(source)
   elif source_format == 'pudae':
-    reader = tf.train.load_checkpoint(source)
+    reader = checkpoints.reader(source)
     names = sorted(reader.get_variable_to_shape_map())
     root = _pudae_root(names)
     if root is None:

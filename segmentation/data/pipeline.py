@@ -89,6 +89,7 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
   if not files:
     raise ValueError('No TFRecord file matches %r.' % file_pattern)
   records.check_complete(files)
+  records.reading(files)  # A corrupted one is named (names_corrupt_shards).
   if normalization is not None:
     preprocessing.normalization(normalization)  # Validates the mode early.
   if num_classes is not None:
