@@ -128,8 +128,10 @@ def require():
 def describe(metadata, path):
   """'Wrote LiteRT model PATH (...)' for an export's metadata."""
   import os  # pylint: disable=g-import-not-at-top
-  return ('Wrote LiteRT model %s: %s, input %dx%d, %s, %.1f MB.' % (
+  size = os.path.getsize(path)
+  return ('Wrote LiteRT model %s: %s, input %dx%d, %s, %s.' % (
       os.path.abspath(path), metadata['task'], metadata['input_size'][0],
       metadata['input_size'][1],
       'float32' if metadata['quantization'] == 'none' else
-      metadata['quantization'] + ' quantized', os.path.getsize(path) / 1e6))
+      metadata['quantization'] + ' quantized',
+      '%.1f MB' % (size / 1e6) if size >= 1e6 else '%d KB' % (size // 1000)))
