@@ -153,8 +153,8 @@ def segmentation_model_dir(directory, smoke):
   from segmentation import model as model_lib  # pylint: disable=g-import-not-at-top
   from segmentation.config import ModelConfig  # pylint: disable=g-import-not-at-top
   config = ModelConfig(num_classes=21, head='deeplabv3plus', output_stride=16,
-                       backbone=(SMOKE_SEGMENTATION_BACKBONE if smoke else
-                                 'densenet_121'),
+                       architecture=(SMOKE_SEGMENTATION_BACKBONE if smoke
+                                     else 'densenet_121'),
                        depth=8 if smoke else 256)
   config = config.resolved()
   config.save(directory)

@@ -20,12 +20,17 @@ Fields:
   num_classes: logits of the network; None for features only.
   batch_norm_epsilon, root_padding ('symmetric' | 'same'), normalization (a
     `densenet.preprocessing` mode, `{'mode': m}`, or a data set's
-    `{'mean': [...], 'std': [...]}`): the contract of the weights
-    (`CONTRACT`). Keras weights: 1.001e-5, 'symmetric', 'torch'; pudae's:
-    1.1e-5, 'same', 'pudae'; torchvision's: 1e-5, 'symmetric', 'torch'.
+    `{'mean': [...], 'std': [...]}`; None: the inputs are used as given):
+    the contract of the weights (`CONTRACT`). Keras weights: 1.001e-5,
+    'symmetric', 'torch'; pudae's: 1.1e-5, 'same', 'pudae'; torchvision's:
+    1e-5, 'symmetric', 'torch'.
   memory_efficient: dense units recompute in the backward pass (same
     numbers, less memory).
-  output_stride: the backbone's output stride (dense prediction), or None.
+  output_stride: the output stride (dense prediction), or None (nominal);
+    checked against the architecture when built (`check_build`).
+
+A setting of the network is a field here: `to_dict` / `from_dict` carry it
+through every run config and the checkpoints' metadata.
 
 The architecture is resolved in one place, `resolve`. This module imports
 TensorFlow only inside the methods that build graphs, so the command-line
@@ -65,11 +70,34 @@ class Architecture(object):
     scope: The variable scope of the network.
     num_classes: The architecture's own number of classes (None for a
       config dict).
+    num_blocks: Its dense blocks (a stride-2 transition between two).
+    initial_output_stride: Its root's own stride (a constructor argument
+      may change it).
   """
   constructor: str
   kwargs: dict
   scope: str
   num_classes: object = None
+  num_blocks: int = 4
+  initial_output_stride: int = 4
+
+  def output_strides(self, initial_output_stride=None):
+    """The output strides the network can reach, smallest first: the root's
+    (`initial_output_stride`, default the architecture's own), doubled by
+    each transition (`densenet.layers.blocks.stack_blocks_dense`'s rule)."""
+    first = initial_output_stride or self.initial_output_stride
+    return tuple(first * 2 ** t for t in range(self.num_blocks))
+
+  def check_output_stride(self, output_stride, initial_output_stride=None):
+    """Raises the constructors' ValueError if `output_stride` (an int or
+    None) cannot be reached."""
+    if output_stride is None:
+      return
+    valid = self.output_strides(initial_output_stride)
+    if isinstance(output_stride, bool) or output_stride not in valid:
+      raise ValueError('output_stride=%r cannot be reached; valid values: %s '
+                       'or None.' % (output_stride,
+                                     ', '.join(map(str, valid))))
 
 
 def resolve(architecture):
@@ -100,21 +128,28 @@ def resolve(architecture):
                                           json.dumps(architecture),
                                           ', '.join(architectures.CONFIG_KEYS)))
     config.setdefault('scope', 'densenet_X')
-    return Architecture('densenet_X', config, config['scope'])
-  if architecture in architectures.ARCHITECTURES:
+    units = config['num_units_per_block']
     return Architecture(
-        architecture, {}, architecture,
-        architectures.ARCHITECTURES[architecture]['num_classes'])
+        'densenet_X', config, config['scope'],
+        num_blocks=len(units) if isinstance(units, (list, tuple)) else 1,
+        initial_output_stride=config.get('initial_output_stride', 4))
+  if isinstance(architecture, str) and (
+      architecture in architectures.ARCHITECTURES):
+    settings = architectures.ARCHITECTURES[architecture]
+    return Architecture(
+        architecture, {}, architecture, settings['num_classes'],
+        len(settings['num_units_per_block']),
+        settings['initial_output_stride'])
   match = _CIFAR_NAME.match(str(architecture))
   if match:
     return Architecture(
         'densenet_cifar',
         {'depth': int(match.group(2)), 'growth_rate': int(match.group(3)),
          'bc': bool(match.group(1)), 'scope': architecture},
-        architecture, 10)
-  raise ValueError('Unknown model %r; use one of %s, densenet_<L>_k<k> / '
-                   'densenet_bc_<L>_k<k> for a CIFAR DenseNet, or a '
-                   'densenet_X config dict.' %
+        architecture, 10, 3, 1)
+  raise ValueError('Unknown architecture %r; use one of %s, '
+                   'densenet_<L>_k<k> / densenet_bc_<L>_k<k> for a CIFAR '
+                   'DenseNet, or a densenet_X config dict.' %
                    (architecture, ', '.join(sorted(NAMES))))
 
 
@@ -137,11 +172,26 @@ def infer_architecture(num_units_per_block, growth_rate):
 def same_normalization(first, second):
   """Whether two normalization descriptions mean the same ('torch' is
   `{'mode': 'torch'}`)."""
-  def canonical(value):
-    if isinstance(value, dict) and set(value) == {'mode'}:
-      return value['mode']
-    return value
-  return canonical(first) == canonical(second)
+  return canonical_normalization(first) == canonical_normalization(second)
+
+
+def config_architecture(values):
+  """The architecture a config or metadata dict records ('architecture', or
+  0.2's 'model' / 'backbone'), or None."""
+  for key in _ARCHITECTURE_KEYS:
+    if values.get(key) is not None:
+      return values[key]
+  return None
+
+
+def canonical_normalization(value):
+  """One spelling per normalization: `{'mode': 'torch'}` is 'torch'; a
+  dataset's `{'mean': [...], 'std': [...]}` as JSON reads it back."""
+  if isinstance(value, dict) and set(value) == {'mode'}:
+    return value['mode']
+  if isinstance(value, dict):
+    return json.loads(json.dumps(value))
+  return value
 
 
 def _same(name, first, second):
@@ -205,14 +255,16 @@ class ModelSpec(object):
       raise ValueError('root_padding must be one of %s, got %r.' %
                        (ROOT_PADDINGS, self.root_padding))
     if not (isinstance(self.batch_norm_epsilon, (int, float)) and
+            not isinstance(self.batch_norm_epsilon, bool) and
             self.batch_norm_epsilon > 0):
       raise ValueError('batch_norm_epsilon must be a number > 0, got %r.' %
                        (self.batch_norm_epsilon,))
-    if self.num_classes is not None and (
-        not isinstance(self.num_classes, int) or
-        isinstance(self.num_classes, bool) or self.num_classes < 1):
-      raise ValueError('num_classes must be None or an int >= 1, got %r.' %
-                       (self.num_classes,))
+    for name in ('num_classes', 'output_stride'):
+      value = getattr(self, name)
+      if value is not None and (not isinstance(value, int) or
+                                isinstance(value, bool) or value < 1):
+        raise ValueError('%s must be None or an int >= 1, got %r.' %
+                         (name, value))
     object.__setattr__(self, 'memory_efficient', bool(self.memory_efficient))
 
   # -- Constructors ---------------------------------------------------------
@@ -221,16 +273,15 @@ class ModelSpec(object):
   def from_dict(cls, values, **overrides):
     """From `to_dict()`, a run config or checkpoint metadata.
 
-    The architecture may be under 'architecture', 'model' (classification
-    configs, checkpoint metadata) or 'backbone' (segmentation configs);
-    other unknown keys are ignored, missing ones take the defaults.
-    `overrides` (not None) replace values.
+    The architecture may be under 'architecture', 'model' (0.2's
+    classification configs, checkpoint metadata) or 'backbone' (0.2's
+    segmentation configs); other unknown keys are ignored, missing or None
+    ones take the defaults (a spec whose images are used as given is
+    `replace(normalization=None)`). `overrides` (not None) replace values.
     """
     values = dict(values)
-    for key in _ARCHITECTURE_KEYS:
-      if key in values:
-        values.setdefault('architecture', values[key])
-        break
+    if config_architecture(values) is not None:
+      values.setdefault('architecture', config_architecture(values))
     values.update({k: v for k, v in overrides.items() if v is not None})
     fields = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items()
@@ -307,10 +358,19 @@ class ModelSpec(object):
     resolved = self.resolved
     kwargs.setdefault('num_classes', self.num_classes)
     kwargs.setdefault('output_stride', self.output_stride)
+    self.check_build(**kwargs)
     constructor = getattr(nets, resolved.constructor)
     with self.arg_scope(weight_decay=weight_decay):
       return constructor(images, is_training=is_training,
                          **dict(resolved.kwargs, **kwargs))
+
+  def check_build(self, **kwargs):
+    """Raises the ValueError `build(images, is_training, **kwargs)` would
+    raise for `kwargs`' output stride (this spec's unless given), before
+    anything is built (TF-free)."""
+    output_stride = kwargs.get('output_stride', self.output_stride)
+    self.resolved.check_output_stride(
+        output_stride, kwargs.get('initial_output_stride'))
 
   def net_fn(self, weight_decay=DEFAULT_WEIGHT_DECAY, **kwargs):
     """`net_fn(images, is_training) -> logits`, for `densenet.training`."""
@@ -322,7 +382,10 @@ class ModelSpec(object):
     return network
 
   def normalizer(self):
-    """`fn(images in [0, 255]) -> float32 normalized images`."""
+    """`fn(images in [0, 255]) -> float32 normalized images` (with
+    normalization None: `fn(images) -> images`, used as given)."""
+    if self.normalization is None:
+      return lambda images: images
     from densenet import preprocessing  # pylint: disable=g-import-not-at-top
     return preprocessing.normalizer(self.normalization)
 

@@ -3,7 +3,7 @@
     segmentation demo                              # the whole main job
     segmentation build-data --voc-root VOC --output-dir records
     segmentation train --model-dir runs/seg --train 'records/train-*' \\
-        --num-classes 21 --backbone densenet_121 --steps 20000
+        --num-classes 21 --architecture densenet_121 --steps 20000
     segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \\
         --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
@@ -11,11 +11,12 @@
     segmentation export --model-dir runs/seg seg.tflite         # LiteRT
     segmentation predict a.jpg --litert seg.tflite --output-dir out
 
-Built like `densenet/cli.py`: one registrar per sub-command, and
+Built like `densenet.cli`: one registrar per sub-command, and
 `densenet.cli.common` for argument types, `--verbose`, `--version` and the
 table from error kind to exit status (0 success, 1 runtime failure, 2 bad
 usage, 130 Ctrl-C, 143 SIGTERM: `train` saves the step reached first).
-Imports no TensorFlow until a command runs.
+Imports no TensorFlow until a command runs. `train --backbone`, the 0.2 name
+of `--architecture`, still works for one release (hidden from `--help`).
 """
 
 import argparse
@@ -36,14 +37,14 @@ def _records(pattern):
   return pattern
 
 
-def _backbone(text):
-  """`common.backbone`, with segmentation's root stride (`options`)."""
-  backbone = common.backbone(text)
+def _architecture(text):
+  """`common.architecture`, with segmentation's root stride (`options`)."""
+  architecture = common.architecture(text)
   try:
-    options.check_backbone(backbone)
+    options.check_backbone(architecture)
   except ValueError as error:
     raise argparse.ArgumentTypeError(str(error))
-  return backbone
+  return architecture
 
 
 def _remap(text):
@@ -149,11 +150,12 @@ def add_train_parser(subparsers):
                       help='Classes, background included.')
   parser.add_argument('--class-names', type=common.comma_list(str),
                       help='Comma-separated class names.')
-  parser.add_argument('--backbone', type=_backbone,
-                      default='densenet_121',
-                      help='A densenet.MODELS name or a densenet_X JSON '
-                      'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
-                      '"growth_rate": 12}\'.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--backbone'], type=_architecture,
+      default='densenet_121',
+      help='The backbone\'s: a densenet.MODELS name or a densenet_X JSON '
+      'config, e.g. \'{"num_units_per_block": [2, 2, 2, 2], '
+      '"growth_rate": 12}\'.')
   parser.add_argument('--output-stride', type=int, default=16,
                       choices=options.OUTPUT_STRIDES,
                       help='Stride of the backbone output.')
@@ -202,14 +204,16 @@ def add_train_parser(subparsers):
 
 def run_train(args):
   # pylint: disable=g-import-not-at-top
-  from densenet import training
-  from segmentation import tasks
   from segmentation.config import ModelConfig
+  # Checked before TensorFlow loads (e.g. an output stride the backbone
+  # cannot reach).
   config = ModelConfig(
-      num_classes=args.num_classes, backbone=args.backbone,
+      num_classes=args.num_classes, architecture=args.architecture,
       output_stride=args.output_stride, head=args.head, depth=args.depth,
       weight_decay=args.weight_decay, class_names=args.class_names,
       memory_efficient=args.memory_efficient)
+  from densenet import training
+  from segmentation import tasks
   result = tasks.train(
       args.model_dir, args.train_pattern, config, args.steps,
       batch_size=args.batch_size, crop_size=args.crop_size,

@@ -56,7 +56,7 @@ def demo(work_dir='runs/demo', num_steps=600, batch_size=16, size=128,
           '\n  skipped: ' + e for e in result.errors)))
   tf.random.set_seed(seed)
   config = ModelConfig(num_classes=synthetic.NUM_CLASSES,
-                       backbone=dict(DEMO_BACKBONE),
+                       architecture=dict(DEMO_BACKBONE),
                        class_names=list(synthetic.CLASS_NAMES), **DEMO_HEAD)
   log('Training DenseNet (%s) + DeepLab v3+ (%s) to step %d in %s' %
       (DEMO_BACKBONE, DEMO_HEAD, num_steps, model_dir))

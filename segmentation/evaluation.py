@@ -29,6 +29,7 @@ import os
 import tensorflow as tf
 from tqdm import tqdm
 
+from densenet._env import atomic
 from densenet import training
 from segmentation import data
 from segmentation import options
@@ -104,12 +105,15 @@ def _tag(name, results):
 
 def write_results(directory, results, step, title=None):
   """Writes `results` of `evaluate_model` as TensorBoard scalars at `step`
-  and as a bar chart `per_class_iou.png` in `directory`.
+  (0 if None: a checkpoint without a global step) and as a bar chart
+  `per_class_iou.png` in `directory`.
 
   Returns:
     The chart's path.
   """
   tf.io.gfile.makedirs(directory)
+  at = 'step %d' % step if step is not None else 'no global step'
+  step = step or 0
   writer = tf.summary.create_file_writer(directory)
   with writer.as_default():
     for name in ('mean_iou', 'pixel_accuracy'):
@@ -123,8 +127,8 @@ def write_results(directory, results, step, title=None):
   scales = ','.join('%g' % s for s in results['eval_scales'])
   chart = pictures.iou_chart(
       results['per_class_iou'],
-      title=title or 'Per-class IoU, step %d, %d images, scales %s%s' % (
-          step, results['num_images'], scales,
+      title=title or 'Per-class IoU, %s, %d images, scales %s%s' % (
+          at, results['num_images'], scales,
           ', flip' if results['flip'] else ''),
       mean_iou=None if math.isnan(results['mean_iou']) else
       results['mean_iou'])
@@ -232,8 +236,5 @@ class EvalCallback(object):
               'per_class_iou': results['per_class_iou'],
               'checkpoint': checkpoint, 'eval_pattern': self.eval_pattern,
               'eval_scales': list(self.eval_scales), 'flip': self.flip}
-    temporary = os.path.join(directory, BEST_FILE + '.tmp')
-    with open(temporary, 'w') as f:
-      json.dump(record, f, indent=2)
-    os.replace(temporary, os.path.join(directory, BEST_FILE))
+    atomic.write_json(os.path.join(directory, BEST_FILE), record)
     write_results(directory, results, step)

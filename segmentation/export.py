@@ -161,7 +161,7 @@ def export_litert(model_dir, output, checkpoint=None,
                            progress)
   description = {
       'task': 'segmentation',
-      'architecture': config.backbone,
+      'architecture': config.architecture,
       'head': config.head,
       'output_stride': config.output_stride,
       'num_classes': config.num_classes,

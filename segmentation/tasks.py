@@ -4,7 +4,7 @@ A model directory holds `config.json` (the `ModelConfig`), the name-based
 checkpoints of `densenet.training` and TensorBoard events (`train/`).
 
     from segmentation import tasks
-    config = tasks.ModelConfig(num_classes=6, backbone='densenet_121')
+    config = tasks.ModelConfig(num_classes=6, architecture='densenet_121')
     tasks.train('runs/seg', 'records/train-*.tfrecord', config,
                 num_steps=2000, batch_size=8, crop_size=(321, 321))
     results = tasks.evaluate('runs/seg', 'records/val-*.tfrecord')
@@ -19,15 +19,18 @@ import tensorflow as tf
 import tf_keras
 from tqdm import tqdm
 
+from densenet._env import atomic
 from densenet.datasets import records
 from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet.training import lock
+from densenet.training import run as run_lib
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet import training
 from densenet.weights import checkpoints as weights_checkpoints
 from densenet.weights import manifest
+from segmentation import config as config_lib
 from segmentation import data
 from segmentation import options
 from segmentation import evaluation
@@ -166,25 +169,19 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       step reached (`densenet.training.Trainer.train`); re-running resumes.
   """
   strategy = strategy or training.get_strategy()
-  saved = rundir.read_config(model_dir)
+  run = run_lib.Run(model_dir, strategy, initial_checkpoint)
   if memory_efficient is not None:
     config = dataclasses.replace(config, memory_efficient=memory_efficient)
-  config = config.resolved(
-      saved, weights_checkpoints.read_contract(initial_checkpoint)
-      if initial_checkpoint else None)
-  rundir.check_config(model_dir, saved, dataclasses.asdict(config),
-                      config.fixed_settings())
-  # Every worker resolved the config from the run's saved one; only the
-  # chief writes to model_dir (the others to a temporary one: chief_dir).
-  model_dir = training.chief_dir(model_dir, strategy)
-  rundir.writable_dir(model_dir, 'model directory')
+  config = dataclasses.replace(config, **run.settings(
+      {name: getattr(config, name) for name in config_lib.RESOLVED}))
+  model_dir = run.prepare(config)  # The chief's; see run_lib.
   dataset = data.make_dataset(train_pattern, True, batch_size, crop_size,
                               min_scale, max_scale, config.normalization,
                               num_classes=config.num_classes)
 
   def init_fn(model):
     if initial_checkpoint:
-      restore_backbone(model, config.backbone, initial_checkpoint, log,
+      restore_backbone(model, config.architecture, initial_checkpoint, log,
                        partial=partial_restore)
 
   def loss_fn(labels, logits):
@@ -205,12 +202,13 @@ def train(model_dir, train_pattern, config, num_steps, batch_size=8,
       checkpoint_every=checkpoint_every, init_fn=init_fn, progress=progress,
       log_every=log_every, sync_batch_norm=sync_batch_norm,
       callbacks=callbacks)
-  trainer.build(next(iter(dataset))[0])  # Restores or initialises.
-  config.save(model_dir)  # It builds: recorded.
+  # Restores or initialises, then records the config.
+  run.start(trainer, next(iter(dataset))[0], config)
   return trainer.train(dataset, num_steps)
 
 
-def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
+def restore_backbone(model, architecture, checkpoint, log=print,
+                     partial=False):
   """Initialises the backbone of `model` from a classification checkpoint.
 
   Restores every variable of the checkpoint with the same name and shape,
@@ -219,7 +217,7 @@ def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
 
   Args:
     model: A built `densenet.training.SlimModel` of a segmentation network.
-    backbone: Its backbone (see `segmentation.model.backbone_spec`).
+    architecture: Its backbone's (see `segmentation.model.backbone_spec`).
     checkpoint: A checkpoint prefix or directory.
     log: Where the report goes.
     partial: Whether backbone variables may stay unrestored (missing from
@@ -234,7 +232,7 @@ def restore_backbone(model, backbone, checkpoint, log=print, partial=False):
       shape there; it says which model the checkpoint holds and how many of
       the backbone's variables matched (raised after assigning those).
   """
-  scope = model_lib.backbone_spec(backbone).scope
+  scope = model_lib.backbone_spec(architecture).scope
   excluded = [scope + '/' + name for name in model_lib.BACKBONE_EXCLUDES]
   report = training.restore_by_name(
       model.variables_by_name(), checkpoint, exclude_scopes=excluded)
@@ -261,6 +259,7 @@ def load_model(model_dir, checkpoint=None):
   """`(model, config, checkpoint_path, global_step)` restored from
   `model_dir`'s newest complete checkpoint (or `checkpoint`, a prefix or a
   directory; see `densenet.weights.checkpoints.latest`).
+  global_step is None for a checkpoint that records none.
 
   Raises:
     ValueError: If there is no checkpoint or it does not match the config;
@@ -275,9 +274,7 @@ def load_model(model_dir, checkpoint=None):
   model(tf.zeros([1, 64, 64, 3]), training=False)
   training.restore_by_name(model.variables_by_name(), checkpoint).check(
       'Checkpoint %s does not match %s' % (checkpoint, model_dir))
-  step = weights_checkpoints.reader(checkpoint).get_tensor(
-      training.GLOBAL_STEP)
-  return model, config, checkpoint, int(step)
+  return model, config, checkpoint, training.read_global_step(checkpoint)
 
 
 @data.label_errors()
@@ -297,13 +294,13 @@ def evaluate(model_dir, eval_pattern, checkpoint=None, progress=True,
       resolution (DeepLab: `options.DEEPLAB_EVAL_SCALES`).
     flip: Whether to add the left-right flip of every scale.
     summary_dir: Where the TensorBoard scalars (at the checkpoint's global
-      step) and the per-class IoU bar chart go (default `<model_dir>/eval`;
-      '' writes nothing).
+      step; 0 if it records none) and the per-class IoU bar chart go
+      (default `<model_dir>/eval`; '' writes nothing).
 
   Returns:
-    `ConfusionMatrix.results()` plus 'checkpoint', 'global_step',
-    'num_images', 'eval_scales', 'flip' and 'chart' (the chart's path or
-    None).
+    `ConfusionMatrix.results()` plus 'checkpoint', 'global_step' (None if
+    the checkpoint records none), 'num_images', 'eval_scales', 'flip' and
+    'chart' (the chart's path or None).
 
   Raises:
     segmentation.data.LabelError: For a label that is neither below the
@@ -379,31 +376,18 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
 def write_prediction(output_dir, path, pixels, mask, class_names, label=None):
   """Writes `<stem>.png` (the palette mask) and `<stem>_overlay.png` of the
   image at `path` (`pixels`, its `[height, width, 3]` RGB) into
-  `output_dir`; returns their paths."""
+  `output_dir`, each atomically; returns their paths."""
   stem = os.path.splitext(os.path.basename(path))[0]
   mask_path = os.path.join(output_dir, stem + '.png')
   picture_path = os.path.join(output_dir, stem + '_overlay.png')
   with rundir.writing_to(output_dir):
-    _write_whole(mask_path, lambda temporary: data.save_label_png(
+    atomic.write(mask_path, lambda temporary: data.save_label_png(
         temporary, mask))
-    _write_whole(picture_path, lambda temporary: (
+    atomic.write(picture_path, lambda temporary: (
         pictures.save_prediction_picture(
             temporary, pixels, mask, class_names, label=label,
             title=os.path.basename(path))))
   return mask_path, picture_path
-
-
-def _write_whole(path, write):
-  """`write(temporary)` then rename it to `path`: a failed write (a full
-  disk) leaves no partial file. The temporary keeps the extension."""
-  directory, name = os.path.split(path)
-  temporary = os.path.join(directory, '.tmp-' + name)
-  try:
-    write(temporary)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
 
 
 def format_results(results):

@@ -106,7 +106,7 @@ API_ERRORS = [
         'densenet_121', num_classes=True),
      'num_classes must be None or an int >= 1, got True'),
     ('spec: unknown name', lambda: spec_lib.ModelSpec('densenet_7'),
-     "Unknown model 'densenet_7'"),
+     "Unknown architecture 'densenet_7'"),
     ('keras_model: unknown dict key', lambda: densenet.keras_model(
         {'num_units_per_block': [1, 1], 'growth': 4}),
      "Unknown key(s) 'growth'"),

@@ -5,6 +5,7 @@ in the real format (see test_datasets.write_cifar).
 """
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_cifar_names_of_any_depth():
   assert 'densenet_bc_10_k4/dense_block3/unit_1/dense_unit/conv2/weights' in (
       names)
   assert not [n for n in names if 'unit_2' in n]
-  with pytest.raises(ValueError, match="Unknown model 'resnet_50'"):
+  with pytest.raises(ValueError, match="Unknown architecture 'resnet_50'"):
     ModelSpec('resnet_50')
 
 
@@ -97,7 +98,7 @@ def test_train_lowers_the_loss_resumes_and_evaluates(cifar_dir, tmp_path):
   with open(tmp_path / 'run' / 'results.json') as f:
     assert json.load(f)['global_step'] == 40
   # Another model in the same directory is refused, naming the setting.
-  with pytest.raises(ValueError, match='other settings \\(model\\)'):
+  with pytest.raises(ValueError, match='other settings \\(architecture\\)'):
     classification.train(data_dir, train_dir, num_steps=40,
                          **dict(kwargs, model='densenet_bc_16_k4'))
 
@@ -149,7 +150,12 @@ def test_fine_tune_on_an_image_folder_from_a_checkpoint(cifar_dir, tmp_path):
       folder_dir, str(tmp_path / 'tuned'), model='densenet_bc_10_k4',
       batch_size=5, num_steps=1, learning_rate=0.0, eval_every_epochs=0,
       initial_checkpoint=pretrained, progress=False)
-  assert results['config']['normalization'] == {'mode': 'torch'}
+  # The weights expect the normalization they were trained with (the
+  # pretrained run's config.json), not the new dataset's.
+  with open(os.path.join(pretrained, 'config.json')) as f:
+    assert results['config']['normalization'] == json.load(f)[
+        'normalization']
+  assert 'mean' in results['config']['normalization']
   assert results['validation']['num_examples'] == 2
   before = tf.train.load_checkpoint(pretrained)
   after = tf.train.load_checkpoint(results['checkpoint'])

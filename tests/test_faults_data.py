@@ -286,7 +286,8 @@ def test_unwritable_output_directory_is_one_line_and_status_1(
       'train': ['train', '--model-dir', output, '--train',
                 os.path.join(os.path.dirname(model_dir), 'records',
                              'train-*'), '--num-classes', '3',
-                '--backbone', json.dumps(TINY), '--steps', '1'],
+                '--backbone', json.dumps(TINY), '--output-stride', '8',
+                '--steps', '1'],
   }[command]
   assert cli.main(argv) == 1
   message = error_line(capsys.readouterr().err)

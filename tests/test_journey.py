@@ -279,7 +279,8 @@ def test_a_checkpoint_without_its_run(journey, capsys, tmp_path):
   assert cli.main(['classify', journey['files'][0], '--checkpoint',
                    prefix]) == 2
   assert ("holds a network under the scope 'densenet_X', but no config.json "
-          "or metadata next to it records its architecture; give the model"
+          "or metadata next to it records its architecture; give the "
+          "architecture"
           in capsys.readouterr().err)
   model = densenet.load_pretrained(MODEL, prefix, resize_size=IMAGE_SIZE,
                                    crop_size=IMAGE_SIZE)

@@ -109,7 +109,7 @@ def test_compile_refuses_keras_3():
 
 
 def test_bad_arguments():
-  with pytest.raises(ValueError, match='model must be one of'):
+  with pytest.raises(ValueError, match='Unknown architecture'):
     densenet.keras_model('densenet_122')
   with pytest.raises(ValueError, match='is_training'):
     densenet.keras_model(TINY, is_training=True)

@@ -195,3 +195,65 @@ def own_variable_scope_state():
   finally:
     scopes.current_scope, scopes.variable_scopes_count, stores = saved
     ops.get_collection_ref(variable_scope._VARSTORE_KEY)[:] = stores
+
+
+# ---------------------------------------------------------------------------
+# tf_keras internals `training.SlimModel` needs.
+
+
+def keras_call_error_cause(error):
+  """The exception tf_keras wrapped in `error`, or None.
+
+  tf_keras re-raises an error of a layer's `call` as a new exception of the
+  same class, 'Exception encountered when calling layer ...' with the
+  original message on its third line (`inject_argument_info_in_traceback`,
+  marked `_keras_call_info_injected`); the original is its `__context__`.
+  """
+  cause = getattr(error, '__context__', None)
+  if getattr(error, '_keras_call_info_injected', False) and isinstance(
+      cause, Exception):
+    return cause
+  return None
+
+
+def keras_saved_model_saver(model, extra_dtypes):
+  """tf_keras' SavedModel saver of `model`, whose saved `__call__` also
+  takes `extra_dtypes` inputs (cast to the saved input dtype first).
+
+  tf_keras traces `__call__` for one input spec (`model.save_spec()`); a
+  loaded model (`tf.saved_model.load`) then refuses any other dtype. The
+  extra traces call the saved ones, so `call_and_return_conditional_losses`
+  (which `tf_keras.models.load_model` revives) keeps its one spec.
+  """
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from tf_keras.src.saving.legacy.saved_model import model_serialization
+  from tf_keras.src.saving.legacy.saved_model import save_impl
+
+  class Saver(model_serialization.ModelSavedModelSaver):
+
+    def _get_serialized_attributes_internal(self, serialization_cache):
+      objects, functions = super()._get_serialized_attributes_internal(
+          serialization_cache)
+      call = functions.get('__call__')
+      save_spec = self.obj.save_spec()
+      if not isinstance(call, save_impl.LayerCall) or save_spec is None:
+        return objects, functions
+      spec = tf.nest.flatten(save_spec[0])[0] if save_spec[0] else None
+      if not isinstance(spec, tf.TensorSpec):
+        return objects, functions
+      traced = call.wrapped_call
+
+      @tf.function(autograph=False)
+      def call_any_dtype(inputs, training=False):
+        return traced(tf.cast(inputs, spec.dtype), training=training)
+
+      for dtype in (spec.dtype,) + tuple(extra_dtypes):
+        for training in (False, True):
+          call_any_dtype.get_concrete_function(
+              tf.TensorSpec(spec.shape, dtype, name=spec.name),
+              training=training)
+      functions['__call__'] = call_any_dtype
+      return objects, functions
+
+  return Saver(model)

@@ -8,9 +8,11 @@ application module until one of their names is used:
 
 `MOVED` lists the modules that moved in the 0.2 layout: their old import
 paths keep working for one release (`install_moved`, called by
-`import densenet`), with a `DeprecationWarning` naming the new one.
+`import densenet`), with a `DeprecationWarning` naming the new one; so do
+the old names of renamed arguments (`renamed_arguments`).
 """
 
+import functools
 import importlib
 import importlib.abc
 import importlib.util
@@ -102,3 +104,33 @@ def install_moved():
   """
   if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
     sys.meta_path.append(_MovedModules())
+
+
+def renamed_arguments(**renames):
+  """Decorates a function whose arguments `renames` ({old: new}) renamed:
+  for one release it also takes them under their 0.2 names, by keyword,
+  with a `DeprecationWarning` naming the new one.
+
+      @lazy.renamed_arguments(model_name='architecture')
+      def read_weights(source, architecture=None): ...
+  """
+
+  def decorate(function):
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+      for old, new in renames.items():
+        if old not in kwargs:
+          continue
+        if new in kwargs:
+          raise TypeError('%s() got %s and its old name %s; give %s.' %
+                          (function.__qualname__, new, old, new))
+        warnings.warn('%s(%s=...) is deprecated: the argument is named %s.'
+                      % (function.__qualname__, old, new), DeprecationWarning,
+                      stacklevel=2)
+        kwargs[new] = kwargs.pop(old)
+      return function(*args, **kwargs)
+
+    return wrapper
+
+  return decorate

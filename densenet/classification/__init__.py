@@ -4,15 +4,17 @@
 
     datasets.create_tfrecords('CIFAR10', 'cifar-10-python.tar.gz', 'data/c10')
     results = classification.train('data/c10', 'runs/c10+',
-                                   model='densenet_bc_100_k12', augment=True)
+                                   architecture='densenet_bc_100_k12',
+                                   augment=True)
     classification.evaluate(train_dir='runs/c10+')
     classification.evaluate_folder('photos/test', checkpoint='runs/photos')
 
 Modules (their public names are also importable from this package, on first
-use): `recipe` (the paper's recipe as data, no TensorFlow), `run` (`train`,
-`paper_learning_rate`), `evaluation` (`evaluate`, `evaluate_model`,
-`evaluate_folder`, `classification_metrics`), `pictures` (the confusion
-matrix drawn, Pillow only).
+use): `recipe` (the paper's recipe as data, no TensorFlow), `config`
+(`ClassificationConfig`, a run's config.json, no TensorFlow), `run`
+(`train`, `paper_learning_rate`), `evaluation` (`evaluate`,
+`evaluate_model`, `evaluate_folder`, `classification_metrics`), `pictures`
+(the confusion matrix drawn, Pillow only).
 """
 
 from densenet._env import lazy
@@ -25,7 +27,8 @@ _PUBLIC = dict(
        for name in ('evaluate', 'evaluate_model', 'evaluate_folder',
                     'classification_metrics', 'format_folder_results')},
     **{name: 'densenet.classification.pictures'
-       for name in ('confusion_picture', 'save_confusion_picture')})
+       for name in ('confusion_picture', 'save_confusion_picture')},
+    ClassificationConfig='densenet.classification.config')
 
 __all__ = sorted(_PUBLIC)
 

@@ -1,7 +1,7 @@
 """Evaluating DenseNet classifiers: top-1 error of a model or a checkpoint.
 
     from densenet import classification
-    classification.evaluate(train_dir='runs/c10+')   # its config and data
+    classification.evaluate(model_dir='runs/c10+')   # its config and data
     classification.evaluate_folder('photos/test', checkpoint='runs/photos')
 
 `evaluate_model` scores a live model on a `tf.data` split; `evaluate` builds
@@ -18,6 +18,7 @@ import tensorflow as tf
 import tqdm
 
 from densenet import spec as spec_lib
+from densenet._env import lazy
 from densenet.classification import pictures
 from densenet.datasets import image_folder as image_folder_lib
 from densenet.datasets import pipeline
@@ -71,26 +72,29 @@ def evaluate_model(model, dataset, should_stop=None):
           'loss': loss / count, 'num_examples': count}
 
 
+@lazy.renamed_arguments(train_dir='model_dir', model='architecture')
 @records.names_corrupt_shards
-def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
-             model=None, num_classes=None, normalization=None, batch_size=100,
-             output=None):
+def evaluate(model_dir=None, checkpoint=None, data_dir=None, split=None,
+             architecture=None, num_classes=None, normalization=None,
+             batch_size=100, output=None):
   """Evaluates a checkpoint: top-1 error on a dataset split.
 
-  Everything not given is taken from `train_dir/config.json` (written by
-  `train`), and the checkpoint defaults to the latest in `train_dir`.
+  Everything not given is taken from `model_dir/config.json` (written by
+  `train`), and the checkpoint defaults to the latest in `model_dir`.
 
   Args:
-    train_dir: A training directory of `train`, or None.
-    checkpoint: A checkpoint prefix or directory (default: `train_dir`).
+    model_dir: A model directory of `train`, or None.
+    checkpoint: A checkpoint prefix or directory (default: `model_dir`).
     data_dir: A `densenet.datasets` directory (default: the training one).
     split: The split (default 'test', or 'validation' if there is no test).
-    model: An architecture name or config (see `densenet.spec.resolve`).
+    architecture: An architecture name or config (see
+      `densenet.spec.resolve`).
     num_classes: Classes of the logits (default: the dataset's).
     normalization: Input normalization (default: training's, or the
       dataset's).
     batch_size: Evaluation batch size.
     output: Optional path of a JSON file for the results.
+    (0.2's names `train_dir` and `model` still work for one release.)
 
   Returns:
     {'top1_error', 'top1_accuracy', 'loss', 'num_examples', 'checkpoint',
@@ -100,20 +104,20 @@ def evaluate(train_dir=None, checkpoint=None, data_dir=None, split=None,
     ValueError: If a setting is missing, or the checkpoint lacks a variable
       of the model or has another shape for it.
   """
-  if train_dir is not None:  # Its config.json must be there.
-    rundir.read_json(os.path.join(train_dir, CONFIG_FILE))
-  if checkpoint is None and train_dir is None:
-    raise ValueError('checkpoint is required (or a train_dir whose '
+  if model_dir is not None:  # Its config.json must be there.
+    rundir.read_json(os.path.join(model_dir, CONFIG_FILE))
+  if checkpoint is None and model_dir is None:
+    raise ValueError('checkpoint is required (or a model_dir whose '
                      'config.json has it).')
   # What the checkpoint records, or its run's config.json (issue 22 #7).
-  checkpoint, described = runs.describe(checkpoint or train_dir, train_dir)
+  checkpoint, described = runs.describe(checkpoint or model_dir, model_dir)
   if described['task'] == 'segmentation':
     runs.check_classifier(described, checkpoint)
   data_dir = data_dir or described.get('data_dir')
-  model = model or described['model']
-  for name, value in (('data_dir', data_dir), ('model', model)):
+  model = architecture or described['model']
+  for name, value in (('data_dir', data_dir), ('architecture', model)):
     if value is None:
-      raise ValueError('%s is required (or a checkpoint or train_dir whose '
+      raise ValueError('%s is required (or a checkpoint or model_dir whose '
                        'config.json has it).' % name)
   metadata = tfrecords.read_metadata(data_dir)
   if split is None:
@@ -149,8 +153,9 @@ def cross_entropy(labels, logits):
       tf.cast(labels, tf.int64), logits)
 
 
-def evaluate_folder(image_folder, checkpoint=None, train_dir=None,
-                    model=None, image_size=None, batch_size=100,
+@lazy.renamed_arguments(train_dir='model_dir', model='architecture')
+def evaluate_folder(image_folder, checkpoint=None, model_dir=None,
+                    architecture=None, image_size=None, batch_size=100,
                     output=None, confusion_png=None, progress=True):
   """Evaluates weights on a folder with one sub-folder of images per class.
 
@@ -165,11 +170,11 @@ def evaluate_folder(image_folder, checkpoint=None, train_dir=None,
   Args:
     image_folder: The folder (e.g. 'photos/test').
     checkpoint: Weights: anything `densenet.weights.convert.read_weights`
-      reads, e.g. a training checkpoint or directory (default: `train_dir`).
-    train_dir: The run directory whose config.json describes the
+      reads, e.g. a training checkpoint or directory (default: `model_dir`).
+    model_dir: The run directory whose config.json describes the
       checkpoint (default: the checkpoint's own directory).
-    model: An architecture name or `densenet_X` config (default: what the
-      checkpoint or its config.json records).
+    architecture: An architecture name or `densenet_X` config (default:
+      what the checkpoint or its config.json records).
     image_size: Side images are resized and cropped to (default: the
       training image size, else 256 then the central 224).
     batch_size: Images per network run.
@@ -177,6 +182,7 @@ def evaluate_folder(image_folder, checkpoint=None, train_dir=None,
     confusion_png: Optional path of a PNG picture of the confusion matrix
       (`pictures.confusion_picture`).
     progress: Whether to show a progress bar (on stderr).
+    (0.2's names `train_dir` and `model` still work for one release.)
 
   Returns:
     {'top1_accuracy', 'top1_error', 'top5_accuracy' (within the top
@@ -192,13 +198,13 @@ def evaluate_folder(image_folder, checkpoint=None, train_dir=None,
     ValueError: For a folder class the model does not have, an image that
       cannot be decoded (named), or weights that are not a classifier's.
   """
-  if checkpoint is None and train_dir is None:
-    raise ValueError('checkpoint is required (or a train_dir).')
-  if train_dir is not None:  # Its config.json must be there.
-    rundir.read_json(os.path.join(train_dir, CONFIG_FILE))
-  source = checkpoint or train_dir
-  weights, metadata = convert.read_weights(source, model_name=model,
-                                           run_dir=train_dir)
+  if checkpoint is None and model_dir is None:
+    raise ValueError('checkpoint is required (or a model_dir).')
+  if model_dir is not None:  # Its config.json must be there.
+    rundir.read_json(os.path.join(model_dir, CONFIG_FILE))
+  source = checkpoint or model_dir
+  weights, metadata = convert.read_weights(source, architecture=architecture,
+                                           run_dir=model_dir)
   runs.check_classifier(metadata, source)
   folder_classes, examples = image_folder_lib.list_images(image_folder)
   names = pretrained.names_of(metadata)
@@ -208,7 +214,8 @@ def evaluate_folder(image_folder, checkpoint=None, train_dir=None,
         '%s has class folder(s) %s that the model was not trained on; its '
         'classes are: %s.' % (image_folder, ', '.join(unknown),
                               ', '.join(names)))
-  classifier = pretrained.Classifier(weights, metadata, model_name=model,
+  classifier = pretrained.Classifier(weights, metadata,
+                                     architecture=architecture,
                                      resize_size=image_size,
                                      crop_size=image_size)
   try:

@@ -4,7 +4,8 @@
 
     datasets.create_tfrecords('CIFAR10', 'cifar-10-python.tar.gz', 'data/c10')
     results = classification.train('data/c10', 'runs/c10+',
-                                   model='densenet_bc_100_k12', augment=True)
+                                   architecture='densenet_bc_100_k12',
+                                   augment=True)
     results['test']['top1_error']          # the paper: 0.0451 on C10+
 
 The defaults are the recipe of Huang et al. (CVPR 2017), Section 4.2: SGD
@@ -14,15 +15,15 @@ when training without augmentation (none with it). Every one is an argument.
 
 Training runs on `densenet.training.Trainer` (the project's one trainer:
 tf.distribute, checkpoints every N steps and resume, tqdm progress,
-TensorBoard summaries, NaN stop), which writes into `train_dir`:
+TensorBoard summaries, NaN stop), which writes into `model_dir`:
 
-    train_dir/
+    model_dir/
       config.json          the run's settings (read back by `evaluate`)
       model.ckpt-<step>.*  checkpoints with the slim variable names
       train/, eval/        TensorBoard events (loss, learning rate, error)
       results.json         final top-1 error on the evaluation split
 
-Models: any name of `densenet.MODELS` (e.g. 'densenet_bc_100_k12',
+Architectures: any name of `densenet.MODELS` (e.g. 'densenet_bc_100_k12',
 'densenet_121'), or a CIFAR DenseNet spelled the same way with any depth and
 growth rate: 'densenet_<L>_k<k>' or 'densenet_bc_<L>_k<k>' (e.g.
 'densenet_bc_10_k4', a tiny one for tests).
@@ -36,6 +37,8 @@ import tensorflow as tf
 import tf_keras
 
 from densenet import spec as spec_lib
+from densenet._env import lazy
+from densenet.classification import config as config_lib
 from densenet.classification import evaluation
 from densenet.classification import recipe
 from densenet.datasets import pipeline
@@ -43,6 +46,7 @@ from densenet.datasets import records
 from densenet.datasets import tfrecords
 from densenet.training import distribute
 from densenet.training import lock
+from densenet.training import run as run_lib
 from densenet.training import rundir
 from densenet.training import schedules
 from densenet.training import signals
@@ -53,7 +57,7 @@ from densenet.weights import checkpoints
 # The paper's recipe (Huang et al. 2017, Section 4.2).
 DEFAULTS = recipe.PAPER_RECIPE
 
-CONFIG_FILE = rundir.CONFIG_FILE
+CONFIG_FILE = config_lib.CONFIG_FILE
 RESULTS_FILE = 'results.json'
 
 
@@ -77,9 +81,11 @@ def paper_learning_rate(steps_per_epoch, epochs=DEFAULTS['epochs'],
       decay)
 
 
+@lazy.renamed_arguments(train_dir='model_dir', model='architecture')
 @records.names_corrupt_shards
-@lock.locks('train_dir', 'train directory')
-def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
+@lock.locks('model_dir', 'model directory')
+def train(data_dir, model_dir, architecture='densenet_bc_100_k12',
+          augment=True,
           batch_size=DEFAULTS['batch_size'], epochs=DEFAULTS['epochs'],
           num_steps=None, learning_rate=DEFAULTS['learning_rate'],
           learning_rate_decay_fractions=DEFAULTS[
@@ -93,7 +99,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           memory_efficient=None, sync_batch_norm=False, log_every=0):
   """Trains a classifier on a TFRecord dataset, then evaluates it.
 
-  Re-running with the same `train_dir` resumes from its latest checkpoint.
+  Re-running with the same `model_dir` resumes from its latest checkpoint.
   The run's settings are kept in `config.json`; a resumed run may change
   the length and the schedule (e.g. train more epochs; the learning-rate
   boundaries are recomputed for the new length), but a different model,
@@ -101,7 +107,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   weights expect (normalization, batch-norm epsilon, stem padding) raises an
   error instead of silently mixing two runs. The config is written once the
   model has been built (and restored), so a failed first start does not lock
-  `train_dir`.
+  `model_dir` (`densenet.training.run.Run`, shared with segmentation).
 
   Fine-tuning: the weights of `initial_checkpoint` define the contract. If
   its `densenet_metadata` (a `densenet.weights.convert` checkpoint) records a
@@ -111,8 +117,8 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   Args:
     data_dir: A directory written by `densenet.datasets` (CIFAR or an image
       folder): its 'train' split is trained on.
-    train_dir: Where checkpoints, summaries, config.json and results.json go.
-    model: An architecture name or `densenet_X` config dict (see
+    model_dir: Where checkpoints, summaries, config.json and results.json go.
+    architecture: An architecture name or `densenet_X` config dict (see
       `densenet.spec.resolve`).
     augment: The standard augmentation (the paper's "+" datasets).
     batch_size: Global batch size (over all replicas).
@@ -150,9 +156,11 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
     sync_batch_norm: Whether batch norm uses the statistics of the global
       batch across replicas (see `densenet.training.Trainer`).
     log_every: Steps between 'step N loss L' lines on stderr (0: none).
+    The 0.2 names `train_dir` (`model_dir`) and `model` (`architecture`)
+    still work for one release.
 
   Returns:
-    The results dict also written to `train_dir/results.json`: `config`,
+    The results dict also written to `model_dir/results.json`: `config`,
     `start_step` (where this call resumed), `global_step`, `final_loss`,
     `train_seconds`, `checkpoint`, and under the name of the evaluation
     split its `evaluate_model` metrics (top-1 error ...). Only the returned
@@ -165,10 +173,6 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   """
   metadata = tfrecords.read_metadata(data_dir)
   strategy = strategy or distribute.get_strategy()
-  # Every worker resolves the settings from the run's saved config; only the
-  # chief writes to train_dir (the others to a temporary one: chief_dir).
-  saved = rundir.read_config(train_dir)
-  train_dir = distribute.chief_dir(train_dir, strategy)
   num_train = tfrecords.split_info(metadata, 'train')['num_examples']
   if batch_size < 1 or batch_size > num_train:
     raise ValueError('batch_size must be in [1, %d] (the training images), '
@@ -179,43 +183,41 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   if eval_split is None:
     eval_split = next((s for s in ('test', 'validation')
                        if s in metadata['splits']), None)
-  settings = spec_lib.merge_settings(
+  run = run_lib.Run(model_dir, strategy, initial_checkpoint)
+  settings = run.settings(
       {'normalization': normalization, 'batch_norm_epsilon': None,
        'root_padding': None, 'memory_efficient': memory_efficient},
-      checkpoints.read_contract(initial_checkpoint) if initial_checkpoint
-      else None, saved,
       dict(spec_lib.DEFAULTS, normalization=metadata['normalization']))
-  config = dict(settings, **{
-      'data_dir': os.path.abspath(data_dir),
-      'dataset': metadata['dataset'],
-      'num_classes': metadata['num_classes'],
-      'model': model,
-      'augment': bool(augment),
-      'batch_size': batch_size,
-      'steps_per_epoch': steps_per_epoch,
-      'num_steps': num_steps,
-      'learning_rate': learning_rate,
-      'learning_rate_boundaries': [int(f * num_steps) for f in
-                                   learning_rate_decay_fractions],
-      'learning_rate_decay': learning_rate_decay,
-      'momentum': momentum,
-      'nesterov': bool(nesterov),
-      'weight_decay': weight_decay,
-      'dropout_rate': (dropout_rate if dropout_rate is not None else
-                       0.0 if augment else
-                       DEFAULTS['dropout_rate_without_augmentation']),
-      'initial_checkpoint': initial_checkpoint,
-  })
-  rundir.check_config(train_dir, saved, config, _FIXED_SETTINGS)
-  spec = spec_lib.ModelSpec.from_config(config)
+  config = config_lib.ClassificationConfig(
+      spec=spec_lib.ModelSpec(architecture, metadata['num_classes'],
+                              **settings),
+      data_dir=os.path.abspath(data_dir),
+      dataset=metadata['dataset'],
+      augment=bool(augment),
+      batch_size=batch_size,
+      steps_per_epoch=steps_per_epoch,
+      num_steps=num_steps,
+      learning_rate=learning_rate,
+      learning_rate_boundaries=[int(f * num_steps) for f in
+                                learning_rate_decay_fractions],
+      learning_rate_decay=learning_rate_decay,
+      momentum=momentum,
+      nesterov=bool(nesterov),
+      weight_decay=weight_decay,
+      dropout_rate=(dropout_rate if dropout_rate is not None else
+                    0.0 if augment else
+                    DEFAULTS['dropout_rate_without_augmentation']),
+      initial_checkpoint=initial_checkpoint)
+  directory = run.prepare(config)  # The chief's: model_dir.
+  spec = config.spec
   trainer = trainer_lib.Trainer(
       spec.net_fn(weight_decay=weight_decay,
-                  dropout_rate=config['dropout_rate']),
-      evaluation.cross_entropy, train_dir, batch_size, strategy=strategy,
+                  dropout_rate=config.dropout_rate),
+      evaluation.cross_entropy, directory, batch_size, strategy=strategy,
       optimizer_fn=lambda: tf_keras.optimizers.SGD(
           learning_rate, momentum=momentum, nesterov=nesterov),
       learning_rate_fn=schedules.step(
-          learning_rate, config['learning_rate_boundaries'],
+          learning_rate, config.learning_rate_boundaries,
           learning_rate_decay),
       checkpoint_every=checkpoint_every,
       init_fn=(functools.partial(_restore_backbone, spec=spec,
@@ -230,9 +232,9 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   eval_dataset = eval_split and pipeline.input_pipeline(
       tfrecords.read_split(data_dir, eval_split, metadata), batch_size,
       spec.normalization, is_training=False)
-  trainer.build(next(iter(dataset))[0])  # Restores the latest checkpoint.
-  config = rundir.write_config(train_dir, config)  # It builds: recorded.
-  eval_writer = tf.summary.create_file_writer(os.path.join(train_dir, 'eval'))
+  # Restores the latest checkpoint, then records the config.
+  _, written = run.start(trainer, next(iter(dataset))[0], config)
+  eval_writer = tf.summary.create_file_writer(os.path.join(directory, 'eval'))
   chunk = steps_per_epoch * eval_every_epochs or num_steps
   started, result, metrics = time.time(), None, None
   step = start_step = int(trainer.global_step.numpy())
@@ -263,7 +265,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
           summaries.write_scalar('loss', metrics['loss'], step)
         eval_writer.flush()
   results = {
-      'config': config,
+      'config': written,
       'start_step': start_step,
       'global_step': step,
       'final_loss': losses[-1] if losses else None,
@@ -272,7 +274,7 @@ def train(data_dir, train_dir, model='densenet_bc_100_k12', augment=True,
   }
   if metrics is not None:
     results[eval_split] = metrics
-  rundir.write_json(os.path.join(train_dir, RESULTS_FILE), results)
+  rundir.write_json(os.path.join(directory, RESULTS_FILE), results)
   return dict(results, losses=losses)
 
 
@@ -286,8 +288,3 @@ def _restore_backbone(net, spec, checkpoint):
                checkpoint=checkpoint)
   print('Restored %d variables from %s (the logits start fresh).' %
         (len(report.restored), checkpoint))
-
-
-# Settings a resumed run must share with the checkpoints it continues.
-_FIXED_SETTINGS = ('dataset', 'num_classes', 'model', 'batch_size', 'augment',
-                   'dropout_rate', 'weight_decay') + spec_lib.CONTRACT

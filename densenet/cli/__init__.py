@@ -4,7 +4,7 @@
         ckpt/densenet_121/model.ckpt
     densenet classify cat.jpg dog.png --checkpoint ckpt/densenet_121/model.ckpt
     densenet train --image-folder photos/ --data-dir data/photos \\
-        --train-dir runs/photos --model densenet_121
+        --model-dir runs/photos --architecture densenet_121
 
 Modules: `common` (what both console scripts share: argument types, one
 error -> exit status table, `--verbose`, quiet TensorFlow), `pretrained`

@@ -221,6 +221,22 @@ def add_command(subparsers, name, func, help, description=None):  # pylint: disa
   return parser
 
 
+def add_renamed_argument(parser, name, old_names, required=False, **kwargs):
+  """`parser.add_argument(name, **kwargs)`, also taking `old_names`: the
+  0.2 spellings of the option, kept for one release and not shown by
+  `--help`. `required` means one of the spellings (checked by `main`).
+
+  Returns:
+    The action of `name`.
+  """
+  action = parser.add_argument(name, **kwargs)
+  action.required_any_spelling = required
+  for old in old_names:
+    parser.add_argument(old, **dict(kwargs, dest=action.dest,
+                                    help=argparse.SUPPRESS))
+  return action
+
+
 def main(parser, argv=None):
   """Parses `argv`, runs the command; returns the exit status.
 
@@ -228,9 +244,15 @@ def main(parser, argv=None):
   prints any error as one line `<prog> <command>: error: <message>`.
   """
   args, unknown = parser.parse_known_args(argv)
+  command_parser = _command_parser(parser, args.command)
   if unknown:  # Reported with the usage of the command, not of the program.
-    _command_parser(parser, args.command).error(
-        'unrecognized arguments: %s' % ' '.join(unknown))
+    command_parser.error('unrecognized arguments: %s' % ' '.join(unknown))
+  missing = [action.option_strings[0] for action in command_parser._actions  # pylint: disable=protected-access
+             if getattr(action, 'required_any_spelling', False) and
+             getattr(args, action.dest, None) is None]
+  if missing:
+    command_parser.error('the following arguments are required: %s' %
+                         ', '.join(missing))
   runtime.configure(verbose=args.verbose)
   try:
     with _json_output(getattr(args, 'json', False)):
@@ -327,12 +349,13 @@ def checkpoint_path(text):
 def architecture_name(text):
   """A name of `densenet.architectures.ARCHITECTURES`."""
   if text not in architectures.ARCHITECTURES:
-    raise argparse.ArgumentTypeError('unknown model %r; the models are %s' %
-                                     (text, ', '.join(architectures.NAMES)))
+    raise argparse.ArgumentTypeError(
+        'unknown architecture %r; the architectures are %s' %
+        (text, ', '.join(architectures.NAMES)))
   return text
 
 
-def backbone(text):
+def architecture(text):
   """An architecture: a name (`densenet.architectures.NAMES`, or a CIFAR
   DenseNet 'densenet[_bc]_<L>_k<k>'), or a `densenet_X` config as a JSON
   object with the keys of `architectures.CONFIG_KEYS`."""

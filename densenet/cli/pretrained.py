@@ -7,7 +7,8 @@
     densenet export --checkpoint /tmp/densenet_121/model.ckpt d121.tflite
     densenet classify cat.jpg --litert d121.tflite
 
-Registrars of `densenet.cli`; no TensorFlow at load time.
+Registrars of `densenet.cli`; no TensorFlow at load time. `--model`, the
+0.2 name of `--architecture`, still works for one release (hidden).
 """
 
 import os
@@ -37,9 +38,10 @@ def add_convert_parser(subparsers):
   parser.add_argument('--source-format', choices=('keras', 'pudae',
                                                   'torchvision'),
                       help='Format of SOURCE (default: detected).')
-  parser.add_argument('--model', type=common.architecture_name,
-                      help='Target model (default: inferred from the '
-                      'weights), e.g. densenet_121.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture_name,
+      help='Target architecture (default: inferred from the weights), e.g. '
+      'densenet_121.')
 
 
 def run_convert(args):
@@ -51,7 +53,7 @@ def run_convert(args):
   from densenet.weights import convert  # pylint: disable=g-import-not-at-top
   metadata = convert.convert(args.source, args.output,
                              source_format=args.source_format,
-                             model_name=args.model, progress=True)
+                             architecture=args.architecture, progress=True)
   print('Wrote %s: %s from %s weights (num_classes=%s, BN epsilon %g, '
         "normalization '%s')." % (args.output, metadata['model'],
                                   metadata['source'], metadata['num_classes'],
@@ -69,12 +71,13 @@ def _add_weights_arguments(parser, required=True):
                       type=common.checkpoint_path,
                       help='Converted or pudae checkpoint prefix, a Keras '
                       '.h5/.keras file, or a checkpoint of `densenet train` '
-                      '(runs/x/model.ckpt-N, or the train directory for its '
-                      'latest): its config.json gives the model and its '
-                      'dataset the class names and image size.')
-  parser.add_argument('--model', type=common.backbone,
-                      help='Model name or densenet_X JSON (default: from the '
-                      'checkpoint or its config.json), e.g. densenet_121.')
+                      '(runs/x/model.ckpt-N, or the model directory for its '
+                      'latest): its config.json gives the architecture and '
+                      'its dataset the class names and image size.')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture,
+      help='A densenet.MODELS name or densenet_X JSON (default: from the '
+      'checkpoint or its config.json), e.g. densenet_121.')
   parser.add_argument('--resize-size', type=common.positive_int,
                       help='Shorter side after resizing (default: the image '
                       'size the model was trained at, else 256).')
@@ -118,11 +121,11 @@ def run_classify(args):
     top = pretrained.check_top(args.top, len(model.class_names))
   else:
     weights, metadata = convert.read_weights(args.checkpoint,
-                                             model_name=args.model)
+                                             architecture=args.architecture)
     runs.check_classifier(metadata, args.checkpoint)
     top = pretrained.check_top(args.top, metadata['num_classes'])
     model = pretrained.Classifier(
-        weights, metadata, model_name=args.model,
+        weights, metadata, architecture=args.architecture,
         resize_size=args.resize_size, crop_size=args.crop_size,
         batch_size=args.batch_size)
   try:
@@ -141,9 +144,9 @@ def _litert_classifier(args):
   """The `--litert` file; `--crop-size` must be its input size if given,
   `--resize-size` replaces the exported one if given."""
   from densenet.serve import litert_runtime  # pylint: disable=g-import-not-at-top
-  if args.model:
-    raise common.UsageError('--model is for --checkpoint (the .tflite holds '
-                            'its network).')
+  if args.architecture:
+    raise common.UsageError('--architecture is for --checkpoint (the .tflite '
+                            'holds its network).')
   model = litert_runtime.LiteRTClassifier(args.litert, args.threads,
                                           args.batch_size, args.resize_size)
   if args.crop_size not in (None, model.crop_size):
@@ -243,11 +246,12 @@ def add_export_parser(subparsers):
       parser, 'Input height and width, a square (default: the crop size); '
       'any batch.')
 
+
 def run_export(args):
   if litert.export_format(args, args.export_dir) == 'litert':
     from densenet.serve import litert as litert_export  # pylint: disable=g-import-not-at-top
     metadata = litert_export.export_classifier(
-        args.checkpoint, args.export_dir, model_name=args.model,
+        args.checkpoint, args.export_dir, architecture=args.architecture,
         input_size=args.input_size, quantize=args.quantize,
         calibration=args.calibration,
         calibration_size=args.calibration_size,
@@ -256,7 +260,7 @@ def run_export(args):
     return 0
   from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
-                            model_name=args.model, top=args.top,
+                            architecture=args.architecture, top=args.top,
                             resize_size=args.resize_size,
                             crop_size=args.crop_size)
   print('Wrote SavedModel %s.' % os.path.abspath(args.export_dir))

@@ -4,14 +4,14 @@ Reproduce the paper's DenseNet-BC (L=100, k=12) on C10+ from the standard
 archive (its TFRecords are written on the first run):
 
     densenet train --dataset C10+ --source cifar-10-python.tar.gz \
-        --data-dir data/cifar10 --train-dir runs/c10plus
-    densenet evaluate --train-dir runs/c10plus
+        --data-dir data/cifar10 --model-dir runs/c10plus
+    densenet evaluate --model-dir runs/c10plus
 
 Fine-tune a pretrained densenet_121 on a folder of images (one sub-folder per
 class):
 
     densenet train --image-folder photos/ --data-dir data/photos \
-        --train-dir runs/photos --model densenet_121 \
+        --model-dir runs/photos --architecture densenet_121 \
         --initial-checkpoint densenet_121.ckpt --epochs 30 \
         --learning-rate 0.01 --batch-size 32
 
@@ -19,8 +19,12 @@ SIGTERM and Ctrl-C stop training between steps after saving the step reached
 (exit 143 / 130, one line; `densenet.training.signals`); the same command resumes.
 
 `add_train_parser(subparsers)` and `add_evaluate_parser(subparsers)` are
-registrars of `densenet/cli.py` (see there). This module imports no
+registrars of `densenet.cli` (see there). This module imports no
 TensorFlow at load time: the library is imported when a command runs.
+
+Option names of 0.2 still work for one release, hidden from `--help`:
+`--train-dir` (now `--model-dir`), `--model` (`--architecture`),
+`--num-steps` (`--steps`).
 """
 
 import argparse
@@ -45,7 +49,7 @@ def add_train_parser(subparsers):
       description='Train a DenseNet classifier on a densenet.datasets '
       'TFRecord directory, building it first from a CIFAR archive or an '
       'image folder when it does not exist yet. Resumes from the latest '
-      'checkpoint of --train-dir. Defaults: the DenseNet paper\'s recipe '
+      'checkpoint of --model-dir. Defaults: the DenseNet paper\'s recipe '
       '(SGD, Nesterov momentum 0.9, batch 64, learning rate 0.1 divided by '
       '10 at 50% and 75% of 300 epochs, weight decay 1e-4, dropout 0.2 '
       'without augmentation).')
@@ -73,15 +77,15 @@ def add_train_parser(subparsers):
                     help='A densenet.preprocessing mode (e.g. torch) '
                     'instead of the dataset\'s own normalization.')
   model = parser.add_argument_group('model and recipe')
-  model.add_argument('--train-dir', required=True,
-                     help='Checkpoints, TensorBoard events, config.json, '
-                     'results.json.')
-  model.add_argument('--model', default='densenet_bc_100_k12',
-                     type=common.backbone,
-                     help='A densenet.MODELS name, densenet[_bc]_<L>_k<k>, '
-                     'or a densenet_X config as JSON, e.g. '
-                     '\'{"num_units_per_block": [6, 6, 6], '
-                     '"growth_rate": 12}\'.')
+  common.add_renamed_argument(
+      model, '--model-dir', ['--train-dir'], required=True,
+      help='Checkpoints, TensorBoard events, config.json, results.json.')
+  common.add_renamed_argument(
+      model, '--architecture', ['--model'], default='densenet_bc_100_k12',
+      type=common.architecture,
+      help='A densenet.MODELS name, densenet[_bc]_<L>_k<k>, or a densenet_X '
+      'config as JSON, e.g. \'{"num_units_per_block": [6, 6, 6], '
+      '"growth_rate": 12}\'.')
   model.add_argument('--initial-checkpoint', type=common.checkpoint_path,
                      help='Start from these weights (all but the logits).')
   model.add_argument('--memory-efficient', action='store_true',
@@ -93,8 +97,9 @@ def add_train_parser(subparsers):
                      help='Global batch size (over all replicas).')
   model.add_argument('--epochs', type=positive_int,
                      default=defaults['epochs'], help='Epochs of training.')
-  model.add_argument('--num-steps', type=positive_int,
-                     help='Total steps, overriding --epochs.')
+  common.add_renamed_argument(model, '--steps', ['--num-steps'],
+                              type=positive_int,
+                              help='Total steps, overriding --epochs.')
   model.add_argument('--learning-rate', type=common.non_negative_float,
                      default=defaults['learning_rate'],
                      help='Learning rate before the first decay.')
@@ -140,16 +145,17 @@ def add_evaluate_parser(subparsers):
       description='Evaluate a checkpoint on a densenet.datasets split, or '
       'with --image-folder on a folder of class sub-folders (per-class '
       'accuracy and a confusion matrix, also drawn as a PNG). Settings not '
-      'given come from what the checkpoint records: --train-dir\'s (or '
+      'given come from what the checkpoint records: --model-dir\'s (or '
       'the checkpoint directory\'s) config.json.')
-  parser.add_argument('--train-dir', type=common.existing_dir,
-                      help='A directory of `densenet train`.')
+  common.add_renamed_argument(parser, '--model-dir', ['--train-dir'],
+                              type=common.existing_dir,
+                              help='A directory of `densenet train`.')
   parser.add_argument('--checkpoint', type=common.checkpoint_path,
                       help='Checkpoint prefix or directory (default: the '
-                      'latest in --train-dir).')
+                      'latest in --model-dir).')
   parser.add_argument('--data-dir', type=common.existing_dir,
                       help='TFRecord dataset directory (default: the one '
-                      'of --train-dir).')
+                      'of --model-dir).')
   parser.add_argument('--split',
                       help='Split to evaluate (default: test, or '
                       'validation).')
@@ -165,11 +171,13 @@ def add_evaluate_parser(subparsers):
                       help='With --image-folder: where to draw the '
                       'confusion matrix (default: next to --output, else '
                       '<model directory>/eval/confusion_<folder>.png).')
-  parser.add_argument('--model', type=common.backbone,
-                      help='Model name (default: the one of --train-dir).')
+  common.add_renamed_argument(
+      parser, '--architecture', ['--model'], type=common.architecture,
+      help='The architecture (default: the one of --model-dir or of the '
+      'checkpoint).')
   parser.add_argument('--normalization',
                       help='A densenet.preprocessing mode (default: the one '
-                      'of --train-dir, or the dataset\'s).')
+                      'of --model-dir, or the dataset\'s).')
   parser.add_argument('--batch-size', type=common.positive_int,
                       default=100, help='Images per evaluation step.')
   parser.add_argument('--output', help='Also write the results JSON here.')
@@ -205,9 +213,9 @@ def run_train(args):
   strategy = training.get_strategy(args.strategy,
                                    cluster_timeout=args.cluster_timeout)
   results = classification.train(
-      args.data_dir, args.train_dir, model=args.model, augment=augment,
-      batch_size=args.batch_size, epochs=args.epochs,
-      num_steps=args.num_steps, learning_rate=args.learning_rate,
+      args.data_dir, args.model_dir, architecture=args.architecture,
+      augment=augment, batch_size=args.batch_size, epochs=args.epochs,
+      num_steps=args.steps, learning_rate=args.learning_rate,
       learning_rate_decay_fractions=args.learning_rate_decay_fractions,
       learning_rate_decay=args.learning_rate_decay, momentum=args.momentum,
       nesterov=args.nesterov, weight_decay=args.weight_decay,
@@ -219,14 +227,14 @@ def run_train(args):
       memory_efficient=args.memory_efficient,
       sync_batch_norm=args.sync_batch_norm, log_every=args.log_every)
   _print_results(results, args.json, os.path.join(
-      args.train_dir, classification.RESULTS_FILE))
+      args.model_dir, classification.RESULTS_FILE))
   return 0
 
 
 def run_evaluate(args):
   """Runs `densenet evaluate` from parsed arguments; returns exit status."""
-  if not (args.train_dir or args.checkpoint):
-    raise common.UsageError('give --train-dir or --checkpoint.')
+  if not (args.model_dir or args.checkpoint):
+    raise common.UsageError('give --model-dir or --checkpoint.')
   if args.image_folder:
     return _evaluate_folder(args)
   for option in ('image_size', 'confusion_png'):
@@ -235,8 +243,9 @@ def run_evaluate(args):
                               option.replace('_', '-'))
   from densenet import classification  # pylint: disable=g-import-not-at-top
   results = classification.evaluate(
-      train_dir=args.train_dir, checkpoint=args.checkpoint,
-      data_dir=args.data_dir, split=args.split, model=args.model,
+      model_dir=args.model_dir, checkpoint=args.checkpoint,
+      data_dir=args.data_dir, split=args.split,
+      architecture=args.architecture,
       normalization=args.normalization, batch_size=args.batch_size,
       output=args.output)
   _print_results(results, args.json, args.output)
@@ -254,8 +263,8 @@ def _evaluate_folder(args):
   # pylint: disable=g-import-not-at-top
   from densenet.classification import evaluation
   results = evaluation.evaluate_folder(
-      args.image_folder, checkpoint=args.checkpoint, train_dir=args.train_dir,
-      model=args.model, image_size=args.image_size,
+      args.image_folder, checkpoint=args.checkpoint, model_dir=args.model_dir,
+      architecture=args.architecture, image_size=args.image_size,
       batch_size=args.batch_size, output=args.output,
       confusion_png=confusion_png, progress=not args.no_progress)
   if args.json:
@@ -273,7 +282,7 @@ def _default_confusion_png(args):
   folder = os.path.basename(os.path.normpath(args.image_folder))
   if args.output:
     return os.path.splitext(args.output)[0] + '_confusion.png'
-  model_dir = args.train_dir or args.checkpoint
+  model_dir = args.model_dir or args.checkpoint
   if not os.path.isdir(model_dir):
     model_dir = os.path.dirname(model_dir)
   return os.path.join(model_dir, 'eval', 'confusion_%s.png' % folder)

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from densenet._env import atomic
 from densenet.datasets import records
 
 METADATA_FILE = 'metadata.json'
@@ -133,11 +134,7 @@ def write_metadata(output_dir, metadata):
   so readers see either the old complete file or the new one.
   """
   metadata = dict(metadata, format=FORMAT, format_version=FORMAT_VERSION)
-  path = os.path.join(output_dir, METADATA_FILE)
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(metadata, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(path + '.tmp', path)
+  atomic.write_json(os.path.join(output_dir, METADATA_FILE), metadata)
 
 
 def read_metadata(data_dir):

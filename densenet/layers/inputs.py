@@ -91,7 +91,10 @@ def check_size(inputs, minimum, output_stride, name):
       ['inputs are too small: %s, got (height, width):' % what, size],
       name='check_input_size')
   with tf.control_dependencies([check]):
-    return tf.identity(inputs)
+    # Not an identity: its output keeps the unknown sizes even where the
+    # graph is later specialized to known ones (a loaded SavedModel called
+    # on a 3x3 image), so shape inference does not fail before the check.
+    return tf.compat.v1.placeholder_with_default(inputs, inputs.shape)
 
 
 _LOW_PRECISION = (tf.bfloat16, tf.float16)

@@ -35,12 +35,14 @@ from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet.serve import pretrained
 from densenet import spec as spec_lib
+from densenet._env import lazy
 
 BYTES_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 IMAGES_SIGNATURE = 'serving_images'
 
 
-def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
+@lazy.renamed_arguments(model_name='architecture')
+def export_saved_model(checkpoint, export_dir, architecture=None, top=None,
                        resize_size=None, crop_size=None):
   """Writes a SavedModel classifying images with pretrained weights.
 
@@ -48,7 +50,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
     checkpoint: Anything `convert.read_weights` reads (a training run's
       directory too: its class names are the export's top_k_names).
     export_dir: Directory to create (must not exist).
-    model_name: An architecture name or `densenet_X` config, or None to
+    architecture: An architecture name or `densenet_X` config, or None to
       take it from the weights.
     top: k of the top_k outputs (default 5, or all the classes if fewer).
     resize_size, crop_size: Geometry of the `image_bytes` signature
@@ -63,8 +65,9 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
   """
   if os.path.exists(export_dir):
     raise ValueError('export_dir %r already exists.' % (export_dir,))
-  weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
-  model_name = model_name or metadata['model']
+  weights, metadata = convert.read_weights(checkpoint,
+                                           architecture=architecture)
+  architecture = architecture or metadata['model']
   runs.check_classifier(metadata, checkpoint)
   top = pretrained.check_top(top, metadata['num_classes'])
   names = pretrained.names_of(metadata)
@@ -80,7 +83,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
     # Feeding `images` cuts off the decoding branch: one network, two inputs.
     images = tf.compat.v1.placeholder_with_default(
         decoded, [None, None, None, 3], name='images')
-    _, logits = pretrained.build_classifier(model_name, metadata, images)
+    _, logits = pretrained.build_classifier(architecture, metadata, images)
     probabilities = tf.nn.softmax(logits)
     top_probabilities, top_indices = tf.nn.top_k(probabilities, k=top)
     names = tf.constant(names)
@@ -92,7 +95,7 @@ def export_saved_model(checkpoint, export_dir, model_name=None, top=None,
         'top_k_names': tf.gather(names, top_indices),
     }
     init_fn = assign.assign_fn(weights,
-                                scope=spec_lib.resolve(model_name).scope)
+                                scope=spec_lib.resolve(architecture).scope)
     with tf.compat.v1.Session(graph=graph) as session:
       init_fn(session)
       session, (image_bytes, images, outputs) = rewrite.optimize(

@@ -176,7 +176,7 @@ def calibration_loaders(calibration, size, prepare):
           for source in calibration_lib.sources(calibration, size)]
 
 
-def export_classifier(checkpoint, output, model_name=None, input_size=None,
+def export_classifier(checkpoint, output, architecture=None, input_size=None,
                       quantize=None, calibration=None,
                       calibration_size=calibration_lib.DEFAULT_SIZE,
                       resize_size=None, crop_size=None, progress=True):
@@ -186,7 +186,7 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
     checkpoint: Anything `convert.read_weights` reads (a training run's
       directory too: its class names and image size are the file's).
     output: The .tflite path (must not exist).
-    model_name: An architecture name or `densenet_X` config, or None to
+    architecture: An architecture name or `densenet_X` config, or None to
       take it from the weights.
     input_size: `(height, width)`, a square (the centre crop); default
       `(crop_size, crop_size)`.
@@ -220,8 +220,8 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
   sources = calibration and calibration_lib.sources(calibration,
                                                     calibration_size)
   weights, metadata = convert_lib.read_weights(checkpoint,
-                                               model_name=model_name)
-  model_name = model_name or metadata['model']
+                                               architecture=architecture)
+  architecture = architecture or metadata['model']
   runs.check_classifier(metadata, checkpoint)
   names = pretrained.names_of(metadata)
   resize_size, crop_size = pretrained.image_geometry(metadata, resize_size,
@@ -237,11 +237,11 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
   with tf.Graph().as_default() as graph:
     images = tf.compat.v1.placeholder(tf.float32, (None,) + input_size + (3,),
                                       name=INPUT_NAME)
-    _, logits = pretrained.build_classifier(model_name, metadata, images)
+    _, logits = pretrained.build_classifier(architecture, metadata, images)
     logits = tf.identity(logits, name='logits')
     probabilities = tf.nn.softmax(logits, name='probabilities')
     init_fn = assign.assign_fn(weights,
-                               scope=spec_lib.resolve(model_name).scope)
+                               scope=spec_lib.resolve(architecture).scope)
     session = tf.compat.v1.Session(graph=graph)
     init_fn(session)
     session, _ = rewrite.optimize(session, (images, logits, probabilities))
@@ -252,7 +252,7 @@ def export_classifier(checkpoint, output, model_name=None, input_size=None,
                     progress)
   description = {
       'task': 'classification',
-      'architecture': model_name,
+      'architecture': architecture,
       'num_classes': metadata['num_classes'],
       'class_names': names,
       'normalization': metadata['normalization'],

@@ -25,6 +25,7 @@ from densenet.weights import runs
 from densenet.serve import rewrite
 from densenet import preprocessing
 from densenet import spec as spec_lib
+from densenet._env import lazy
 
 IMAGENET_CLASSES_FILE = 'data/imagenet_classes.txt'
 
@@ -109,11 +110,12 @@ def check_top(top, num_classes):
   return top
 
 
-def build_classifier(model_name, metadata, images=None):
+@lazy.renamed_arguments(model_name='architecture')
+def build_classifier(architecture, metadata, images=None):
   """Builds the inference network in the current graph.
 
   Args:
-    model_name: An architecture name or `densenet_X` config, or None for
+    architecture: An architecture name or `densenet_X` config, or None for
       the metadata's 'model'.
     metadata: Dict with 'batch_norm_epsilon', 'normalization',
       'num_classes' and optionally 'root_padding' (from
@@ -125,7 +127,7 @@ def build_classifier(model_name, metadata, images=None):
     `(images, logits)`: the input Tensor and the `[batch, num_classes]`
     logits.
   """
-  spec = spec_lib.ModelSpec.from_metadata(metadata, architecture=model_name)
+  spec = spec_lib.ModelSpec.from_metadata(metadata, architecture=architecture)
   runs.check_classifier(metadata, spec.scope)
   if images is None:
     images = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3],
@@ -138,7 +140,7 @@ class Classifier(object):
   """A pretrained DenseNet in its own graph and session.
 
   Attributes:
-    model_name: e.g. 'densenet_121'.
+    architecture: e.g. 'densenet_121' (`model_name`: its 0.2 name).
     metadata: The weights' metadata (BN epsilon, normalization, source...).
     class_names: Name of every class index (`names_of`: the run's dataset's,
       ImageNet's for 1000 classes, else the indices).
@@ -147,21 +149,23 @@ class Classifier(object):
       model's image size, else 256 and 224).
   """
 
-  def __init__(self, weights, metadata, model_name=None, resize_size=None,
+  @lazy.renamed_arguments(model_name='architecture')
+  def __init__(self, weights, metadata, architecture=None, resize_size=None,
                crop_size=None, batch_size=16):
-    self.model_name = model_name or metadata['model']
+    self.architecture = architecture or metadata['model']
     self.metadata = dict(metadata)
-    runs.check_classifier(self.metadata, self.model_name)
+    runs.check_classifier(self.metadata, self.architecture)
     self.class_names = names_of(self.metadata)
     self.resize_size, self.crop_size = image_geometry(
         metadata, resize_size, crop_size)
     self.batch_size = batch_size
     self.graph = tf.Graph()
     with self.graph.as_default():
-      self._images, self._logits = build_classifier(self.model_name, metadata)
+      self._images, self._logits = build_classifier(self.architecture,
+                                                    metadata)
       self._probabilities = tf.nn.softmax(self._logits)
       init_fn = assign.assign_fn(weights, scope=spec_lib.resolve(
-          self.model_name).scope)
+          self.architecture).scope)
       self.graph.finalize()
     self.session = tf.compat.v1.Session(graph=self.graph)
     init_fn(self.session)
@@ -170,6 +174,11 @@ class Classifier(object):
                                           self._probabilities)))
     self.graph = self.session.graph
     self.graph.finalize()
+
+  @property
+  def model_name(self):
+    """0.2's name of `architecture`."""
+    return self.architecture
 
   def close(self):
     self.session.close()
@@ -242,11 +251,12 @@ class Classifier(object):
     return result
 
 
-def load_pretrained(model_name, checkpoint, **kwargs):
+@lazy.renamed_arguments(model_name='architecture')
+def load_pretrained(architecture, checkpoint, **kwargs):
   """A `Classifier` for pretrained weights.
 
   Args:
-    model_name: An architecture name ('densenet_121'...) or `densenet_X`
+    architecture: An architecture name ('densenet_121'...) or `densenet_X`
       config, or None to take it from the weights.
     checkpoint: Anything `convert.read_weights` reads (converted or pudae
       checkpoint prefix, a training run's checkpoint or directory, Keras
@@ -257,5 +267,6 @@ def load_pretrained(model_name, checkpoint, **kwargs):
     A `Classifier`; `predict(images)` gives the top-5 names and
     probabilities.
   """
-  weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
-  return Classifier(weights, metadata, model_name=model_name, **kwargs)
+  weights, metadata = convert.read_weights(checkpoint,
+                                           architecture=architecture)
+  return Classifier(weights, metadata, architecture=architecture, **kwargs)

@@ -18,7 +18,10 @@ use, so `import densenet.training` loads no TensorFlow):
                 (no TensorFlow).
   lock:         one training run per model directory (its `.lock` file;
                 no TensorFlow).
-  checkpoints:  `NameBasedCheckpointManager`, `checkpoint_variables`.
+  checkpoints:  `NameBasedCheckpointManager`, `checkpoint_variables`,
+                `read_global_step`.
+  run:          `Run`: how a run starts in its model directory (resolve,
+                check against config.json, chief_dir, build, write config).
   summaries:    `write_scalar` (TensorBoard without the tensorboard package).
   schedules:    learning rates (`step`, `poly`).
   signals:      SIGTERM / SIGINT -> a stop between steps (no TensorFlow).
@@ -45,7 +48,9 @@ _PUBLIC = dict(
              'CLUSTER_TIMEOUT_SECONDS'),
     **_names('lock', 'LockedError'),
     **_names('checkpoints', 'NameBasedCheckpointManager',
-             'checkpoint_variables', 'GLOBAL_STEP', 'OPTIMIZER_PREFIX'),
+             'checkpoint_variables', 'GLOBAL_STEP', 'OPTIMIZER_PREFIX',
+             'read_global_step'),
+    **_names('run', 'Run'),
     **_names('summaries', 'write_scalar'),
     restore_by_name='densenet.weights.checkpoints',
     RestoreReport='densenet.weights.checkpoints',

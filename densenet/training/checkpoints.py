@@ -33,6 +33,15 @@ def checkpoint_variables(model, optimizer=None, global_step=None):
   return variables
 
 
+def read_global_step(checkpoint):
+  """The global step a checkpoint records, or None if it has none (a
+  converted checkpoint, or weights saved without the trainer)."""
+  reader = weights_lib.reader(checkpoint)
+  if not reader.has_tensor(GLOBAL_STEP):
+    return None
+  return int(reader.get_tensor(GLOBAL_STEP))
+
+
 class NameBasedCheckpointManager(object):
   """Saves and restores `{name: variable}` as TF checkpoints, by name.
 

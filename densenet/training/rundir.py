@@ -5,7 +5,7 @@
     ... build the model, restore its checkpoint ...
     rundir.write_config(run_dir, config)             # only once it built
 
-The file is written atomically (temporary file + `os.replace`) and, by both
+The file is written atomically (`densenet._env.atomic`) and, by both
 training APIs, only after the model has been built and restored, so a first
 start that fails does not leave a directory locked to its settings. A
 resumed run must share the `fixed` settings with the saved config.
@@ -22,6 +22,8 @@ import json
 import os
 import re
 import tempfile
+
+from densenet._env import atomic
 
 CONFIG_FILE = 'config.json'
 
@@ -127,14 +129,9 @@ def read_json(path):
 
 
 def write_json(path, data):
-  """Writes `data` as JSON atomically (temporary file + os.replace)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  temporary = path + '.tmp'
-  with open(temporary, 'w', encoding='utf-8') as f:
-    json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
-    f.write('\n')
-  os.replace(temporary, path)
+  """Writes `data` as JSON atomically (`densenet._env.atomic.write_json`;
+  numpy scalars as numbers)."""
+  atomic.write_json(path, data, default=_json_default)
 
 
 def _json_default(value):

@@ -16,27 +16,26 @@ converted weights load into it by name.
 import inspect
 import types
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
-import tf_slim as slim
 
 from densenet import nets
-from densenet import preprocessing
 from densenet import spec as spec_lib
 from densenet._env import compat
-from densenet.layers import blocks
+from densenet._env import lazy
 from densenet.weights import assign
 from densenet.weights import checkpoints as weights_lib
 from densenet.weights import convert
 
-# What the network needs when no checkpoint says otherwise: the defaults of
-# `densenet_arg_scope` and `nets.root_block`, inputs used as given.
-DEFAULT_CONTRACT = {name: spec_lib.DEFAULTS[name] for name in spec_lib.CONTRACT}
-DEFAULT_CONTRACT['normalization'] = None  # Inputs used as given.
-
 # Constructor arguments keras_model sets itself: what to do instead.
 _RESERVED = {'inputs': 'call the model on the images',
-             'is_training': 'call the model with training=True or False'}
+             'is_training': 'call the model with training=True or False',
+             'num_classes': 'pass it once, as keras_model\'s num_classes'}
+# Constructor arguments that are `ModelSpec` fields.
+_SPEC_ARGUMENTS = ('memory_efficient', 'output_stride')
+# Input dtypes a saved model takes besides float32 (cast first).
+_SAVED_EXTRA_DTYPES = (tf.uint8,)
 
 
 class SlimModel(tf_keras.Model):
@@ -52,6 +51,7 @@ class SlimModel(tf_keras.Model):
   def __init__(self, net_fn, name=None):
     super().__init__(name=name)
     self._net_fn = net_fn
+    self._channels = None  # Of the images of the first call: the variables'.
     # tf-slim's pooling layers need a graph name scope; eager calls trace.
     # No autograph: slim code has no tensor-dependent Python control flow,
     # and converting it would only slow the trace down. Held in a plain
@@ -67,6 +67,53 @@ class SlimModel(tf_keras.Model):
     if isinstance(outputs, (tuple, list)):
       outputs = outputs[0]
     return outputs
+
+  @tf.autograph.experimental.do_not_convert
+  def __call__(self, *args, **kwargs):
+    """Keras' `__call__`, with the arguments checked first and the errors
+    of `call` as raised (Keras hides them under its own message).
+
+    Raises:
+      ValueError: If `training` is not None, a bool or a bool Tensor (a
+        string such as 'no' would be taken for True), or if the images do
+        not have the channel count the model was built for.
+    """
+    inputs = args[0] if args else kwargs.get('inputs')
+    training = args[1] if len(args) > 1 else kwargs.get('training')
+    _check_training(training)
+    channels = self._check_channels(inputs)
+    try:
+      outputs = super().__call__(*args, **kwargs)
+    except Exception as error:  # pylint: disable=broad-except
+      cause = compat.keras_call_error_cause(error)
+      if cause is None:
+        raise
+    else:
+      if self._channels is None:
+        self._channels = channels
+      return outputs
+    raise cause.with_traceback(cause.__traceback__)
+
+  def _check_channels(self, inputs):
+    """The static channel count of `inputs` (None if unknown), checked
+    against the model's."""
+    shape = getattr(inputs, 'shape', None)
+    try:
+      shape = tf.TensorShape(np.shape(inputs) if shape is None else shape)
+    except (TypeError, ValueError):
+      return None  # Let the network say what is wrong with them.
+    channels = shape[-1] if shape.rank == 4 else None
+    if None not in (channels, self._channels) and channels != self._channels:
+      raise ValueError(
+          'The model %s was built for %d-channel images [batch, height, '
+          'width, %d]; got inputs of shape %s.' % (
+              self.name, self._channels, self._channels, shape))
+    return channels
+
+  @property
+  def _trackable_saved_model_saver(self):
+    # `model.save()`: the saved model takes uint8 images too.
+    return compat.keras_saved_model_saver(self, _SAVED_EXTRA_DTYPES)
 
   @compat.track_tf1_style_variables
   def call(self, inputs, training=False):  # pylint: disable=arguments-differ
@@ -112,27 +159,46 @@ def _keras3_origin(item):
   return '%s.%s' % (module, kind.__qualname__)
 
 
-def keras_model(model, num_classes=None, checkpoint=None,
+
+
+def _check_training(training):
+  """Raises ValueError unless `training` is None, a bool or a bool Tensor."""
+  if training is None or isinstance(training, (bool, np.bool_)):
+    return
+  if (tf.is_tensor(training) or isinstance(training, tf.Variable)) and (
+      training.dtype.base_dtype == tf.bool):
+    return
+  raise ValueError('training must be True, False, a bool Tensor or None, '
+                   'got %r.' % (training,))
+
+
+@lazy.renamed_arguments(model='architecture')
+def keras_model(architecture=None, num_classes=None, checkpoint=None,
                 **constructor_kwargs):
   """A DenseNet as a tf_keras model (`tf_keras.Model`, not Keras 3).
 
   The model is a `SlimModel`: `model(images, training=False)`
-  maps `[batch, height, width, 3]` float32 images to the constructor's
-  output: `[batch, num_classes]` logits, `[batch, h, w, num_classes]` with
-  `global_pool=False`, or features when `num_classes` is None. It works
-  eagerly, in `tf.function`, with `compile`/`fit`/`evaluate`/`predict`
-  (tf_keras optimizers and losses: `import tf_keras`; Keras 3 objects, which
-  `tf.keras` is in TensorFlow >= 2.16, are refused), under a
-  `tf.distribute` strategy (call `keras_model` in its `scope()`), and
-  `model.save(path)` writes a SavedModel that `tf.saved_model.load` serves.
-  Its variables carry the slim names (`model.variables_by_name()`), so
+  maps `[batch, height, width, 3]` images (float32, or any real dtype such
+  as uint8) to the constructor's output: `[batch, num_classes]` logits,
+  `[batch, h, w, num_classes]` with `global_pool=False`, or features when
+  `num_classes` is None. It works eagerly, in `tf.function`, with
+  `compile`/`fit`/`evaluate`/`predict` (tf_keras optimizers and losses:
+  `import tf_keras`; Keras 3 objects, which `tf.keras` is in TensorFlow >=
+  2.16, are refused), under a `tf.distribute` strategy (call `keras_model`
+  in its `scope()`), and `model.save(path)` writes a SavedModel that
+  `tf.saved_model.load` serves (float32 or uint8 images). Its variables
+  carry the slim names (`model.variables_by_name()`), so
   `training.restore_by_name` and TF1 graphs read its checkpoints.
 
+  The network is the `densenet.spec.ModelSpec` of the arguments (and of the
+  weights): `spec.build(...)`.
+
   Args:
-    model: A `densenet.MODELS` name ('densenet_121', ...), a dict of
-      `densenet_X` arguments (e.g. `{'num_units_per_block': [6, 12, 24, 16],
-      'growth_rate': 32}`; scope 'densenet_X' unless given), or None to take
-      the name the checkpoint records.
+    architecture: A `densenet.MODELS` name ('densenet_121', ...), a CIFAR
+      DenseNet name ('densenet_bc_10_k4', any depth and growth rate), a dict
+      of `densenet_X` arguments (e.g. `{'num_units_per_block': [6, 12, 24,
+      16], 'growth_rate': 32}`; scope 'densenet_X' unless given), or None to
+      take the one the checkpoint records.
     num_classes: Classes of the logits, or None for the features (as the
       constructors; a checkpoint's logits then stay unused).
     checkpoint: Weights to load, anything `convert.read_weights` reads: a
@@ -142,95 +208,100 @@ def keras_model(model, num_classes=None, checkpoint=None,
       (batch-norm epsilon, stem padding) and, when the weights record an
       input normalization (converted checkpoints, training runs with their
       config.json and the other sources do; bare checkpoints do not), the
-      model takes RGB images in [0, 255] and applies it.
+      model takes RGB images in [0, 255] and applies it; otherwise it uses
+      the images as given.
     **constructor_kwargs: Arguments of the constructor (`output_stride`,
       `global_pool`, `initial_output_stride`, `theta`, `dropout_rate`,
       `memory_efficient`, `scope`, ...); not `inputs` or `is_training`
-      (that is the call's `training`).
+      (that is the call's `training`). `model=`, 0.2's name of
+      `architecture`, still works for one release.
 
   Returns:
     The built `SlimModel` (a `tf_keras.Model`), weights loaded.
 
   Raises:
-    ValueError: For an unknown model name, a constructor argument the model
-      sets itself, or weights that do not fit the network (missing or
-      misshaped variables; `weights_lib.WeightMismatchError`).
+    ValueError: Before anything is built, for an unknown architecture, a bad
+      `num_classes` or `output_stride`, an argument the constructor does not
+      take or the model sets itself; later for weights that do not fit the
+      network (missing or misshaped variables;
+      `weights_lib.WeightMismatchError`).
   """
-  for reserved, instead in _RESERVED.items():
-    if reserved in constructor_kwargs:
-      raise ValueError('%s is not a keras_model argument: %s.' %
-                       (reserved, instead))
-  weights, contract = None, dict(DEFAULT_CONTRACT)
-  if checkpoint is not None:
-    weights, contract, recorded_model = checkpoint_contract(checkpoint,
-                                                            model)
-    if model is None:
-      model = recorded_model
-  constructor, scope = _constructor(model, constructor_kwargs)
+  spec, weights = model_spec(architecture, num_classes, checkpoint,
+                             constructor_kwargs)
+  kwargs = {k: v for k, v in constructor_kwargs.items()
+            if k not in _SPEC_ARGUMENTS}
 
   def net_fn(images, is_training):
-    arg_scope = blocks.densenet_arg_scope(
-        batch_norm_epsilon=contract['batch_norm_epsilon'])
-    with slim.arg_scope(arg_scope), slim.arg_scope(
-        [nets.root_block], padding=contract['root_padding']):
-      if contract['normalization']:
-        images = preprocessing.normalizer(contract['normalization'])(images)
-      net, _ = constructor(images, num_classes=num_classes,
-                           is_training=is_training, **constructor_kwargs)
-    return net
+    return spec.build(spec.normalize(images), is_training, **kwargs)[0]
 
-  keras = SlimModel(net_fn, name=scope)
+  keras = SlimModel(net_fn, name=kwargs.get('scope', spec.scope))
   _build(keras)
   if weights is not None:
-    _assign(keras, weights, scope)
+    _assign(keras, weights, kwargs.get('scope', spec.scope))
   return keras
 
 
-def checkpoint_contract(checkpoint, model_name=None):
-  """What weights expect of the network and its inputs.
+def model_spec(architecture, num_classes=None, checkpoint=None,
+               constructor_kwargs=None):
+  """The `ModelSpec` of a `keras_model` call, and the weights to load.
 
-  Args:
-    checkpoint: Anything `convert.read_weights` reads.
-    model_name: The architecture (a name or `densenet_X` config) the weights
-      are for, or None to take it from them.
+  Reads `checkpoint` (`convert.read_weights`: its architecture and what its
+  weights expect) and checks every argument, so that a mistake is a
+  ValueError before Keras wraps it.
 
   Returns:
-    `(weights, contract, model_name)`: weights by name relative to the model
-    scope; contract a dict like `DEFAULT_CONTRACT` (normalization None when
-    the checkpoint records none); the weights' model name.
+    `(spec, weights)`: weights None without a checkpoint, else names
+    relative to the model scope -> arrays. The spec's normalization is None
+    (images used as given) unless the weights record one.
   """
-  weights, metadata = convert.read_weights(checkpoint, model_name=model_name)
-  # Our checkpoints say what they record (converted metadata, a run's
-  # config.json); the other sources always expect their normalization.
-  recorded = (metadata['source'] != 'densenet' or
-              'normalization' in metadata.get('recorded', ()))
-  contract = {'batch_norm_epsilon': metadata['batch_norm_epsilon'],
-              'root_padding': metadata.get('root_padding', 'symmetric'),
-              'normalization': metadata['normalization'] if recorded else None}
-  return weights, contract, metadata['model']
+  constructor_kwargs = dict(constructor_kwargs or {})
+  for reserved, instead in _RESERVED.items():
+    if reserved in constructor_kwargs:
+      raise ValueError('%s is not a keras_model constructor argument: %s.'
+                       % (reserved, instead))
+  settings = {name: constructor_kwargs[name] for name in _SPEC_ARGUMENTS
+              if constructor_kwargs.get(name) is not None}
+  weights = None
+  if checkpoint is not None:
+    weights, metadata = convert.read_weights(checkpoint,
+                                             architecture=architecture)
+    spec = spec_lib.ModelSpec.from_metadata(metadata, architecture)
+    recorded = metadata.get('recorded', spec_lib.CONTRACT)
+    spec = spec.replace(
+        num_classes=num_classes, normalization=(
+            spec.normalization if 'normalization' in recorded else None),
+        **settings)
+  elif architecture is None:
+    raise ValueError('keras_model needs an architecture (or a checkpoint '
+                     'that records one).')
+  else:
+    spec = spec_lib.ModelSpec(architecture, num_classes, normalization=None,
+                              **settings)
+  _check_constructor_arguments(spec, constructor_kwargs)
+  spec.check_build(initial_output_stride=constructor_kwargs.get(
+      'initial_output_stride'))
+  return spec, weights
 
 
-def _constructor(model, constructor_kwargs):
-  """`(constructor, scope)` of a model name or densenet_X dict."""
-  if isinstance(model, dict):
-    spec_lib.resolve(model)  # Validates its keys.
-    config = dict(model)
-    clashes = sorted(set(config) & (set(constructor_kwargs) | set(
-        _RESERVED) | {'num_classes'}))
-    if clashes:
-      raise ValueError('model (a densenet_X dict) must not give %s: pass '
-                       'them once, as keras_model arguments.' %
-                       ', '.join(clashes))
-    scope = constructor_kwargs.get('scope', config.get('scope', 'densenet_X'))
-
-    def constructor(images, **kwargs):
-      return nets.densenet_X(images, **config, **kwargs)
-
-    return constructor, scope
-  if model not in nets.MODELS:
-    raise ValueError('model must be one of %s or a densenet_X dict, got %r.'
-                     % (', '.join(nets.MODELS), model))
-  return nets.MODELS[model], constructor_kwargs.get('scope', model)
+def _check_constructor_arguments(spec, kwargs):
+  """Raises ValueError for keywords the spec's constructor does not take,
+  or that its architecture already sets."""
+  resolved = spec.resolved
+  given = set(spec.architecture) if isinstance(spec.architecture, dict) else (
+      set(resolved.kwargs) - {'scope'})
+  clashes = sorted(given & set(kwargs))
+  if clashes:
+    raise ValueError('The architecture %s already sets %s: give it once, in '
+                     'the architecture.' % (spec.scope, ', '.join(clashes)))
+  parameters = inspect.signature(
+      getattr(nets, resolved.constructor)).parameters
+  allowed = sorted(set(parameters) - set(resolved.kwargs) - set(_RESERVED)
+                   | {'scope'})
+  unknown = sorted(set(kwargs) - set(allowed))
+  if unknown:
+    raise ValueError('%s: not an argument of the %s constructor; its '
+                     'arguments are %s.' % (', '.join(unknown), spec.scope,
+                                            ', '.join(allowed)))
 
 
 def _build(model):

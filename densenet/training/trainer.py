@@ -128,6 +128,8 @@ class Trainer(object):
       self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                      name=checkpoints_lib.GLOBAL_STEP)
     self.checkpoints = None
+    # What `build` restored (None: a fresh start, or not built yet).
+    self.restored_checkpoint = None
     self._train_step = None
     self._completed_step = 0
     self._request = None  # The `signals.StopRequest` while `train` runs.
@@ -142,11 +144,15 @@ class Trainer(object):
     """Creates the variables from one batch of `[batch, h, w, 3]` images and
     restores the latest checkpoint of `model_dir` (or calls `init_fn`).
 
+    Only the first call builds; every call returns what it did.
+
     Returns:
-      The restored checkpoint prefix, or None on a fresh start.
+      The checkpoint prefix restored (`restored_checkpoint`), or None on a
+      fresh start (no checkpoint: `init_fn` was called). On other workers
+      than the chief, None (they take the chief's values).
     """
     if self.checkpoints is not None:
-      return None
+      return self.restored_checkpoint
     with self._lock():
       return self._build(images)
 
@@ -173,6 +179,7 @@ class Trainer(object):
         self._init_fn(self.model)
     if self._num_workers > 1:
       self._broadcast_from_chief()
+    self.restored_checkpoint = restored
     return restored
 
   def _broadcast_from_chief(self):

@@ -41,27 +41,23 @@ def match_variables(weights, variables, scope):
     and the sorted weight names no variable uses.
 
   Raises:
-    WeightMismatchError: If a variable has no weight or one of another shape;
-      the message lists every such variable (and the unused weights).
+    WeightMismatchError: If a variable has no weight or one of another shape
+      (`checkpoints.match_by_name`); the message lists every such variable
+      (and the unused weights).
   """
-  pairs, missing, mismatched, used = [], [], [], set()
-  for variable in variables:
-    name = _relative_name(variable, scope)
-    if name is None or name not in weights:
-      missing.append(variable.op.name)
-      continue
-    value = weights[name]
-    shape = tuple(variable.shape.as_list())
-    if tuple(value.shape) != shape:
-      mismatched.append((variable.op.name, list(shape), list(value.shape)))
-      continue
-    used.add(name)
-    pairs.append((variable, value))
-  unused = sorted(set(weights) - used)
-  if missing or mismatched:
-    raise checkpoints.WeightMismatchError(missing, mismatched, unused,
-                              context='Cannot load weights into %s' % scope)
-  return pairs, unused
+  by_name = {variable.op.name: variable for variable in variables}
+  prefix = scope + '/'
+  report = checkpoints.match_by_name(
+      {name: variable.shape.as_list() for name, variable in by_name.items()},
+      {prefix + name: value.shape for name, value in weights.items()})
+  unused = [name[len(prefix):] for name in report.unused]
+  if report.missing or report.mismatched:
+    raise checkpoints.WeightMismatchError(
+        report.missing, [(name,) + tuple(report.shapes[name])
+                         for name in report.mismatched], unused,
+        context='Cannot load weights into %s' % scope)
+  return [(by_name[name], weights[name[len(prefix):]])
+          for name in report.restored], unused
 
 
 def assign_fn(weights, scope, variables=None):
@@ -123,15 +119,15 @@ def session_weights(session, scope, variables=None):
           for v, value in zip(variables, values)}
 
 
-def expected_variables(model_name, num_classes):
+def expected_variables(architecture, num_classes):
   """`{relative name: shape}` of a network.
 
   Args:
-    model_name: An architecture name or `densenet_X` config (see
+    architecture: An architecture name or `densenet_X` config (see
       `densenet.spec.resolve`).
     num_classes: Its logits, or None.
   """
-  return dict(_expected_variables(json.dumps(model_name, sort_keys=True),
+  return dict(_expected_variables(json.dumps(architecture, sort_keys=True),
                                   num_classes))
 
 
@@ -147,9 +143,9 @@ def _expected_variables(architecture_json, num_classes):
                  for v in tf.compat.v1.global_variables(spec.scope + '/'))
 
 
-def check_weights(weights, model_name, num_classes):
+def check_weights(weights, architecture, num_classes):
   """Raises `WeightMismatchError` unless `weights` fit the network exactly."""
-  expected = expected_variables(model_name, num_classes)
+  expected = expected_variables(architecture, num_classes)
   missing = sorted(set(expected) - set(weights))
   unused = sorted(set(weights) - set(expected))
   mismatched = [(name, list(shape), list(weights[name].shape))
@@ -157,4 +153,4 @@ def check_weights(weights, model_name, num_classes):
                 if name in weights and tuple(weights[name].shape) != shape]
   if missing or unused or mismatched:
     raise checkpoints.WeightMismatchError(missing, mismatched, unused,
-                              context='Weights do not fit %s' % (model_name,))
+                              context='Weights do not fit %s' % (architecture,))

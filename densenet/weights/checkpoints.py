@@ -11,12 +11,12 @@ restorer, and the one mismatch error.
 
 Checkpoints are TF's V2 format keyed by the slim variable names, so
 `tf.train.load_checkpoint`, `slim.assign_from_checkpoint_fn` and TF1 `Saver`s
-read them. `save` writes to a temporary prefix and renames the files into
-place, the index last, so a killed writer never leaves a half-written
-checkpoint under the final name; it records the size and CRC-32 of each file
-in `<prefix>.manifest.json`, and `reader` (every read of a checkpoint here)
-refuses a checkpoint whose files differ, naming the file
-(`IncompleteCheckpointError`, `densenet.weights.manifest`).
+read them. `save` writes to a temporary prefix (`densenet._env.atomic`'s
+names) and renames the files into place, the index last, so a killed writer
+never leaves a half-written checkpoint under the final name; it records the
+size and CRC-32 of each file in `<prefix>.manifest.json`, and `reader` (every
+read of a checkpoint here) refuses a checkpoint whose files differ, naming
+the file (`IncompleteCheckpointError`, `densenet.weights.manifest`).
 
 Metadata: a checkpoint written by `save_checkpoint` (converted weights)
 holds, next to the variables `<model>/...`, a string tensor
@@ -36,17 +36,16 @@ import collections
 import json
 import os
 import sys
-import uuid
 
 import numpy as np
 import tensorflow as tf
 
 from densenet import spec as spec_lib
+from densenet._env import atomic
 from densenet.weights import manifest
 
 IncompleteCheckpointError = manifest.IncompleteCheckpointError
 
-_TEMPORARY = '.tmp-%s-%s'
 METADATA_KEY = 'densenet_metadata'
 FORMAT_VERSION = 1
 # Where training checkpoints keep the optimizer's slots (`densenet.training`).
@@ -253,6 +252,36 @@ def reader(checkpoint):
                      (path, e)) from e
 
 
+def match_by_name(variable_shapes, weight_shapes, exclude_scopes=()):
+  """The one rule pairing variables with weights: the same name, the same
+  shape (`restore_by_name` and `assign.match_variables` are built on it).
+
+  Args:
+    variable_shapes: {variable name: shape} of the network.
+    weight_shapes: {weight name: shape} of the checkpoint or weight dict.
+    exclude_scopes: Variable name prefixes not to match (e.g. the logits).
+
+  Returns:
+    A `RestoreReport`: `restored` lists the variables that match (to
+    assign); `missing` those without a weight of their name, excluded ones
+    included; `mismatched` those whose weight has another shape; `unused`
+    the weights no variable matched.
+  """
+  matched, missing, mismatched, shapes = [], [], [], {}
+  for name in sorted(variable_shapes):
+    shape = [int(d) for d in variable_shapes[name]]
+    if any(name.startswith(scope) for scope in exclude_scopes) or (
+        name not in weight_shapes):
+      missing.append(name)
+    elif [int(d) for d in weight_shapes[name]] != shape:
+      mismatched.append(name)
+      shapes[name] = (shape, [int(d) for d in weight_shapes[name]])
+    else:
+      matched.append(name)
+  unused = sorted(set(weight_shapes) - set(matched) - set(mismatched))
+  return RestoreReport(matched, missing, mismatched, unused, shapes)
+
+
 def restore_by_name(variables, checkpoint, exclude_scopes=()):
   """Assigns checkpoint tensors to the variables of the same name.
 
@@ -266,32 +295,23 @@ def restore_by_name(variables, checkpoint, exclude_scopes=()):
     exclude_scopes: Name prefixes not to restore (e.g. the logits scope).
 
   Returns:
-    A `RestoreReport`; `report.check(...)` turns it into an error.
+    A `RestoreReport` (`match_by_name`'s); `report.check(...)` turns it
+    into an error.
 
   Raises:
     ValueError: If there is no readable checkpoint.
   """
   path = latest(checkpoint)
   checkpoint_reader = reader(path)
-  shapes = checkpoint_reader.get_variable_to_shape_map()
-  restored, missing, mismatched, mismatched_shapes = [], [], [], {}
-  for name in sorted(variables):
-    variable = variables[name]
-    if any(name.startswith(scope) for scope in exclude_scopes) or (
-        name not in shapes):
-      missing.append(name)
-    elif list(shapes[name]) != variable.shape.as_list():
-      mismatched.append(name)
-      mismatched_shapes[name] = (variable.shape.as_list(), list(shapes[name]))
-    else:
-      # No read back: reading a moving statistic under a multi-worker
-      # strategy is a collective, which only the chief would join.
-      variable.assign(_tensor(checkpoint_reader, name, path),
-                      read_value=False)
-      restored.append(name)
-  unused = sorted(set(shapes) - set(restored) - set(mismatched))
-  return RestoreReport(restored, missing, mismatched, unused,
-                       mismatched_shapes)
+  report = match_by_name(
+      {name: variable.shape.as_list() for name, variable in variables.items()},
+      checkpoint_reader.get_variable_to_shape_map(), exclude_scopes)
+  for name in report.restored:
+    # No read back: reading a moving statistic under a multi-worker
+    # strategy is a collective, which only the chief would join.
+    variables[name].assign(_tensor(checkpoint_reader, name, path),
+                           read_value=False)
+  return report
 
 
 def _tensor(checkpoint_reader, name, path):
@@ -318,9 +338,10 @@ def save(tensors, prefix):
   directory = os.path.dirname(os.path.abspath(prefix))
   base = os.path.basename(prefix)
   tf.io.gfile.makedirs(directory)
-  for stale in tf.io.gfile.glob(os.path.join(directory, _TEMPORARY % ('*', '*'))):
+  for stale in tf.io.gfile.glob(os.path.join(directory,
+                                             atomic.TEMPORARY_PATTERN)):
     tf.io.gfile.remove(stale)
-  temporary = os.path.join(directory, _TEMPORARY % (uuid.uuid4().hex, base))
+  temporary = atomic.temporary_path(os.path.join(directory, base))
   keys = sorted(tensors)
   with tf.init_scope():  # Eager, even when called while building a graph.
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=keys,
@@ -375,11 +396,3 @@ def save_checkpoint(weights, metadata, prefix, progress=False):
   tensors[METADATA_KEY] = np.array(json.dumps(stored, sort_keys=True),
                                    dtype=object)
   return save(tensors, prefix)
-
-
-def read_contract(checkpoint):
-  """{name: value} of `spec.CONTRACT` a checkpoint's metadata records ({}
-  if it has none): what fine-tuning from it must build and normalize with."""
-  metadata = read_metadata(latest(checkpoint)) or {}
-  return {name: metadata[name] for name in spec_lib.CONTRACT
-          if name in metadata}

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from densenet import spec as spec_lib
+from densenet._env import lazy
 from densenet.weights import assign
 from densenet.weights import checkpoints
 from densenet.weights import names as names_lib
@@ -74,7 +75,8 @@ _KERAS_POSITIONAL = {1: ('kernel',), 2: ('kernel', 'bias'),
 
 
 def _keras_items(source):
-  """Generator behind `keras_weights`: reads one array at a time."""
+  """`(Keras weight name, array)` of a Keras model or file, one array at a
+  time."""
   if not isinstance(source, (str, os.PathLike)):
     for layer in source.layers:
       for variable in layer.weights:
@@ -200,12 +202,12 @@ def detect_source(source):
   return 'densenet'
 
 
-def _read_ours(source, model_name, run_dir):
+def _read_ours(source, architecture, run_dir):
   """`read_weights` of our checkpoints: converted or trained (`runs`)."""
   prefix, metadata = runs.describe(source, run_dir)
   tensors = {name: value for name, value in checkpoint_tensors(prefix).items()
              if runs.is_model_tensor(name)}
-  model = model_name or metadata['model']
+  model = architecture or metadata['model']
   if metadata['task'] == 'segmentation':  # Its backbone only.
     scope = spec_lib.resolve(model).scope
     tensors = {n: v for n, v in tensors.items() if n.startswith(scope + '/')}
@@ -218,8 +220,8 @@ def _read_ours(source, model_name, run_dir):
   if model is None:  # `describe` found no architecture, nor a named scope.
     raise ValueError(
         '%s holds a network under the scope %r, but no config.json or '
-        'metadata next to it records its architecture; give the model (a '
-        'densenet_X config).' % (source, scope))
+        'metadata next to it records its architecture; give the '
+        'architecture (a densenet_X config).' % (source, scope))
   weights = {name.split('/', 1)[1]: value
              for name, value in tensors.items() if not names_lib.ignored(name)}
   metadata['model'] = model
@@ -230,8 +232,9 @@ def _read_ours(source, model_name, run_dir):
   return weights, metadata
 
 
-def read_weights(source, source_format=None, model_name=None, progress=False,
-                 run_dir=None):
+@lazy.renamed_arguments(model_name='architecture')
+def read_weights(source, source_format=None, architecture=None,
+                 progress=False, run_dir=None):
   """Reads weights from any supported source, in our names and layout.
 
   Args:
@@ -240,7 +243,7 @@ def read_weights(source, source_format=None, model_name=None, progress=False,
       directory), a torchvision state dict (dict of numpy arrays) or its
       `.npz` file.
     source_format: One of `SOURCES`, or None to detect it (`detect_source`).
-    model_name: The architecture the weights are for (a name or a
+    architecture: The architecture the weights are for (a name or a
       `densenet_X` config, see `densenet.spec`), or None to infer it: from
       the checkpoint's metadata or run directory (`runs.describe`), else
       from the weights (`infer_model`).
@@ -251,10 +254,12 @@ def read_weights(source, source_format=None, model_name=None, progress=False,
   Returns:
     `(weights, metadata)`: weights maps names relative to the model scope to
     float32 arrays; metadata is the dict described in the module docstring
-    (with 'unmatched': source names no rule matched, for conversions), and
-    for our checkpoints what `runs.describe` says (class names, image size,
-    task...). A training checkpoint's `global_step` and `optimizer/` slots
-    are left out; of a segmentation model, the backbone's weights are read.
+    (with 'unmatched': source names no rule matched, for conversions, and
+    'recorded': the `spec.CONTRACT` settings the source states; the others
+    are `spec.DEFAULTS`' guesses), and for our checkpoints what
+    `runs.describe` says (class names, image size, task...). A training
+    checkpoint's `global_step` and `optimizer/` slots are left out; of a
+    segmentation model, the backbone's weights are read.
 
   Raises:
     ValueError: For an unknown `source_format` or an unreadable source.
@@ -264,7 +269,7 @@ def read_weights(source, source_format=None, model_name=None, progress=False,
     raise ValueError('source_format must be one of %s, got %r.' %
                      (', '.join(SOURCES), source_format))
   if source_format == 'densenet':
-    return _read_ours(source, model_name, run_dir)
+    return _read_ours(source, architecture, run_dir)
   if source_format == 'keras':
     named = _keras_items(source)
   elif source_format == 'pudae':
@@ -287,14 +292,16 @@ def read_weights(source, source_format=None, model_name=None, progress=False,
   if not weights:
     raise ValueError('No %s DenseNet weights found in %r.' %
                      (source_format, source))
-  metadata = dict(SOURCE_DEFAULTS[source_format])
-  metadata.update(model=model_name or infer_model(weights),
+  metadata = dict(SOURCE_DEFAULTS[source_format],
+                  recorded=sorted(spec_lib.CONTRACT))
+  metadata.update(model=architecture or infer_model(weights),
                   num_classes=_num_classes(weights), source=source_format,
                   unmatched=unmatched)
   return weights, metadata
 
 
-def convert(source, output_prefix, source_format=None, model_name=None,
+@lazy.renamed_arguments(model_name='architecture')
+def convert(source, output_prefix, source_format=None, architecture=None,
             check=True, progress=False):
   """Converts pretrained weights into a checkpoint of our network.
 
@@ -302,8 +309,8 @@ def convert(source, output_prefix, source_format=None, model_name=None,
     source: See `read_weights`.
     output_prefix: Checkpoint prefix to write.
     source_format: One of `SOURCES`, or None to detect it.
-    model_name: The target architecture (a name or a `densenet_X` config),
-      or None to infer it.
+    architecture: The target architecture (a name or a `densenet_X`
+      config), or None to infer it.
     check: Whether to build the network and require an exact match of names
       and shapes before writing (a few seconds).
     progress: Whether to show tqdm progress bars.
@@ -315,7 +322,7 @@ def convert(source, output_prefix, source_format=None, model_name=None,
     WeightMismatchError: If `check` and the weights do not fit the network,
       or if source names matched no rule.
   """
-  weights, metadata = read_weights(source, source_format, model_name,
+  weights, metadata = read_weights(source, source_format, architecture,
                                    progress=progress)
   if metadata.get('unmatched'):
     raise checkpoints.WeightMismatchError(unused=metadata['unmatched'],

@@ -8,7 +8,8 @@ A converted checkpoint records its model and contract in `densenet_metadata`
 and, for classification, the `metadata.json` of the dataset under
 `config['data_dir']` (class names, image size). `describe` reads all of it,
 once, for every entry point that takes weights (`classify`, `export`,
-`load_pretrained`, `keras_model`, `evaluate`):
+`load_pretrained`, `keras_model`, `evaluate`, and `read_contract` for
+fine-tuning):
 
     from densenet.weights import runs
     prefix, metadata = runs.describe('runs/photos')      # its latest checkpoint
@@ -67,14 +68,15 @@ def _from_config(config, config_path):
   metadata = {name: config[name] for name in spec_lib.CONTRACT
               if config.get(name) is not None}
   metadata['recorded'] = sorted(metadata)
-  if 'head' in config and 'backbone' in config:  # segmentation.ModelConfig
-    metadata.update(task='segmentation', model=config['backbone'],
+  architecture = spec_lib.config_architecture(config)
+  if 'head' in config:  # segmentation.config.ModelConfig
+    metadata.update(task='segmentation', model=architecture,
                     num_classes=None, head=config['head'],
                     class_names=config.get('class_names'),
                     segmentation_classes=config.get('num_classes'))
   else:
     class_names, image_size = _dataset(config, config_path)
-    metadata.update(task='classification', model=config.get('model'),
+    metadata.update(task='classification', model=architecture,
                     num_classes=config.get('num_classes'),
                     class_names=class_names, image_size=image_size,
                     data_dir=config.get('data_dir'))
@@ -152,6 +154,31 @@ def describe(checkpoint, run_dir=None):
   metadata['run_dir'] = config_dir
   metadata['checkpoint'] = prefix
   return prefix, metadata
+
+
+def read_contract(checkpoint):
+  """What a checkpoint records about the network its weights are for, as
+  `densenet.spec.ModelSpec` fields (`ModelSpec.from_dict` takes it): what
+  fine-tuning from it must build and normalize with.
+
+  Args:
+    checkpoint: A checkpoint prefix or directory, converted or a training
+      run's (`describe`).
+
+  Returns:
+    {field: value}: 'architecture' and 'num_classes' when known, and the
+    `spec.CONTRACT` settings the checkpoint (or its run's config.json)
+    records; the defaults `describe` fills in are left out.
+  """
+  with warnings.catch_warnings():  # Class names do not matter here.
+    warnings.simplefilter('ignore')
+    _, metadata = describe(checkpoint)
+  contract = {name: metadata[name] for name in metadata['recorded']}
+  for field, key in (('architecture', 'model'),
+                     ('num_classes', 'num_classes')):
+    if metadata.get(key) is not None:
+      contract[field] = metadata[key]
+  return contract
 
 
 def check_classifier(metadata, checkpoint):
