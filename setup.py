@@ -33,7 +33,11 @@ setuptools.setup(
     # pytest-xdist: the suite runs in two processes (pytest.ini), about 1.6x
     # faster on two cores, since building graphs is single-threaded Python;
     # ruff: the linter .ci/run runs first (configured in pyproject.toml).
-    extras_require={'test': ['pytest', 'pytest-xdist', 'ruff'],
+    # ai-edge-litert: LiteRT export (--format litert) and running .tflite
+    # files (--litert); the tests exercise it.
+    extras_require={'test': ['pytest', 'pytest-xdist', 'ruff',
+                             'ai-edge-litert>=2.3'],
+                    'litert': ['ai-edge-litert>=2.3'],
                     'tensorboard': ['tensorboard']},
     entry_points={'console_scripts': [
         'densenet = densenet.cli:main',

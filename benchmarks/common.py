@@ -56,11 +56,12 @@ def emit(record):
   return record
 
 
-def run_worker(script, args, env=None):
+def run_worker(script, args, env=None, echo=True):
   """Runs `python script args` in a fresh process; returns its JSON records.
 
   A fresh process per configuration makes its peak RSS that configuration's.
-  The worker's JSON lines are echoed as they are parsed. `env` (a dict) adds
+  The worker's JSON lines are echoed as they are parsed (unless not
+  `echo`). `env` (a dict) adds
   environment variables, e.g. settings that must precede the TensorFlow
   import.
 
@@ -78,6 +79,6 @@ def run_worker(script, args, env=None):
         script, ' '.join(args), proc.returncode, proc.stderr[-3000:]))
   records = [json.loads(line) for line in proc.stdout.splitlines()
              if line.startswith('{')]
-  for record in records:
+  for record in records if echo else ():
     print(json.dumps(record, sort_keys=True), flush=True)
   return records

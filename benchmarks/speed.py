@@ -5,7 +5,9 @@ In one process, in alternating rounds, on the same random images (224x224):
     weights through `densenet.serve.rewrite.optimize` (`inference`), Keras 3's
     `keras.applications.DenseNet121(weights=None)` in a `tf.function`, and,
     when `torch` is importable, torchvision's `densenet121()` in eval mode
-    under `torch.inference_mode`, NCHW and channels_last;
+    under `torch.inference_mode`, NCHW and channels_last, and when
+    `ai_edge_litert` is, our inference graph as LiteRT files (`litert_fp32`,
+    `litert_dynamic`, `litert_int8`: `litert.py`), with their sizes;
   one training step at batch 32 (SGD, softmax cross-entropy, batch norm in
     training mode): ours plain, Keras, torchvision NCHW and channels_last.
 Every JSON line has the median images/s (or seconds per step) of each, the
@@ -40,9 +42,11 @@ sys.path.insert(0, HERE)
 
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 import inference as inference_benchmark  # noqa: E402  pylint: disable=g-import-not-at-top
+import litert as litert_benchmark  # noqa: E402  pylint: disable=g-import-not-at-top
 
 INFERENCE_NAMES = ('ours_plain', 'ours_inference', 'keras', 'torch_nchw',
-                   'torch_channels_last')
+                   'torch_channels_last', 'litert_fp32', 'litert_dynamic',
+                   'litert_int8')
 TRAIN_NAMES = ('ours_plain', 'keras', 'torch_nchw', 'torch_channels_last')
 # A tiny densenet_X for --smoke (Keras and torchvision build their own
 # DenseNet121 at 32x32: too small to matter).
@@ -310,6 +314,10 @@ class Torch(object):
 
 def build(name, mode, batch_size, args, torch_modules):
   """The implementation `name` for `mode` ('infer' / 'train'), or None."""
+  if name.startswith('litert'):
+    if not litert_benchmark.available():
+      return None
+    return litert_benchmark.classifier(name, args.image_size, args.smoke)
   if name.startswith('torch'):
     if torch_modules is None or args.smoke:
       return None
@@ -335,15 +343,20 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
                                3)).astype(np.float32)
   labels = rng.randint(0, 10 if args.smoke else 1000,
                        batch_size).astype(np.int32)
-  impls = {}
+  record_sizes, peak_alone = {}, {}
+  run, rss_added = {}, {}
   for name in names:
+    before = common.current_rss_gb()
     impl = build(name, mode, batch_size, args, torch_modules)
     if impl is not None:
-      impls[name] = impl
-  run = {n: (lambda f=f: f(images)) if mode == 'infer' else
-         (lambda f=f: f(images, labels)) for n, f in impls.items()}
-  for fn in run.values():  # Warm-up: graph optimization, caches.
-    fn()
+      before = getattr(impl, 'rss_before_load_gb', before)  # LiteRT's.
+      run[name] = ((lambda f=impl: f(images)) if mode == 'infer' else
+                   (lambda f=impl: f(images, labels)))
+      run[name]()  # Warm-up: graph optimization, caches.
+      rss_added[name] = round(common.current_rss_gb() - before, 3)
+      if hasattr(impl, 'size_mb'):
+        record_sizes[name] = round(impl.size_mb, 2)
+        peak_alone[name] = impl.peak_rss_alone_gb
   iterations = (max(1, args.images_per_round // batch_size)
                 if mode == 'infer' else 1)
   seconds = {name: [] for name in run}
@@ -366,7 +379,12 @@ def measure(args, mode, batch_size, torch_modules, flops, ceiling):
       'sgemm_gflops': round(ceiling, 1),
       'fraction_of_sgemm': {n: round(work / m / 1e9 / ceiling, 4)
                             for n, m in median.items()},
+      'rss_added_gb': rss_added,  # Building it and a first run.
+      'peak_rss_gb': round(common.peak_rss_gb(), 3),
   }
+  if record_sizes:  # LiteRT files: size, peak RSS of a process of its own.
+    record['tflite_mb'] = record_sizes
+    record['peak_rss_alone_gb'] = peak_alone
   if mode == 'infer':
     record['images_per_second'] = {n: round(batch_size / m, 3)
                                    for n, m in median.items()}

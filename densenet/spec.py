@@ -177,7 +177,7 @@ def same_normalization(first, second):
 
 def config_architecture(values):
   """The architecture a config or metadata dict records ('architecture', or
-  0.2's 'model' / 'backbone'), or None."""
+  0.1's 'model' / 'backbone'), or None."""
   for key in _ARCHITECTURE_KEYS:
     if values.get(key) is not None:
       return values[key]
@@ -273,8 +273,8 @@ class ModelSpec(object):
   def from_dict(cls, values, **overrides):
     """From `to_dict()`, a run config or checkpoint metadata.
 
-    The architecture may be under 'architecture', 'model' (0.2's
-    classification configs, checkpoint metadata) or 'backbone' (0.2's
+    The architecture may be under 'architecture', 'model' (0.1's
+    classification configs, checkpoint metadata) or 'backbone' (0.1's
     segmentation configs); other unknown keys are ignored, missing or None
     ones take the defaults (a spec whose images are used as given is
     `replace(normalization=None)`). `overrides` (not None) replace values.

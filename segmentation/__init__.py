@@ -11,7 +11,8 @@ default dataset), `multiscale` (multi-scale + flip prediction at any size),
 `evaluation` (whole-image evaluation, eval during training, TensorBoard
 scalars), `pictures`, `eval_options` (no TensorFlow), `tasks` (train /
 evaluate / predict / demo, the library behind the `segmentation` command),
-`cli`.
+`export` (SavedModel and LiteRT export), `litert` (predict / evaluate with a
+.tflite), `cli`.
 
 The public names below are imported from their modules on first use
 (PEP 562): `import segmentation` loads neither TensorFlow nor the

@@ -7,30 +7,23 @@
     segmentation evaluate --model-dir runs/seg --eval 'records/val-*' --json \\
         --eval-scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip
     segmentation predict a.jpg b.jpg --model-dir runs/seg --output-dir out
+    segmentation export --model-dir runs/seg export/seg/1      # SavedModel
+    segmentation export --model-dir runs/seg seg.tflite         # LiteRT
+    segmentation predict a.jpg --litert seg.tflite --output-dir out
 
-Built like `densenet.cli`: one registrar per sub-command, and
-`densenet.cli.common` for argument types, `--verbose`, `--version` and the
-table from error kind to exit status (0 success, 1 runtime failure, 2 bad
-usage, 130 Ctrl-C, 143 SIGTERM: `train` saves the step reached first).
-Imports no TensorFlow until a command runs. `train --backbone`, the 0.2 name
-of `--architecture`, still works for one release (hidden from `--help`).
+Built like `densenet.cli` (registrars on `densenet.cli.common`); no TensorFlow
+until a command runs. `train --backbone` (0.1's `--architecture`) works for
+one release, hidden from `--help`.
 """
 
 import argparse
-import glob
 import os
 import sys
 
 from densenet.cli import arguments
 from densenet.cli import common
+from densenet.cli import litert
 from segmentation import options
-
-
-def _records(pattern):
-  """A glob that matches at least one file."""
-  if not glob.glob(pattern):
-    raise argparse.ArgumentTypeError('no file matches %r' % pattern)
-  return pattern
 
 
 def _architecture(text):
@@ -41,23 +34,6 @@ def _architecture(text):
   except ValueError as error:
     raise argparse.ArgumentTypeError(str(error))
   return architecture
-
-
-def _remap(text):
-  """'SRC:DST[,SRC:DST...]' -> {SRC: DST}, label values in [0, 255]."""
-  remap = {}
-  for item in text.split(','):
-    parts = item.split(':')
-    try:
-      source, target = [int(part) for part in parts]
-    except ValueError:
-      source = target = -1
-    if not (0 <= source <= 255 and 0 <= target <= 255):
-      raise argparse.ArgumentTypeError(
-          'must be SRC:DST label values in [0, 255] (e.g. 255:1), got %r' %
-          item)
-    remap[source] = target
-  return remap
 
 
 def add_build_data_parser(subparsers):
@@ -88,7 +64,7 @@ def add_build_data_parser(subparsers):
                       help='Refuse a split (write nothing for it) whose '
                       'labels hold values that are neither < N nor 255 '
                       '(ignore), or only 0 and 255.')
-  parser.add_argument('--remap', type=_remap, action='append',
+  parser.add_argument('--remap', type=options.remap, action='append',
                       metavar='SRC:DST[,SRC:DST]',
                       help='Map label values before writing (repeatable), '
                       'e.g. 255:1 for 0/255 binary masks.')
@@ -141,7 +117,8 @@ def add_train_parser(subparsers):
   parser.add_argument('--model-dir', required=True,
                       help='Checkpoints, config.json, TensorBoard events.')
   parser.add_argument('--train', required=True, dest='train_pattern',
-                      type=_records, help='Glob of the training TFRecords.')
+                      type=options.records_glob,
+                      help='Glob of the training TFRecords.')
   parser.add_argument('--num-classes', type=positive_int, required=True,
                       help='Classes, background included.')
   parser.add_argument('--class-names', type=arguments.comma_list(str),
@@ -194,7 +171,7 @@ def add_train_parser(subparsers):
   parser.add_argument('--class-weights', type=arguments.comma_list(float),
                       help='Comma-separated loss weight per class.')
   arguments.add_run_arguments(parser)
-  options.add_train_arguments(parser, records_type=_records,
+  options.add_train_arguments(parser, records_type=options.records_glob,
                                    steps_type=positive_int)
 
 
@@ -228,36 +205,60 @@ def run_train(args):
         (result.start_step, result.global_step, result.checkpoint))
 
 
-def _add_model_dir_arguments(parser):
-  parser.add_argument('--model-dir', required=True,
+def _add_model_dir_arguments(parser, litert_too=False):
+  parser.add_argument('--model-dir', required=not litert_too,
                       type=arguments.existing_dir,
                       help='A directory of `segmentation train`.')
   parser.add_argument('--checkpoint', type=arguments.checkpoint_path,
                       help='Checkpoint prefix (default: the latest in '
                       '--model-dir).')
+  if litert_too:
+    litert.add_run_arguments(parser, '--model-dir (one scale: images of '
+                             'another size than its input are resized to it '
+                             'and the class map back)')
+
+
+def _check_litert_run(args):
+  """With --litert: no --model-dir / --checkpoint, one scale, no flips."""
+  litert.check_run(args, args.model_dir, '--model-dir')
+  if args.litert and (args.checkpoint or args.flip or tuple(
+      args.eval_scales) != tuple(options.DEFAULT_EVAL_SCALES)):
+    raise common.UsageError('--checkpoint, --eval-scales and --flip are for '
+                            '--model-dir (a .tflite runs one scale).')
 
 
 def add_evaluate_parser(subparsers):
   """`segmentation evaluate`: mIoU on a TFRecord set."""
   parser = common.add_command(
       subparsers, 'evaluate', run_evaluate, help='mIoU on a TFRecord set.')
-  _add_model_dir_arguments(parser)
+  _add_model_dir_arguments(parser, litert_too=True)
   parser.add_argument('--eval', required=True, dest='eval_pattern',
-                      type=_records, help='Glob of the TFRecords to score.')
+                      type=options.records_glob,
+                      help='Glob of the TFRecords to score.')
   parser.add_argument('--json', action='store_true',
                       help='Print the results as JSON.')
   options.add_arguments(parser)
 
 
 def run_evaluate(args):
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
-  results = tasks.evaluate(args.model_dir, args.eval_pattern, args.checkpoint,
-                           eval_scales=args.eval_scales, flip=args.flip)
+  _check_litert_run(args)
+  # pylint: disable=g-import-not-at-top
+  from segmentation import evaluation
+  from segmentation import litert as litert_run
+  from segmentation import tasks
+  if args.litert:
+    results = litert_run.evaluate(args.litert, args.eval_pattern,
+                                  args.threads)
+  else:
+    results = tasks.evaluate(args.model_dir, args.eval_pattern,
+                             args.checkpoint, eval_scales=args.eval_scales,
+                             flip=args.flip)
   if args.json:
     common.print_json(results)
     return
-  print(tasks.format_results(results))
-  print('Per-class IoU chart: %s' % results['chart'])
+  print(evaluation.format_results(results))
+  if results['chart']:
+    print('Per-class IoU chart: %s' % results['chart'])
 
 
 def add_predict_parser(subparsers):
@@ -270,7 +271,7 @@ def add_predict_parser(subparsers):
       'others are still segmented.')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to segment.')
-  _add_model_dir_arguments(parser)
+  _add_model_dir_arguments(parser, litert_too=True)
   parser.add_argument('--output-dir', required=True,
                       help='Where the masks and overlays go.')
   parser.add_argument('--label-dir', type=arguments.existing_dir,
@@ -280,20 +281,67 @@ def add_predict_parser(subparsers):
 
 
 def run_predict(args):
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  _check_litert_run(args)
+  # pylint: disable=g-import-not-at-top
+  from segmentation import litert as litert_run
+  from segmentation import tasks
   labels = None
   if args.label_dir:  # <stem>.png where it exists.
     labels = [os.path.join(args.label_dir, os.path.splitext(
         os.path.basename(image))[0] + '.png') for image in args.images]
     labels = [path if os.path.isfile(path) else None for path in labels]
   errors = {}
-  for mask, overlay in tasks.predict(args.model_dir, args.images,
-                                     args.output_dir, args.checkpoint,
-                                     eval_scales=args.eval_scales,
-                                     flip=args.flip, label_paths=labels,
-                                     errors=errors):
+  if args.litert:
+    written = litert_run.predict(args.litert, args.images, args.output_dir,
+                                 args.threads, label_paths=labels,
+                                 errors=errors)
+  else:
+    written = tasks.predict(args.model_dir, args.images, args.output_dir,
+                            args.checkpoint, eval_scales=args.eval_scales,
+                            flip=args.flip, label_paths=labels,
+                            errors=errors)
+  for mask, overlay in written:
     print(mask, overlay)
   return common.report_unreadable('segmentation predict', errors)
+
+
+def add_export_parser(subparsers):
+  """`segmentation export OUT`: a SavedModel, or a LiteRT file."""
+  parser = common.add_command(
+      subparsers, 'export', run_export,
+      help='Write a SavedModel (encoded or float images of any size) or a '
+      'LiteRT .tflite file.',
+      description='Export a trained model. A SavedModel (runs without this '
+      'library): serving_default takes image_bytes, serving_images takes '
+      'float images in [0, 255], both of any size, and return classes '
+      '(int32 [batch, height, width]) and probabilities. --format litert: '
+      'one .tflite of a fixed input size.')
+  parser.add_argument('output', help='SavedModel directory to create, or the '
+                      '.tflite file (--format litert).')
+  parser.add_argument('--model-dir', required=True, type=arguments.existing_dir,
+                      help='A directory of `segmentation train`.')
+  parser.add_argument('--checkpoint', type=arguments.checkpoint_path,
+                      help='Checkpoint prefix (default: the latest in '
+                      '--model-dir).')
+  litert.add_export_arguments(
+      parser, 'Input height and width of the .tflite (default: 513,513; '
+      'predict / evaluate --litert resize other images to it); any batch.')
+
+
+def run_export(args):
+  # pylint: disable=g-import-not-at-top
+  if litert.export_format(args, args.output) == 'litert':
+    from segmentation import export
+    metadata = export.export_litert(
+        args.model_dir, args.output, args.checkpoint,
+        input_size=args.input_size or export.DEFAULT_INPUT_SIZE,
+        quantize=args.quantize, calibration=args.calibration,
+        calibration_size=args.calibration_size)
+    print(litert.describe(metadata, args.output))
+    return
+  from segmentation import export
+  export.export_saved_model(args.model_dir, args.output, args.checkpoint)
+  print('Wrote SavedModel %s.' % os.path.abspath(args.output))
 
 
 def add_demo_parser(subparsers):
@@ -313,13 +361,13 @@ def add_demo_parser(subparsers):
 
 def run_demo(args):
   from segmentation import demo  # pylint: disable=g-import-not-at-top
-  from segmentation import tasks  # pylint: disable=g-import-not-at-top
+  from segmentation import evaluation  # pylint: disable=g-import-not-at-top
   results = demo.demo(args.work_dir, num_steps=args.steps,
                        batch_size=args.batch_size)
   if args.json:
     common.print_json(results)
     return
-  print(tasks.format_results(results))
+  print(evaluation.format_results(results))
   print('Overlays: %s' % os.path.dirname(results['overlays'][0]))
   print('Validation mean IoU: %.4f (%d images, step %d, %.0f s)' %
         (results['mean_iou'], results['num_images'], results['global_step'],
@@ -332,6 +380,7 @@ REGISTRARS = [
     add_train_parser,
     add_evaluate_parser,
     add_predict_parser,
+    add_export_parser,
 ]
 
 

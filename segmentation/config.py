@@ -33,7 +33,7 @@ class ModelConfig(object):
   Attributes:
     num_classes: Classes, background included.
     architecture: The backbone's: a `densenet.MODELS` name or a `densenet_X`
-      config dict (`backbone=` is its 0.2 name, accepted for one release).
+      config dict (`backbone=` is its 0.1 name, accepted for one release).
     output_stride: 8, 16 or 32, one the backbone reaches.
     head: 'fcn', 'aspp' or 'deeplabv3plus'.
     depth: ASPP / decoder channels.
@@ -61,7 +61,7 @@ class ModelConfig(object):
   batch_norm_epsilon: float = None
   root_padding: str = None
   memory_efficient: bool = None
-  backbone: dataclasses.InitVar[object] = None  # The 0.2 name.
+  backbone: dataclasses.InitVar[object] = None  # The 0.1 name.
 
   def __post_init__(self, backbone):
     """Raises ValueError for a bad head, output stride or architecture."""
@@ -114,7 +114,7 @@ class ModelConfig(object):
 
   @classmethod
   def from_dict(cls, values):
-    """From `to_dict()` or a saved `config.json` (also 0.2's, whose
+    """From `to_dict()` or a saved `config.json` (also 0.1's, whose
     architecture is 'backbone'); other keys are ignored."""
     values = dict(values)
     if 'architecture' not in values and 'backbone' in values:
@@ -136,6 +136,6 @@ class ModelConfig(object):
     return cls.from_dict(saved).resolved()
 
 
-# `config.backbone`, the 0.2 name of `config.architecture`, read-only.
+# `config.backbone`, the 0.1 name of `config.architecture`, read-only.
 ModelConfig.backbone = property(lambda self: self.architecture,
-                                doc='The 0.2 name of `architecture`.')
+                                doc='The 0.1 name of `architecture`.')

@@ -238,3 +238,14 @@ class EvalCallback(object):
               'eval_scales': list(self.eval_scales), 'flip': self.flip}
     atomic.write_json(os.path.join(directory, BEST_FILE), record)
     write_results(directory, results, step)
+
+
+def format_results(results):
+  """A per-class IoU table with pixel accuracy and mean IoU."""
+  lines = ['%-16s %s' % ('class', 'IoU')]
+  for name, value in results['per_class_iou'].items():
+    lines.append('%-16s %s' % (name, 'absent' if value is None else
+                               '%.4f' % value))
+  lines.append('%-16s %.4f' % ('pixel accuracy', results['pixel_accuracy']))
+  lines.append('%-16s %.4f' % ('mean IoU', results['mean_iou']))
+  return '\n'.join(lines)

@@ -16,6 +16,7 @@ evaluation) the same two flags; `add_train_arguments` adds `--eval` and
 """
 
 import argparse
+import glob
 
 # The label of pixels that count for nothing (Pascal VOC's object borders,
 # padding): the loss, the metrics and the label checks skip them.
@@ -142,3 +143,27 @@ def add_train_arguments(parser, records_type=None, steps_type=int):
       '--eval-every', type=steps_type,
       help='Steps between evaluations (default: --checkpoint-every).')
   add_arguments(parser)
+
+
+def records_glob(pattern):
+  """A glob that matches at least one file."""
+  if not glob.glob(pattern):
+    raise argparse.ArgumentTypeError('no file matches %r' % pattern)
+  return pattern
+
+
+def remap(text):
+  """'SRC:DST[,SRC:DST...]' -> {SRC: DST}, label values in [0, 255]."""
+  remap = {}
+  for item in text.split(','):
+    parts = item.split(':')
+    try:
+      source, target = [int(part) for part in parts]
+    except ValueError:
+      source = target = -1
+    if not (0 <= source <= 255 and 0 <= target <= 255):
+      raise argparse.ArgumentTypeError(
+          'must be SRC:DST label values in [0, 255] (e.g. 255:1), got %r' %
+          item)
+    remap[source] = target
+  return remap

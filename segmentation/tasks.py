@@ -368,28 +368,23 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
       continue
     inputs = config.spec().normalize(pixels[None])
     mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    mask_path = os.path.join(output_dir, stem + '.png')
-    picture_path = os.path.join(output_dir, stem + '_overlay.png')
-    with rundir.writing_to(output_dir):
-      atomic.write(mask_path, lambda temporary: data.save_label_png(
-          temporary, mask))
-      atomic.write(picture_path, lambda temporary: (
-          pictures.save_prediction_picture(
-              temporary, pixels, mask, config.names(), label=label,
-              title=os.path.basename(path))))
-    written.append((mask_path, picture_path))
+    written.append(write_prediction(output_dir, path, pixels, mask,
+                                    config.names(), label))
   return written
 
 
-def format_results(results):
-  """A per-class IoU table with pixel accuracy and mean IoU."""
-  lines = ['%-16s %s' % ('class', 'IoU')]
-  for name, value in results['per_class_iou'].items():
-    lines.append('%-16s %s' % (name, 'absent' if value is None else
-                               '%.4f' % value))
-  lines.append('%-16s %.4f' % ('pixel accuracy', results['pixel_accuracy']))
-  lines.append('%-16s %.4f' % ('mean IoU', results['mean_iou']))
-  return '\n'.join(lines)
-
-
+def write_prediction(output_dir, path, pixels, mask, class_names, label=None):
+  """Writes `<stem>.png` (the palette mask) and `<stem>_overlay.png` of the
+  image at `path` (`pixels`, its `[height, width, 3]` RGB) into
+  `output_dir`, each atomically; returns their paths."""
+  stem = os.path.splitext(os.path.basename(path))[0]
+  mask_path = os.path.join(output_dir, stem + '.png')
+  picture_path = os.path.join(output_dir, stem + '_overlay.png')
+  with rundir.writing_to(output_dir):
+    atomic.write(mask_path, lambda temporary: data.save_label_png(
+        temporary, mask))
+    atomic.write(picture_path, lambda temporary: (
+        pictures.save_prediction_picture(
+            temporary, pixels, mask, class_names, label=label,
+            title=os.path.basename(path))))
+  return mask_path, picture_path

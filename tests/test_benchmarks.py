@@ -118,3 +118,34 @@ def test_conv_bound_smoke():
   assert set(best) == set(ops) == {'forward', 'input_grad', 'filter_grad'}
   assert all(0 < best[name] <= ops[name] for name in best)
   assert abs(summary['step_bound_seconds'] - sum(best.values())) < 1e-3
+
+
+def test_litert_smoke():
+  # speed.py's LiteRT rows beside our inference graph, then litert.py's
+  # segmentation model (TensorFlow and its three files).
+  (infer, train) = run_script('speed.py', '--smoke', '--onednn', 'on',
+                              '--implementations', 'ours_inference',
+                              'litert_fp32', 'litert_dynamic', 'litert_int8')
+  names = {'ours_inference', 'litert_fp32', 'litert_dynamic', 'litert_int8'}
+  assert set(infer['images_per_second']) == set(infer['rss_added_gb']) == (
+      names)
+  assert set(infer['tflite_mb']) == set(infer['peak_rss_alone_gb']) == (
+      names - {'ours_inference'})
+  # A process that only runs a file: numpy, ai-edge-litert, no TensorFlow.
+  assert all(0 < peak < 0.5 for peak in infer['peak_rss_alone_gb'].values())
+  assert infer['tflite_mb']['litert_int8'] < infer['tflite_mb']['litert_fp32']
+  rates = infer['images_per_second']
+  assert abs(infer['speedup_of_ours_inference']['litert_fp32'] -
+             rates['ours_inference'] / rates['litert_fp32']) < 1e-2
+  assert train['seconds_per_step'] == {}  # LiteRT files do not train.
+  (record,) = run_script('litert.py', '--smoke')
+  assert record['benchmark'] == 'litert_segmentation'
+  kinds = {'litert_fp32', 'litert_dynamic', 'litert_int8'}
+  assert set(record['seconds_per_image']) == kinds | {'tensorflow'}
+  assert set(record['tflite_mb']) == set(record['speedup_over_tensorflow']) \
+      == set(record['peak_rss_alone_gb']) == kinds
+  # Float32 gives TensorFlow's class map; every file runs.
+  assert record['class_map_agreement_with_tensorflow']['litert_fp32'] >= 0.9999
+  assert all(0 < a <= 1 for a in
+             record['class_map_agreement_with_tensorflow'].values())
+  assert record['threads'] == len(os.sched_getaffinity(0))

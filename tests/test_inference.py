@@ -98,6 +98,23 @@ def test_tiny_classifier_equal_and_rewritten():
   assert counts['BiasAdd'] == 6 + 1 + 1  # Bottlenecks, stem, logits.
   assert not counts['VariableV2'] and not counts['VarHandleOp']
 
+  # for_int8: every remaining norm a 1x1 depthwise convolution (bias, ReLU),
+  # every transition's pool a 2x2/2 depthwise one; the same logits (to
+  # float32 rounding; measured bit-identical).
+  int8_graph_def = rewrite.for_int8(graph_def, [new_inputs.op.name,
+                                                new_logits.op.name])
+  counts = collections.Counter(n.op for n in int8_graph_def.node)
+  assert (counts['Mul'], counts['AvgPool']) == (0, 0)
+  assert counts['DepthwiseConv2dNative'] == 6 + 3 + 1 + 3
+  assert counts['BiasAdd'] == 6 + 1 + 1 + 6 + 3 + 1
+  with tf.Graph().as_default() as graph:
+    tf1.import_graph_def(int8_graph_def, name='')
+    with tf1.Session(graph=graph) as int8_session:
+      np.testing.assert_allclose(
+          int8_session.run(new_logits.name, {new_inputs.name: images()}),
+          new_session.run(new_logits, {new_inputs: images()}), rtol=0,
+          atol=1e-6)
+
 
 @pytest.mark.parametrize('output_stride', [8, 16])
 def test_tiny_dense_features_at_output_stride(output_stride):

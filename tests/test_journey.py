@@ -30,6 +30,7 @@ from densenet import spec as spec_lib
 from densenet.classification import evaluation
 from densenet.classification import pictures
 from densenet.datasets import image_folder
+from densenet.serve import litert_runtime
 from densenet.training import checkpoints as training_checkpoints
 from densenet.training import slim_model
 from densenet.weights import checkpoints
@@ -254,8 +255,16 @@ def test_every_entry_point_takes_the_run(journey, capsys, tmp_path):
   assert [[name.decode() for name in row] for row in served['names']] == [
       [CLASSES[j] for j in np.argsort(-row)] for row in reference]
 
-  # LiteRT (issue 20 items 4-5) goes here: `densenet export --format litert`
-  # of journey['prefix'], its logits against `reference`.
+  # densenet export --format litert: the run's classes, geometry and logits.
+  tflite = str(tmp_path / 'run.tflite')
+  assert cli.main(['export', '--checkpoint', journey['prefix'], '--format',
+                   'litert', tflite]) == 0
+  lite = litert_runtime.LiteRTClassifier(tflite)
+  assert lite.class_names == list(CLASSES)
+  assert (lite.resize_size, lite.crop_size) == (IMAGE_SIZE, IMAGE_SIZE)
+  assert lite.metadata['normalization'] == 'pudae'
+  np.testing.assert_allclose(lite.run(journey['pixels'])['logits'], reference,
+                             atol=1e-4)
 
 
 def test_a_checkpoint_without_its_run(journey, capsys, tmp_path):

@@ -1,7 +1,7 @@
 """The run sequence both trainers share (`densenet.training.Run`), their
-configs (0.2 files too), the bugs around it (Trainer.build's answer, a
+configs (0.1 files too), the bugs around it (Trainer.build's answer, a
 checkpoint without global_step), one name per concept on the command line
-(the 0.2 spellings hidden), one atomic write and one weight-name rule
+(the 0.1 spellings hidden), one atomic write and one weight-name rule
 (issue 21; case 14 on the command line, issue 22).
 
 Cheap on purpose: no training but one step of a tiny network; the command
@@ -44,7 +44,7 @@ def _classification_config(**changes):
 
 def test_run_checks_old_and_new_config_files_alike(tmp_path):
   """Resuming compares the saved config read the way the config class reads
-  it: a 0.2 file (architecture under 'model' / 'backbone', normalization
+  it: a 0.1 file (architecture under 'model' / 'backbone', normalization
   spelled {'mode': m}) resumes; a changed fixed setting is named."""
   from densenet.classification import config as config_lib  # pylint: disable=g-import-not-at-top
   from densenet.training import run as run_lib  # pylint: disable=g-import-not-at-top
@@ -98,7 +98,7 @@ def test_run_checks_old_and_new_config_files_alike(tmp_path):
 def test_model_config_checks_the_head_when_made():
   """Case 14 in Python: an output stride the backbone cannot reach is a
   ValueError when the config is made, before TensorFlow builds anything;
-  `backbone=` (0.2) still names the architecture."""
+  `backbone=` (0.1) still names the architecture."""
   from segmentation import config as segmentation_config  # pylint: disable=g-import-not-at-top
   model_config = segmentation_config.ModelConfig
   with pytest.raises(ValueError) as error:
@@ -173,7 +173,7 @@ def test_segmentation_loads_a_checkpoint_without_global_step(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# One name per concept on the command line; the 0.2 spellings hidden.
+# One name per concept on the command line; the 0.1 spellings hidden.
 
 RENAMED = [  # (program, command, new argv, old argv, dest)
     ('densenet', 'train', ['--model-dir', 'r'], ['--train-dir', 'r'],

@@ -210,7 +210,7 @@ def test_keras_model_takes_the_contract_its_weights_record(tiny, tmp_path):
       {name: v.numpy() for name, v in model.variables_by_name().items()},
       str(tmp_path / 'bare' / 'model.ckpt'))
   with pytest.warns(DeprecationWarning, match='read_weights.model_name=.'):
-    _, metadata = convert.read_weights(prefix, model_name=TINY)  # 0.2's.
+    _, metadata = convert.read_weights(prefix, model_name=TINY)  # 0.1's.
   assert metadata['recorded'] == []
   assert runs.read_contract(prefix) == {}
   again = densenet.keras_model(TINY, num_classes=3, checkpoint=prefix)

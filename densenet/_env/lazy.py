@@ -109,7 +109,7 @@ def install_moved():
 
 def renamed_arguments(**renames):
   """Decorates a function whose arguments `renames` ({old: new}) renamed:
-  for one release it also takes them under their 0.2 names, by keyword,
+  for one release it also takes them under their 0.1 names, by keyword,
   with a `DeprecationWarning` naming the new one.
 
       @lazy.renamed_arguments(model_name='architecture')

@@ -9,7 +9,7 @@ The network is a `densenet.spec.ModelSpec` (`spec`); the rest is the data
 and the recipe. `config.json` holds both flat: the spec's fields
 (`ModelSpec.to_dict()`) beside the run's, so a new model setting (a field
 of `ModelSpec`) is recorded, read back and checked on resume with no change
-here. Files of 0.2 and earlier (the architecture under 'model') still load.
+here. Files of 0.1 and earlier (the architecture under 'model') still load.
 """
 
 import dataclasses
@@ -70,7 +70,7 @@ class ClassificationConfig(object):
 
   @classmethod
   def from_dict(cls, values):
-    """From `to_dict()` or a saved `config.json` (also 0.2's, whose
+    """From `to_dict()` or a saved `config.json` (also 0.1's, whose
     architecture is 'model'); run settings it lacks are None."""
     run_fields = [field.name for field in dataclasses.fields(cls)
                   if field.name != 'spec']

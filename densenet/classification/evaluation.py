@@ -94,7 +94,7 @@ def evaluate(model_dir=None, checkpoint=None, data_dir=None, split=None,
       dataset's).
     batch_size: Evaluation batch size.
     output: Optional path of a JSON file for the results.
-    (0.2's names `train_dir` and `model` still work for one release.)
+    (0.1's names `train_dir` and `model` still work for one release.)
 
   Returns:
     {'top1_error', 'top1_accuracy', 'loss', 'num_examples', 'checkpoint',
@@ -182,7 +182,7 @@ def evaluate_folder(image_folder, checkpoint=None, model_dir=None,
     confusion_png: Optional path of a PNG picture of the confusion matrix
       (`pictures.confusion_picture`).
     progress: Whether to show a progress bar (on stderr).
-    (0.2's names `train_dir` and `model` still work for one release.)
+    (0.1's names `train_dir` and `model` still work for one release.)
 
   Returns:
     {'top1_accuracy', 'top1_error', 'top5_accuracy' (within the top

@@ -156,7 +156,7 @@ def train(data_dir, model_dir, architecture='densenet_bc_100_k12',
     sync_batch_norm: Whether batch norm uses the statistics of the global
       batch across replicas (see `densenet.training.Trainer`).
     log_every: Steps between 'step N loss L' lines on stderr (0: none).
-    The 0.2 names `train_dir` (`model_dir`) and `model` (`architecture`)
+    The 0.1 names `train_dir` (`model_dir`) and `model` (`architecture`)
     still work for one release.
 
   Returns:

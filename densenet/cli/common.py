@@ -215,7 +215,7 @@ def add_command(subparsers, name, func, help, description=None):  # pylint: disa
 
 def add_renamed_argument(parser, name, old_names, required=False, **kwargs):
   """`parser.add_argument(name, **kwargs)`, also taking `old_names`: the
-  0.2 spellings of the option, kept for one release and not shown by
+  0.1 spellings of the option, kept for one release and not shown by
   `--help`. `required` means one of the spellings (checked by `main`).
 
   Returns:

@@ -4,15 +4,18 @@
         /tmp/densenet_121/model.ckpt
     densenet classify cat.jpg dog.png --checkpoint /tmp/densenet_121/model.ckpt
     densenet export --checkpoint /tmp/densenet_121/model.ckpt /tmp/export/1
+    densenet export --checkpoint /tmp/densenet_121/model.ckpt d121.tflite
+    densenet classify cat.jpg --litert d121.tflite
 
 Registrars of `densenet.cli`; no TensorFlow at load time. `--model`, the
-0.2 name of `--architecture`, still works for one release (hidden).
+0.1 name of `--architecture`, still works for one release (hidden).
 """
 
 import os
 
 from densenet.cli import arguments
 from densenet.cli import common
+from densenet.cli import litert
 
 # ---------------------------------------------------------------------------
 # densenet convert
@@ -64,8 +67,8 @@ def run_convert(args):
 # densenet classify
 
 
-def _add_weights_arguments(parser):
-  parser.add_argument('--checkpoint', required=True,
+def _add_weights_arguments(parser, required=True):
+  parser.add_argument('--checkpoint', required=required,
                       type=arguments.checkpoint_path,
                       help='Converted or pudae checkpoint prefix, a Keras '
                       '.h5/.keras file, or a checkpoint of `densenet train` '
@@ -96,7 +99,9 @@ def add_classify_parser(subparsers):
       '`segmentation predict` does).')
   parser.add_argument('images', nargs='+', metavar='IMAGE',
                       help='Image files to classify.')
-  _add_weights_arguments(parser)
+  _add_weights_arguments(parser, required=False)
+  litert.add_run_arguments(parser, '--checkpoint (its metadata gives the '
+                           'classes and the crop; --resize-size overrides)')
   parser.add_argument('--top', type=arguments.positive_int,
                       help='Classes per image (default: 5, or all the '
                       'classes if fewer).')
@@ -107,18 +112,23 @@ def add_classify_parser(subparsers):
 
 
 def run_classify(args):
+  litert.check_run(args, args.checkpoint, '--checkpoint')
   # pylint: disable=g-import-not-at-top
   from densenet.serve import pretrained
   from densenet.weights import convert
   from densenet.weights import runs
-  weights, metadata = convert.read_weights(args.checkpoint,
-                                           architecture=args.architecture)
-  runs.check_classifier(metadata, args.checkpoint)
-  top = pretrained.check_top(args.top, metadata['num_classes'])
-  model = pretrained.Classifier(
-      weights, metadata, architecture=args.architecture,
-      resize_size=args.resize_size,
-      crop_size=args.crop_size, batch_size=args.batch_size)
+  if args.litert:
+    model = _litert_classifier(args)
+    top = pretrained.check_top(args.top, len(model.class_names))
+  else:
+    weights, metadata = convert.read_weights(args.checkpoint,
+                                             architecture=args.architecture)
+    runs.check_classifier(metadata, args.checkpoint)
+    top = pretrained.check_top(args.top, metadata['num_classes'])
+    model = pretrained.Classifier(
+        weights, metadata, architecture=args.architecture,
+        resize_size=args.resize_size, crop_size=args.crop_size,
+        batch_size=args.batch_size)
   try:
     results, errors = classify_images(model, args.images, top,
                                       args.batch_size)
@@ -129,6 +139,26 @@ def run_classify(args):
   elif results:
     print(format_lines(args.images, results))
   return common.report_unreadable('densenet classify', errors)
+
+
+def _litert_classifier(args):
+  """The `--litert` file; `--crop-size` must be its input size if given,
+  `--resize-size` replaces the exported one if given."""
+  from densenet.serve import litert_runtime  # pylint: disable=g-import-not-at-top
+  if args.architecture:
+    raise common.UsageError('--architecture is for --checkpoint (the .tflite '
+                            'holds its network).')
+  model = litert_runtime.LiteRTClassifier(args.litert, args.threads,
+                                          args.batch_size, args.resize_size)
+  if args.crop_size not in (None, model.crop_size):
+    raise common.UsageError(
+        '--crop-size %d: %s takes %dx%d crops (export it again with '
+        '--input-size for another size).' % (
+            args.crop_size, args.litert, model.crop_size, model.crop_size))
+  if model.resize_size < model.crop_size:
+    raise common.UsageError('--resize-size (%d) must be >= the crop (%d).' %
+                            (model.resize_size, model.crop_size))
+  return model
 
 
 def classify_images(model, paths, top=None, batch_size=16):
@@ -200,22 +230,38 @@ def format_document(paths, results, errors):
 
 
 def add_export_parser(subparsers):
-  """`densenet export EXPORT_DIR`: a SavedModel for TF Serving."""
+  """`densenet export EXPORT_DIR`: a SavedModel for TF Serving, or a
+  LiteRT file."""
   parser = common.add_command(
       subparsers, 'export', run_export,
       help='Write a SavedModel (serving_default: encoded image bytes; '
-      'serving_images: float images).',
+      'serving_images: float images) or a LiteRT .tflite file.',
       description='Export a pretrained classifier as a SavedModel that runs '
-      'without this library (tf.saved_model.load, TF Serving).')
+      'without this library (tf.saved_model.load, TF Serving), or as one '
+      'LiteRT .tflite file (--format litert).')
   parser.add_argument('export_dir', help='Directory to create, e.g. '
-                      '/tmp/export/1 (TF Serving wants a version number).')
+                      '/tmp/export/1 (TF Serving wants a version number); '
+                      'with --format litert the .tflite file to write.')
   _add_weights_arguments(parser)
   parser.add_argument('--top', type=arguments.positive_int,
-                      help='k of the top_k outputs (default: 5, or all the '
-                      'classes if fewer).')
+                      help='k of the top_k outputs of a SavedModel (default: '
+                      '5, or all the classes if fewer).')
+  litert.add_export_arguments(
+      parser, 'Input height and width, a square (default: the crop size); '
+      'any batch.')
 
 
 def run_export(args):
+  if litert.export_format(args, args.export_dir) == 'litert':
+    from densenet.serve import litert as litert_export  # pylint: disable=g-import-not-at-top
+    metadata = litert_export.export_classifier(
+        args.checkpoint, args.export_dir, architecture=args.architecture,
+        input_size=args.input_size, quantize=args.quantize,
+        calibration=args.calibration,
+        calibration_size=args.calibration_size,
+        resize_size=args.resize_size, crop_size=args.crop_size)
+    print(litert.describe(metadata, args.export_dir))
+    return 0
   from densenet.serve import export  # pylint: disable=g-import-not-at-top
   export.export_saved_model(args.checkpoint, args.export_dir,
                             architecture=args.architecture, top=args.top,

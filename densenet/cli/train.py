@@ -23,7 +23,7 @@ resumes.
 registrars of `densenet.cli` (see there). This module imports no
 TensorFlow at load time: the library is imported when a command runs.
 
-Option names of 0.2 still work for one release, hidden from `--help`:
+Option names of 0.1 still work for one release, hidden from `--help`:
 `--train-dir` (now `--model-dir`), `--model` (`--architecture`),
 `--num-steps` (`--steps`).
 """

@@ -6,6 +6,10 @@ use):
   export:      `export_saved_model` (SavedModel signatures for TF Serving).
   rewrite:     `optimize`, `optimize_function`: frozen weights, batch norm
                folded into convolutions, transitions pooled first.
+  litert:      `export_classifier` (one .tflite, float32 or quantized);
+               calibration (int8 calibration images).
+  litert_runtime: `LiteRTModel`, `LiteRTClassifier`: run a .tflite of this
+               library (numpy and ai-edge-litert only).
 """
 
 from densenet._env import lazy
@@ -16,6 +20,9 @@ _PUBLIC = {
     'export_saved_model': 'densenet.serve.export',
     'optimize': 'densenet.serve.rewrite',
     'optimize_function': 'densenet.serve.rewrite',
+    'export_classifier': 'densenet.serve.litert',
+    'LiteRTModel': 'densenet.serve.litert_runtime',
+    'LiteRTClassifier': 'densenet.serve.litert_runtime',
 }
 
 __all__ = sorted(_PUBLIC)

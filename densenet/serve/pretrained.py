@@ -142,7 +142,7 @@ class Classifier(object):
   """A pretrained DenseNet in its own graph and session.
 
   Attributes:
-    architecture: e.g. 'densenet_121' (`model_name`: its 0.2 name).
+    architecture: e.g. 'densenet_121' (`model_name`: its 0.1 name).
     metadata: The weights' metadata (BN epsilon, normalization, source...).
     class_names: Name of every class index (`names_of`: the run's dataset's,
       ImageNet's for 1000 classes, else the indices).
@@ -179,7 +179,7 @@ class Classifier(object):
 
   @property
   def model_name(self):
-    """0.2's name of `architecture`."""
+    """0.1's name of `architecture`."""
     return self.architecture
 
   def close(self):

@@ -28,6 +28,10 @@ how it is computed:
   the result is the same), with 4x fewer convolution FLOPs.
 
 Logits equal the plain graph's to float32 rounding (tests: within 1e-4).
+
+`for_int8` rewrites such a graph further for int8 LiteRT models
+(`densenet.serve.litert`): the remaining batch norms and the transitions'
+average pools become depthwise convolutions, which XNNPACK runs in int8.
 """
 
 import numpy as np
@@ -93,6 +97,14 @@ def optimize_function(concrete_function):
   return pruned
 
 
+def frozen_graph_def(concrete_function):
+  """The GraphDef of a concrete function with its variables as constants
+  (its nodes keep their names: its arguments' Placeholders, `tf.identity(...,
+  name=...)` outputs); for `optimize_graph_def`."""
+  return compat.convert_variables_to_constants(
+      concrete_function).graph.as_graph_def()
+
+
 def optimize_graph_def(graph_def, keep):
   """Folds constants and batch norms into convolutions; reorders transitions.
 
@@ -113,6 +125,34 @@ def optimize_graph_def(graph_def, keep):
   rewriter.pool_before_pointwise_convolution()
   rewriter.index_consumers()
   rewriter.fold_multiply_adds()
+  return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
+                                                   sorted(keep))
+
+
+def for_int8(graph_def, keep):
+  """An `optimize_graph_def`'d GraphDef rewritten for int8 LiteRT models.
+
+  The pre-activation batch norms left as multiply-adds become 1x1 depthwise
+  convolutions (weights the scales, bias the shifts, the ReLU fused), and
+  the transitions' 2x2/2 average pools 2x2/2 depthwise convolutions of
+  weight 1/4: XNNPACK runs both in int8 (it does not delegate an int8
+  AVERAGE_POOL_2D, and a MUL + ADD + RELU requantizes three times).
+  The same numbers in float32 (to rounding); measured on DenseNet-121, int8
+  top-1 agreement with float32 and speed both improve (benchmarks/README.md).
+
+  Args:
+    graph_def, keep: As `optimize_graph_def`, whose output `graph_def` is.
+
+  Returns:
+    A new `GraphDef`.
+  """
+  graph_def_copy = tf.compat.v1.GraphDef()
+  graph_def_copy.CopyFrom(graph_def)
+  rewriter = _Rewriter(graph_def_copy, set(keep))
+  rewriter.index_consumers()
+  rewriter.batch_norms_to_depthwise()
+  rewriter.index_consumers()
+  rewriter.pools_to_depthwise()
   return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
                                                    sorted(keep))
 
@@ -240,6 +280,22 @@ class _Rewriter(object):
       for reader, position, _ in readers:
         reader.input[position] = conv.name
 
+  def _multiply_add(self, add):
+    """`(mul, scale, shift)` if `add` computes a per-channel float32
+    `x * scale + shift` (an inference batch norm), else None."""
+    if add.op not in ('Add', 'AddV2') or add.name in self.keep:
+      return None
+    mul = self.nodes.get(_node_name(add.input[0]))
+    shift = self.constant(add.input[1])
+    if (mul is None or mul.op != 'Mul' or shift is None or
+        shift.ndim != 1 or shift.dtype != np.float32 or
+        not self._only_consumer(mul, add)):
+      return None
+    scale = self.constant(mul.input[1])
+    if scale is None or scale.shape != shift.shape or scale.dtype != np.float32:
+      return None
+    return mul, scale, shift
+
   def fold_multiply_adds(self):
     """Per-channel `x * scale + shift` after a Conv2D that only feeds it.
 
@@ -248,18 +304,10 @@ class _Rewriter(object):
     1.4x at batch 1, 1.1x at batch 16 for the whole network).
     """
     for add in list(self.graph_def.node):
-      if add.op not in ('Add', 'AddV2') or add.name in self.keep:
+      norm = self._multiply_add(add)
+      if norm is None:
         continue
-      mul = self.nodes.get(_node_name(add.input[0]))
-      shift = self.constant(add.input[1])
-      if (mul is None or mul.op != 'Mul' or shift is None or
-          shift.ndim != 1 or shift.dtype != np.float32 or
-          not self._only_consumer(mul, add)):
-        continue
-      scale = self.constant(mul.input[1])
-      if (scale is None or scale.shape != shift.shape or
-          scale.dtype != np.float32):
-        continue
+      mul, scale, shift = norm
       data = mul.input[0]
       conv = self.nodes.get(_node_name(data))
       weights = (self.constant(conv.input[1]) if conv is not None and
@@ -272,11 +320,78 @@ class _Rewriter(object):
       conv.input[1] = self.add_constant(
           conv.name + '/folded_weights',
           weights.astype(np.float64) * scale.astype(np.float64))
-      inputs = [data, self.add_constant(add.name + '/folded_bias', shift)]
-      add.op = 'BiasAdd'
-      del add.input[:]
-      add.input.extend(inputs)
-      for attr in list(add.attr):
-        if attr != 'T':
-          del add.attr[attr]
-      add.attr['data_format'].s = b'NHWC'
+      self._to_bias_add(add, data, add.name + '/folded_bias', shift)
+
+  def _to_bias_add(self, node, data, name, bias):
+    """Turns `node` into an NHWC BiasAdd of `data` and the constant `bias`."""
+    inputs = [data, self.add_constant(name, bias)]
+    node.op = 'BiasAdd'
+    del node.input[:]
+    node.input.extend(inputs)
+    for attr in list(node.attr):
+      if attr != 'T':
+        del node.attr[attr]
+    node.attr['data_format'].s = b'NHWC'
+
+  # -- For int8 LiteRT models (`for_int8`) ----------------------------------
+
+  def _make_depthwise(self, node, data, weights, strides):
+    """Turns `node` into an NHWC VALID DepthwiseConv2dNative of `data`."""
+    node.op = 'DepthwiseConv2dNative'
+    del node.input[:]
+    node.input.extend([data, self.add_constant(node.name + '/depthwise_weights',
+                                               weights)])
+    for attr in list(node.attr):
+      if attr != 'T':
+        del node.attr[attr]
+    node.attr['strides'].list.i.extend(strides)
+    node.attr['dilations'].list.i.extend([1, 1, 1, 1])
+    node.attr['padding'].s = b'VALID'
+    node.attr['data_format'].s = b'NHWC'
+
+  def batch_norms_to_depthwise(self):
+    """`relu(x * scale + shift)` -> `relu(depthwise_1x1(x, scale) + shift)`.
+
+    One DEPTHWISE_CONV_2D with a bias and a fused ReLU in LiteRT instead of
+    a MUL, an ADD and a RELU: in an int8 model, one requantization instead
+    of three. Any sign of the scale. Returns the number rewritten.
+    """
+    count = 0
+    for add in list(self.graph_def.node):
+      norm = self._multiply_add(add)
+      readers = self.consumers(add.name)
+      if norm is None or [r.op for r, _, _ in readers] != ['Relu']:
+        continue
+      mul, scale, shift = norm
+      self._make_depthwise(mul, mul.input[0], scale.reshape(1, 1, -1, 1),
+                           [1, 1, 1, 1])
+      self._to_bias_add(add, mul.name, add.name + '/bias', shift)
+      count += 1
+    return count
+
+  def pools_to_depthwise(self):
+    """AvgPool 2x2/2 VALID before a Conv2D -> 2x2/2 depthwise, weights 1/4.
+
+    Exact (1/4 is a power of two). The channels are the reading
+    convolution's input channels (a transition's, once pooled first).
+    Returns the number rewritten.
+    """
+    count = 0
+    for pool in list(self.graph_def.node):
+      if (pool.op != 'AvgPool' or pool.name in self.keep or
+          list(pool.attr['ksize'].list.i) != [1, 2, 2, 1] or
+          list(pool.attr['strides'].list.i) != [1, 2, 2, 1] or
+          pool.attr['padding'].s != b'VALID' or
+          pool.attr['data_format'].s not in (b'', b'NHWC')):
+        continue
+      channels = {self.constant(reader.input[1]).shape[2]
+                  for reader, position, _ in self.consumers(pool.name)
+                  if reader.op == 'Conv2D' and position == 0 and
+                  self.constant(reader.input[1]) is not None}
+      if len(channels) != 1:
+        continue
+      self._make_depthwise(pool, pool.input[0],
+                           np.full((2, 2, channels.pop(), 1), 0.25),
+                           [1, 2, 2, 1])
+      count += 1
+    return count

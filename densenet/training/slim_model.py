@@ -213,7 +213,7 @@ def keras_model(architecture=None, num_classes=None, checkpoint=None,
     **constructor_kwargs: Arguments of the constructor (`output_stride`,
       `global_pool`, `initial_output_stride`, `theta`, `dropout_rate`,
       `memory_efficient`, `scope`, ...); not `inputs` or `is_training`
-      (that is the call's `training`). `model=`, 0.2's name of
+      (that is the call's `training`). `model=`, 0.1's name of
       `architecture`, still works for one release.
 
   Returns:

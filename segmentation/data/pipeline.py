@@ -64,7 +64,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
     batch_size: Training batch (the global batch under a strategy).
     crop_size: `(height, width)` of training crops.
     min_scale, max_scale: Random scale range.
-    normalization: A `densenet.preprocessing` mode.
+    normalization: A `densenet.preprocessing` mode, or None for float32
+      RGB in [0, 255].
     ignore_label: Label of padded pixels.
     shuffle_buffer: Shuffle buffer in examples.
     seed: Optional shuffling seed (set tf.random.set_seed for the
@@ -91,7 +92,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
     raise ValueError('No TFRecord file matches %r.' % file_pattern)
   records.check_complete(files)
   records.reading(files)  # A corrupted one is named (names_corrupt_shards).
-  preprocessing.normalization(normalization)  # Validates the mode early.
+  if normalization is not None:
+    preprocessing.normalization(normalization)  # Validates the mode early.
   if num_classes is not None:
     histogram = tfrecords.read_histogram(files)
     if histogram is not None:
@@ -110,6 +112,8 @@ def make_dataset(file_pattern, is_training, batch_size=8, crop_size=(128, 128),
     if num_classes is not None:
       label = labels_lib.checked_label(label, filename, num_classes,
                                        ignore_label)
+    if normalization is None:  # RGB in [0, 255] (LiteRT models normalize).
+      return tf.cast(image, tf.float32), label, filename
     return preprocessing.normalize(image, normalization), label, filename
 
   dataset = dataset.map(normalized, num_parallel_calls=tf.data.AUTOTUNE)
