@@ -608,3 +608,21 @@ def test_manager_resumes_prunes_only_its_own_and_sets_aside(tmp_path):
                      r'what was written \(CRC-32\)'):
     weights_lib.reader(os.path.join(directory, 'model.ckpt-9'))
 
+
+
+def test_manager_in_a_relative_directory(tmp_path, monkeypatch):
+  """A relative model directory (`--model-dir runs/x`) records file names
+  relative to it, so later commands find its checkpoints (TensorFlow took
+  bare names relative to the working directory: '../../model.ckpt-3')."""
+  monkeypatch.chdir(tmp_path)
+  variables = {'v': tf.Variable(1.0)}
+  for directory in (os.path.join('runs', 'x'), str(tmp_path / 'abs')):
+    manager = checkpoints_lib.NameBasedCheckpointManager(variables,
+                                                         directory)
+    manager.save(3)
+    state = tf.train.get_checkpoint_state(directory)
+    assert os.path.basename(state.model_checkpoint_path) == 'model.ckpt-3'
+    with open(os.path.join(directory, 'checkpoint')) as f:
+      assert f.readline().strip() == 'model_checkpoint_path: "model.ckpt-3"'
+    assert tf.train.latest_checkpoint(directory) == os.path.join(
+        directory, 'model.ckpt-3')

@@ -138,10 +138,18 @@ class NameBasedCheckpointManager(object):
     kept = kept[-self._max_to_keep:]
     self._adopted = [p for p in self._adopted if p in kept]
     self._written = [p for p in self._written if p in kept]
-    # Paths relative to the directory: a copy of it reads its own files.
+    # File names relative to the directory, so a copy of it reads its own
+    # files. TensorFlow keeps a bare name as given for an absolute directory,
+    # but for a relative one takes it relative to the working directory
+    # ('../../model.ckpt-3'): there it is given under the directory.
+    def under(p):
+      name = os.path.basename(p)
+      return (name if os.path.isabs(self._directory) else
+              os.path.join(self._directory, name))
+
     tf.compat.v1.train.update_checkpoint_state(
-        self._directory, os.path.basename(path),
-        all_model_checkpoint_paths=[os.path.basename(p) for p in kept])
+        self._directory, under(path),
+        all_model_checkpoint_paths=[under(p) for p in kept])
     return path
 
   def restore(self, path=None):
