@@ -20,7 +20,7 @@ from densenet.serve import litert_runtime
 from densenet.training import rundir
 from segmentation import data
 from segmentation import metrics
-from segmentation import tasks
+from segmentation import prediction
 
 
 def load(path, threads=None):
@@ -75,28 +75,11 @@ def predict(litert_path, image_paths, output_dir, threads=None,
   Returns:
     `[(mask_path, picture_path)]` of the images segmented.
   """
-  if label_paths is not None and len(label_paths) != len(image_paths):
-    raise ValueError('label_paths must have one entry per image (%d), got '
-                     '%d.' % (len(image_paths), len(label_paths)))
   model = load(litert_path, threads)
   rundir.writable_dir(output_dir)
-  written = []
-  for i, path in enumerate(tqdm(image_paths, desc='predict', unit='image',
-                                disable=not progress)):
-    try:
-      pixels = preprocessing.load_image(path, resize_size=None,
-                                        crop_size=None)
-      label = (data.read_label(label_paths[i]) if label_paths and
-               label_paths[i] else None)
-    except (OSError, ValueError) as error:
-      if errors is None:
-        raise
-      errors[path] = str(error) or type(error).__name__
-      continue
-    mask = class_map(model, pixels).astype(np.uint8)
-    written.append(tasks.write_prediction(output_dir, path, pixels, mask,
-                                          model.class_names, label))
-  return written
+  return prediction.predict_files(
+      lambda pixels: class_map(model, pixels), model.class_names,
+      image_paths, output_dir, progress, label_paths, errors)
 
 
 @data.label_errors()

@@ -14,14 +14,10 @@ checkpoints of `densenet.training` and TensorBoard events (`train/`).
 import dataclasses
 import os
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
-from tqdm import tqdm
 
-from densenet import preprocessing
 from densenet import training
-from densenet._env import atomic
 from densenet.datasets import records
 from densenet.serve import rewrite
 from densenet.training import lock
@@ -36,7 +32,7 @@ from segmentation import evaluation
 from segmentation import losses
 from segmentation import model as model_lib
 from segmentation import options
-from segmentation import pictures
+from segmentation import prediction
 from segmentation.config import ModelConfig  # noqa: F401  (public here too)
 
 
@@ -346,45 +342,14 @@ def predict(model_dir, image_paths, output_dir, checkpoint=None,
       size differs from its image's.
     rundir.OutputDirError: If `output_dir` cannot be written.
   """
-  if label_paths is not None and len(label_paths) != len(image_paths):
-    raise ValueError('label_paths must have one entry per image (%d), got '
-                     '%d.' % (len(image_paths), len(label_paths)))
   rundir.writable_dir(output_dir)
   model, config, _, _ = load_model(model_dir, checkpoint)
   predict_fn = rewrite.optimize_function(evaluation.make_predict_fn(
       model, config, eval_scales, flip).get_concrete_function())
-  written = []
-  for i, path in enumerate(tqdm(image_paths, desc='predict', unit='image',
-                                disable=not progress)):
-    try:
-      pixels = preprocessing.load_image(path, resize_size=None,
-                                        crop_size=None)
-      label = (data.read_label(label_paths[i]) if label_paths and
-               label_paths[i] else None)
-    except (OSError, ValueError) as error:
-      if errors is None:
-        raise
-      errors[path] = str(error) or type(error).__name__
-      continue
+
+  def mask_of(pixels):
     inputs = config.spec().normalize(pixels[None])
-    mask = predict_fn(tf.constant(inputs)).numpy()[0].astype(np.uint8)
-    written.append(write_prediction(output_dir, path, pixels, mask,
-                                    config.names(), label))
-  return written
+    return predict_fn(tf.constant(inputs)).numpy()[0]
 
-
-def write_prediction(output_dir, path, pixels, mask, class_names, label=None):
-  """Writes `<stem>.png` (the palette mask) and `<stem>_overlay.png` of the
-  image at `path` (`pixels`, its `[height, width, 3]` RGB) into
-  `output_dir`, each atomically; returns their paths."""
-  stem = os.path.splitext(os.path.basename(path))[0]
-  mask_path = os.path.join(output_dir, stem + '.png')
-  picture_path = os.path.join(output_dir, stem + '_overlay.png')
-  with rundir.writing_to(output_dir):
-    atomic.write(mask_path, lambda temporary: data.save_label_png(
-        temporary, mask))
-    atomic.write(picture_path, lambda temporary: (
-        pictures.save_prediction_picture(
-            temporary, pixels, mask, class_names, label=label,
-            title=os.path.basename(path))))
-  return mask_path, picture_path
+  return prediction.predict_files(mask_of, config.names(), image_paths,
+                                  output_dir, progress, label_paths, errors)

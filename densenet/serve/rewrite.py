@@ -260,14 +260,18 @@ class _Rewriter(object):
             list(node.attr['strides'].list.i) == [1, 1, 1, 1] and
             dilations == [1, 1, 1, 1])
 
+  def _transition_pool(self, node):
+    """Whether `node` is a rewritable NHWC 2x2/2 VALID average pool."""
+    return (node.op == 'AvgPool' and node.name not in self.keep and
+            list(node.attr['ksize'].list.i) == [1, 2, 2, 1] and
+            list(node.attr['strides'].list.i) == [1, 2, 2, 1] and
+            node.attr['padding'].s == b'VALID' and
+            node.attr['data_format'].s in (b'', b'NHWC'))
+
   def pool_before_pointwise_convolution(self):
     """Conv1x1 -> AvgPool 2x2/2 VALID becomes AvgPool -> Conv1x1."""
     for pool in list(self.graph_def.node):
-      if (pool.op != 'AvgPool' or pool.name in self.keep or
-          list(pool.attr['ksize'].list.i) != [1, 2, 2, 1] or
-          list(pool.attr['strides'].list.i) != [1, 2, 2, 1] or
-          pool.attr['padding'].s != b'VALID' or
-          pool.attr['data_format'].s not in (b'', b'NHWC')):
+      if not self._transition_pool(pool):
         continue
       conv = self.nodes.get(_node_name(pool.input[0]))
       if (conv is None or _output_index(pool.input[0]) != 0 or
@@ -378,11 +382,7 @@ class _Rewriter(object):
     """
     count = 0
     for pool in list(self.graph_def.node):
-      if (pool.op != 'AvgPool' or pool.name in self.keep or
-          list(pool.attr['ksize'].list.i) != [1, 2, 2, 1] or
-          list(pool.attr['strides'].list.i) != [1, 2, 2, 1] or
-          pool.attr['padding'].s != b'VALID' or
-          pool.attr['data_format'].s not in (b'', b'NHWC')):
+      if not self._transition_pool(pool):
         continue
       channels = {self.constant(reader.input[1]).shape[2]
                   for reader, position, _ in self.consumers(pool.name)
