@@ -103,7 +103,39 @@ def with_metadata(content, metadata):
   entry.buffer = len(model.buffers) - 1
   model.metadata = [m for m in model.metadata or []
                     if _text(m.name) != METADATA_NAME] + [entry]
-  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+  return _pack(model)
+
+
+def _pack(model):
+  """A `ModelT` -> flatbuffer bytes, equal small vectors stored once.
+
+  The converter writes a per-channel quantized tensor's zero points (int64,
+  all 0) as a vector of its own, and a bias its twin: 0.6 of 1.1 MB of
+  quantization parameters in an int8 DenseNet-121 (94,991 channels). A
+  flatbuffer may point several tables at one vector (as at a shared
+  string), so each distinct non-byte vector (zero points, scales, shapes) is
+  written once; weight buffers (bytes) are written as they are. The model
+  is unchanged: the same tensors, values and results (tests/test_litert.py).
+  """
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+
+  class SharingBuilder(flatbuffers.Builder):
+
+    def __init__(self, size):
+      super(SharingBuilder, self).__init__(size)
+      self.written = {}
+
+    def CreateNumpyVector(self, x):  # pylint: disable=invalid-name
+      if x.dtype == np.uint8:  # Buffers: data, written as they are.
+        return super(SharingBuilder, self).CreateNumpyVector(x)
+      key = (x.dtype.str, x.tobytes())
+      if key not in self.written:
+        self.written[key] = super(SharingBuilder, self).CreateNumpyVector(x)
+      return self.written[key]
+
+  builder = SharingBuilder(1024)
+  builder.Finish(model.Pack(builder), file_identifier=_IDENTIFIER)
+  return bytes(builder.Output())
 
 
 def _text(value):
