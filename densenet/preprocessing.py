@@ -259,14 +259,12 @@ def load_image(source, resize_size=DEFAULT_RESIZE_SIZE,
 # up to 4 grey levels).
 
 
-def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
-                       crop_size=DEFAULT_CROP_SIZE):
-  """Encoded image (scalar string Tensor) -> float32 `[crop, crop, 3]` RGB.
+def tf_decode(image_bytes):
+  """Encoded image (scalar string Tensor) -> uint8 `[height, width, 3]` RGB.
 
-  Decodes JPEG, PNG, GIF (first frame), BMP and WebP with `tf.io.decode_image`
-  (grayscale becomes RGB; JPEG with the accurate DCT), resizes the shorter
-  side to `resize_size` and crops the centre `crop_size` square. Values in
-  [0, 255], not normalized.
+  JPEG, PNG, GIF (first frame), BMP and WebP (`tf.io.decode_image`;
+  grayscale becomes RGB), JPEG with the accurate DCT as Pillow decodes it, so
+  TFRecords, SavedModels and `decode_image` give the same pixels.
   """
   image = tf.cond(
       tf.io.is_jpeg(image_bytes),
@@ -275,6 +273,17 @@ def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
       lambda: tf.io.decode_image(image_bytes, channels=3,
                                  expand_animations=False))
   image.set_shape([None, None, 3])
+  return image
+
+
+def tf_decode_and_crop(image_bytes, resize_size=DEFAULT_RESIZE_SIZE,
+                       crop_size=DEFAULT_CROP_SIZE):
+  """Encoded image (scalar string Tensor) -> float32 `[crop, crop, 3]` RGB.
+
+  Decodes as `tf_decode`, resizes the shorter side to `resize_size` and
+  crops the centre `crop_size` square. Values in [0, 255], not normalized.
+  """
+  image = tf_decode(image_bytes)
   shape = tf.shape(image)
   height = tf.cast(shape[0], tf.float64)
   width = tf.cast(shape[1], tf.float64)

@@ -28,6 +28,7 @@ import os
 
 import tensorflow as tf
 
+from densenet import preprocessing
 from densenet.serve import calibration as calibration_lib
 from densenet.serve import litert
 from densenet.serve import litert_runtime
@@ -99,8 +100,7 @@ def export_saved_model(model_dir, export_dir, checkpoint=None):
     image_bytes = tf.compat.v1.placeholder(tf.string, [None],
                                            name='image_bytes')
     decoded = tf.map_fn(
-        lambda data: tf.cast(tf.io.decode_image(
-            data, channels=3, expand_animations=False), tf.float32),
+        lambda data: tf.cast(preprocessing.tf_decode(data), tf.float32),
         image_bytes, fn_output_signature=tf.TensorSpec([None, None, 3],
                                                         tf.float32))
     # Feeding `images` cuts off the decoding branch: one network, two inputs.

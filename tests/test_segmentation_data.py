@@ -52,10 +52,13 @@ def test_voc_round_trip_labels_pixel_equal(tmp_path):
       os.path.join(records, 'train-*'), is_training=False):
     name = filename.numpy()[0].decode()
     seen[name] = label.numpy()[0]
-    # The record holds the file's bytes: decoding them gives the same pixels
-    # (PIL's libjpeg rounds differently, so compare with TF's decoder).
-    with open(os.path.join(root, 'JPEGImages', name), 'rb') as f:
-      jpeg = tf.io.decode_jpeg(f.read(), channels=3).numpy()
+    # The record holds the file's bytes, decoded to Pillow's pixels (as
+    # `segmentation predict` decodes the file): libjpeg's accurate DCT.
+    jpeg = np.asarray(preprocessing.decode_image(
+        os.path.join(root, 'JPEGImages', name)))
+    assert not np.array_equal(jpeg, tf.io.decode_jpeg(  # TF's default DCT.
+        tf.io.read_file(os.path.join(root, 'JPEGImages', name)),
+        channels=3).numpy())
     assert images.shape == (1,) + jpeg.shape
     np.testing.assert_allclose(images.numpy()[0],
                                preprocessing.normalize(jpeg), atol=1e-6)

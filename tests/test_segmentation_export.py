@@ -16,6 +16,7 @@ from PIL import Image
 import pytest
 
 from densenet import cli as densenet_cli
+from densenet import preprocessing
 from segmentation import cli
 from segmentation import data
 from segmentation import litert as segmentation_litert
@@ -36,7 +37,7 @@ export_dir, inputs_path, outputs_path = sys.argv[1:]
 inputs = np.load(inputs_path)
 model = tf.saved_model.load(export_dir)
 from_bytes = model.signatures['serving_default'](
-    image_bytes=tf.constant([bytes(inputs['png0']), bytes(inputs['png1'])]))
+    image_bytes=tf.constant([bytes(inputs['file0']), bytes(inputs['file1'])]))
 from_images = model.signatures['serving_images'](
     images=tf.constant(inputs['images']))
 assert not {'densenet', 'segmentation', 'tf_slim'} & set(sys.modules)
@@ -80,10 +81,12 @@ def test_saved_model_serves_any_size_without_the_library(segmenter,
                    export_dir]) == 0
   scenes = [np.asarray(Image.open(path)) for path, _ in segmenter['pairs']]
   encoded = {}
-  for i, scene in enumerate(scenes):
+  for i, scene in enumerate(scenes):  # A PNG and a JPEG.
     buffer = io.BytesIO()
-    Image.fromarray(scene).save(buffer, 'PNG')
-    encoded['png%d' % i] = np.frombuffer(buffer.getvalue(), np.uint8)
+    Image.fromarray(scene).save(buffer, ('PNG', 'JPEG')[i], quality=90)
+    encoded['file%d' % i] = np.frombuffer(buffer.getvalue(), np.uint8)
+    # The reference decodes as `segmentation predict` does (Pillow).
+    scenes[i] = np.asarray(preprocessing.decode_image(buffer.getvalue()))
   images = np.random.RandomState(3).uniform(0, 255, (1, 37, 50, 3)).astype(
       np.float32)
   np.savez(str(tmp_path / 'inputs.npz'), images=images, **encoded)

@@ -24,6 +24,7 @@ from PIL import Image
 import tensorflow as tf
 from tqdm import tqdm
 
+from densenet import preprocessing
 from densenet.datasets import records
 from segmentation.data import labels as labels_lib
 
@@ -214,7 +215,6 @@ def parse_example(serialized):
       'image/filename': tf.io.FixedLenFeature([], tf.string, ''),
       'label/encoded': tf.io.FixedLenFeature([], tf.string),
   })
-  image = tf.io.decode_image(features['image/encoded'], channels=3,
-                             expand_animations=False)
+  image = preprocessing.tf_decode(features['image/encoded'])
   label = tf.io.decode_png(features['label/encoded'], channels=1)
   return image, tf.cast(label[..., 0], tf.int32), features['image/filename']
