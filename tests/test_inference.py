@@ -17,6 +17,7 @@ from conftest import TINY_4BLOCK
 from conftest import randomize_batch_norm
 import densenet
 from densenet import training
+from densenet.serve import int8_rewrite
 from densenet.serve import rewrite
 from segmentation import model as seg_model
 from segmentation import tasks
@@ -31,12 +32,12 @@ def images(size=64, batch=2):
       -2, 2, (batch, size, size, 3)).astype(np.float32)
 
 
-def session_of(build):
+def session_of(build, shape=(None, None, None, 3)):
   """A Session on a new graph: `build()` -> tensors; variables randomized."""
   graph = tf.Graph()
   with graph.as_default():
     tf1.set_random_seed(0)
-    inputs = tf1.placeholder(tf.float32, [None, None, None, 3], name='images')
+    inputs = tf1.placeholder(tf.float32, shape, name='images')
     with slim.arg_scope(densenet.densenet_arg_scope()):
       outputs = build(inputs)
     session = tf1.Session(graph=graph)
@@ -101,8 +102,8 @@ def test_tiny_classifier_equal_and_rewritten():
   # for_int8: every remaining norm a 1x1 depthwise convolution (bias, ReLU),
   # every transition's pool a 2x2/2 depthwise one; the same logits (to
   # float32 rounding; measured bit-identical).
-  int8_graph_def = rewrite.for_int8(graph_def, [new_inputs.op.name,
-                                                new_logits.op.name])
+  int8_graph_def = int8_rewrite.for_int8(graph_def, [new_inputs.op.name,
+                                                     new_logits.op.name])
   counts = collections.Counter(n.op for n in int8_graph_def.node)
   assert (counts['Mul'], counts['AvgPool']) == (0, 0)
   assert counts['DepthwiseConv2dNative'] == 6 + 3 + 1 + 3
@@ -116,21 +117,39 @@ def test_tiny_classifier_equal_and_rewritten():
           atol=1e-6)
 
 
-@pytest.mark.parametrize('output_stride', [8, 16])
-def test_tiny_dense_features_at_output_stride(output_stride):
+@pytest.mark.parametrize('output_stride,size', [(8, None), (16, None),
+                                               (8, 72)])
+def test_tiny_dense_features_at_output_stride(output_stride, size):
   # The stride-1 dilated transitions are not reordered; the norms still fold.
+  # Each atrous convolution (SpaceToBatchND-Conv2D-BatchToSpaceND) becomes
+  # one dilated Conv2D: SAME at a known size whose padding is SAME's, on a
+  # Pad by paddings - crops at any size. 72 / 8 = 9 is odd: crops of 1.
   session, inputs, features = session_of(lambda x: densenet.densenet_X(
       x, is_training=False, global_pool=False, output_stride=output_stride,
-      **TINY)[0])
-  expected = session.run(features, {inputs: images()})
-  assert expected.shape == (2, 64 // output_stride, 64 // output_stride,
-                            features.shape[-1])
+      **TINY)[0], shape=(None, size, size, 3))
+  sizes = [size] if size else [64, 72]
+  expected = [session.run(features, {inputs: images(s)}) for s in sizes]
+  assert expected[0].shape == (2, sizes[0] // output_stride,
+                               sizes[0] // output_stride, features.shape[-1])
+  before = collections.Counter(n.op for n in session.graph_def.node)
   new_session, (new_inputs, new_features) = rewrite.optimize(
       session, (inputs, features))
-  np.testing.assert_allclose(
-      new_session.run(new_features, {new_inputs: images()}), expected,
-      atol=ATOL, rtol=RTOL)
-  assert_rewritten(new_session.graph.as_graph_def(), 6 + 3 + 1)
+  for s, value in zip(sizes, expected):
+    np.testing.assert_allclose(
+        new_session.run(new_features, {new_inputs: images(s)}), value,
+        atol=ATOL, rtol=RTOL)
+  graph_def = new_session.graph.as_graph_def()
+  assert_rewritten(graph_def, 6 + 3 + 1)
+  after = collections.Counter(n.op for n in graph_def.node)
+  dilated = [n for n in graph_def.node if n.op == 'Conv2D' and
+             list(n.attr['dilations'].list.i) != [1, 1, 1, 1]]
+  # 16: block 4's 3x3 (one unit); 8: also block 3's two. (At 8 the third
+  # transition's 2x2 pool is dilated too, pooled in phases; it stays.)
+  assert len(dilated) == (1 if output_stride == 16 else 3)
+  assert before['SpaceToBatchND'] - after['SpaceToBatchND'] == len(dilated)
+  assert after['SpaceToBatchND'] == (0 if output_stride == 16 else 2)
+  # Any size: a Pad of the data, and one of the spatial paddings.
+  assert after['Pad'] - before['Pad'] == (0 if size else 2 * len(dilated))
 
 
 @pytest.mark.parametrize('name', ['densenet_121', 'densenet_169',
@@ -149,9 +168,9 @@ def test_named_models_equal(name):
 
 
 def test_optimize_function_segmentation_model(monkeypatch):
-  # DeepLab v3+ at output stride 8: the norms after the ASPP's 1x1, image
-  # pooling and projection convolutions and the decoder's fold too; those
-  # after the atrous branches (SpaceToBatchND-Conv2D-BatchToSpaceND) do not.
+  # DeepLab v3+ at output stride 8: the norms after the ASPP's convolutions
+  # (1x1, image pooling, projection, and the atrous branches, once each is
+  # one dilated Conv2D) and the decoder's fold too.
   config = tasks.ModelConfig(num_classes=3, backbone=dict(TINY),
                              output_stride=8, head='deeplabv3plus', depth=8)
   model = training.SlimModel(seg_model.net_fn(config))
@@ -171,8 +190,8 @@ def test_optimize_function_segmentation_model(monkeypatch):
                              rtol=RTOL)
   (graph_def,) = rewritten
   # Unfoldable: the backbone's pre-activation norms (6 units, 3
-  # transitions, postnorm) and the 3 atrous branches'.
-  pooling_convolutions = assert_rewritten(graph_def, 6 + 3 + 1 + 3)
+  # transitions, postnorm).
+  pooling_convolutions = assert_rewritten(graph_def, 6 + 3 + 1)
   # Only the stride-2 transition pools first (2 and 3 are dilated).
   assert [n.name.split('/')[2] for n in pooling_convolutions] == [
       'transition1']
@@ -183,13 +202,16 @@ def test_optimize_function_segmentation_model(monkeypatch):
     in a process that built another SlimModel before)."""
     return name.split('/')[1:]
 
-  assert sorted(scopes(producer(n).name)[1] for n in nodes.values()
-                if n.op == 'Mul' and scopes(n.name)[0] == 'aspp') == [
+  assert not [n for n in nodes.values() if n.op == 'Mul' and
+              scopes(n.name)[0] == 'aspp']
+  assert sorted(scopes(n.name)[1] for n in nodes.values() if n.op == 'Conv2D'
+                and scopes(n.name)[0] == 'aspp' and
+                list(n.attr['dilations'].list.i) != [1, 1, 1, 1]) == [
                     'atrous_1', 'atrous_2', 'atrous_3']
   # Folded into a bias: the stem's and bottlenecks' norms (7), the ASPP's
-  # 1x1, image pooling and projection (3) and the decoder's (3); and the
-  # logits' own bias.
+  # 1x1, image pooling, projection and atrous ones (6) and the decoder's
+  # (3); and the logits' own bias.
   folded = sorted(scopes(n.name)[0] for n in nodes.values()
                   if n.op == 'BiasAdd')
-  assert folded == ['aspp'] * 3 + ['decoder'] * 3 + ['densenet_X'] * 7 + [
+  assert folded == ['aspp'] * 6 + ['decoder'] * 3 + ['densenet_X'] * 7 + [
       'logits']

@@ -216,7 +216,7 @@ def test_quantized_files_agree_with_float32(classifier, tmp_path):
         (float32 == labels).mean() - 0.05), kind
   int8 = litert_runtime.LiteRTModel(files['int8'])
   assert int8.metadata['calibration_images'] == 24
-  # The int8 graph was rewritten (rewrite.for_int8): no batch norm MUL (one
+  # The int8 graph was rewritten (int8_rewrite.for_int8): no batch norm MUL (one
   # is the input's normalization), no average pool.
   ops = operators(files['int8'])
   assert ops['MUL'] == 1 and 'AVERAGE_POOL_2D' not in ops

@@ -15,7 +15,7 @@ converter's post-training quantization (`optimizations=[DEFAULT]`):
 'dynamic' (int8 weights, float activations), 'float16' (float16 weights),
 'int8' (int8 weights and activations, float32 input and output, calibrated
 on `calibration` images; the graph is first rewritten by
-`rewrite.for_int8`). The file carries `densenet.json` metadata
+`int8_rewrite.for_int8`). The file carries `densenet.json` metadata
 (`litert_runtime`); `segmentation.export` uses `convert` and `save` too.
 """
 
@@ -30,6 +30,7 @@ import densenet
 from densenet import preprocessing
 from densenet import spec as spec_lib
 from densenet.serve import calibration as calibration_lib
+from densenet.serve import int8_rewrite
 from densenet.serve import litert_runtime
 from densenet.serve import pretrained
 from densenet.serve import rewrite
@@ -115,7 +116,7 @@ def convert(graph_def, input_size, outputs, quantize=None,
   if quantize == 'int8':
     if not calibration_images:
       raise ValueError('int8 quantization needs calibration images.')
-    graph_def = rewrite.for_int8(graph_def, [INPUT_NAME] + list(outputs))
+    graph_def = int8_rewrite.for_int8(graph_def, [INPUT_NAME] + list(outputs))
   function, holder = _serving_function(
       graph_def, [None] + list(input_size) + [3], outputs)
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function],

@@ -23,15 +23,16 @@ how it is computed:
   output channel, the shift a bias, so Grappler fuses Conv2D+BiasAdd+Relu.
   The pre-activation batch norms (before a ReLU
   and a convolution) cannot be folded and stay multiply-adds;
+- an atrous convolution (SpaceToBatchND, Conv2D, BatchToSpaceND: how TF
+  builds one) becomes one Conv2D with dilations (`atrous_to_dilated`);
 - a transition's 1x1 convolution followed by its 2x2/2 average pool is
   computed pool-first (both are linear and the convolution is pointwise, so
   the result is the same), with 4x fewer convolution FLOPs.
 
 Logits equal the plain graph's to float32 rounding (tests: within 1e-4).
 
-`for_int8` rewrites such a graph further for int8 LiteRT models
-(`densenet.serve.litert`): the remaining batch norms and the transitions'
-average pools become depthwise convolutions, which XNNPACK runs in int8.
+`densenet.serve.int8_rewrite.for_int8` rewrites such a graph further for
+int8 LiteRT models.
 """
 
 import numpy as np
@@ -119,40 +120,14 @@ def optimize_graph_def(graph_def, keep):
   """
   graph_def_copy = tf.compat.v1.GraphDef()
   graph_def_copy.CopyFrom(graph_def)
-  rewriter = _Rewriter(graph_def_copy, set(keep))
+  rewriter = GraphRewriter(graph_def_copy, set(keep))
   rewriter.fold_constants()
+  rewriter.index_consumers()
+  rewriter.atrous_to_dilated()
   rewriter.index_consumers()
   rewriter.pool_before_pointwise_convolution()
   rewriter.index_consumers()
   rewriter.fold_multiply_adds()
-  return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
-                                                   sorted(keep))
-
-
-def for_int8(graph_def, keep):
-  """An `optimize_graph_def`'d GraphDef rewritten for int8 LiteRT models.
-
-  The pre-activation batch norms left as multiply-adds become 1x1 depthwise
-  convolutions (weights the scales, bias the shifts, the ReLU fused), and
-  the transitions' 2x2/2 average pools 2x2/2 depthwise convolutions of
-  weight 1/4: XNNPACK runs both in int8 (it does not delegate an int8
-  AVERAGE_POOL_2D, and a MUL + ADD + RELU requantizes three times).
-  The same numbers in float32 (to rounding); measured on DenseNet-121, int8
-  top-1 agreement with float32 and speed both improve (benchmarks/README.md).
-
-  Args:
-    graph_def, keep: As `optimize_graph_def`, whose output `graph_def` is.
-
-  Returns:
-    A new `GraphDef`.
-  """
-  graph_def_copy = tf.compat.v1.GraphDef()
-  graph_def_copy.CopyFrom(graph_def)
-  rewriter = _Rewriter(graph_def_copy, set(keep))
-  rewriter.index_consumers()
-  rewriter.batch_norms_to_depthwise()
-  rewriter.index_consumers()
-  rewriter.pools_to_depthwise()
   return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
                                                    sorted(keep))
 
@@ -173,8 +148,8 @@ def _output_index(tensor_name):
   return int(parts[1]) if len(parts) > 1 else 0
 
 
-class _Rewriter(object):
-  """In-place rewrites of a frozen GraphDef."""
+class GraphRewriter(object):
+  """In-place rewrites of a frozen GraphDef (also `int8_rewrite`'s base)."""
 
   def __init__(self, graph_def, keep):
     self.graph_def = graph_def
@@ -234,13 +209,13 @@ class _Rewriter(object):
       return None
     return tf.make_ndarray(node.attr['value'].tensor)
 
-  def add_constant(self, name, value):
+  def add_constant(self, name, value, dtype=np.float32):
     node = self.graph_def.node.add()
     node.name = name
     node.op = 'Const'
-    node.attr['dtype'].type = tf.float32.as_datatype_enum
+    node.attr['dtype'].type = tf.as_dtype(dtype).as_datatype_enum
     node.attr['value'].tensor.CopyFrom(
-        tf.make_tensor_proto(np.asarray(value, np.float32)))
+        tf.make_tensor_proto(np.asarray(value, dtype)))
     self.nodes[name] = node
     return name
 
@@ -283,6 +258,90 @@ class _Rewriter(object):
       conv.input[0] = pool.name
       for reader, position, _ in readers:
         reader.input[position] = conv.name
+
+  def atrous_to_dilated(self):
+    """SpaceToBatchND -> Conv2D -> BatchToSpaceND becomes one dilated Conv2D.
+
+    TensorFlow builds an atrous convolution (rate r) as a VALID convolution
+    of the input padded by `paddings` and split into r x r phases, then
+    cropped by `crops` (the form it can differentiate on a CPU). That is the
+    VALID convolution with dilation r of the input padded by `paddings -
+    crops`: SAME where that is SAME's padding, else an explicit Pad (also
+    when the input size, hence `paddings`, is known only at run time).
+    Faster in TensorFlow and LiteRT (benchmarks/README.md), and a batch
+    norm after it folds. Returns the count.
+    """
+    count = 0
+    for crop in list(self.graph_def.node):
+      conv = self.nodes.get(_node_name(crop.input[0])) if (
+          crop.op == 'BatchToSpaceND') else None
+      split = conv is not None and self.nodes.get(_node_name(conv.input[0]))
+      if (not split or split.op != 'SpaceToBatchND' or conv.op != 'Conv2D' or
+          conv.attr['padding'].s != b'VALID' or
+          conv.attr['data_format'].s not in (b'', b'NHWC') or
+          list(conv.attr['strides'].list.i) != [1, 1, 1, 1] or
+          list(conv.attr['dilations'].list.i) not in ([], [1, 1, 1, 1]) or
+          not self._only_consumer(split, conv) or
+          not self._only_consumer(conv, crop)):
+        continue
+      rate = self.constant(split.input[1])
+      weights = self.constant(conv.input[1])
+      if (rate is None or weights is None or rate.shape != (2,) or
+          not np.array_equal(rate, self.constant(crop.input[1]))):
+        continue
+      paddings, crops = (self.constant(split.input[2]),
+                         self.constant(crop.input[2]))
+      data = split.input[0]
+      if paddings is None or crops is None:  # Sizes known at run time.
+        data = self._pad(crop.name, data, split.input[2], crop.input[2],
+                         tf.as_dtype(split.attr['Tpaddings'].type))
+        padding = b'VALID'
+      else:
+        padding = (paddings - crops).astype(np.int64)
+        total = (np.array(weights.shape[:2]) - 1) * rate
+        if (padding < 0).any():
+          continue
+        if np.array_equal(padding, np.stack([total // 2, total - total // 2],
+                                            1)):
+          padding = b'SAME'
+        else:
+          data = self._pad(crop.name, data, self.add_constant(
+              crop.name + '/padding', np.pad(padding, ((1, 1), (0, 0))),
+              np.int32))
+          padding = b'VALID'
+      crop.op = 'Conv2D'  # Keeps its name: the readers stay wired.
+      del crop.input[:]
+      crop.input.extend([data, conv.input[1]])
+      crop.ClearField('attr')
+      for attr in ('T', 'strides', 'data_format', 'use_cudnn_on_gpu'):
+        if attr in conv.attr:
+          crop.attr[attr].CopyFrom(conv.attr[attr])
+      crop.attr['padding'].s = padding
+      crop.attr['dilations'].list.i.extend([1] + [int(r) for r in rate] + [1])
+      count += 1
+    return count
+
+  def _pad(self, name, data, paddings, crops=None, dtype=tf.int32):
+    """A `Pad` of NHWC `data`: by `paddings` (`[4, 2]`), or by the spatial
+    `paddings - crops` (`[2, 2]` tensors of `dtype`)."""
+    if crops is not None:
+      spatial = self._add_node(name + '/spatial_padding', 'Sub',
+                               [paddings, crops], T=dtype)
+      paddings = self._add_node(name + '/padding', 'Pad', [
+          spatial, self.add_constant(name + '/batch_and_channels',
+                                     [[1, 1], [0, 0]], dtype.as_numpy_dtype)
+      ], T=dtype, Tpaddings=dtype)
+    return self._add_node(name + '/pad', 'Pad', [data, paddings],
+                          T=tf.float32, Tpaddings=dtype)
+
+  def _add_node(self, name, op, inputs, **types):
+    node = self.graph_def.node.add()
+    node.name, node.op = name, op
+    node.input.extend(inputs)
+    for attr, dtype in types.items():
+      node.attr[attr].type = dtype.as_datatype_enum
+    self.nodes[name] = node
+    return name
 
   def _multiply_add(self, add):
     """`(mul, scale, shift)` if `add` computes a per-channel float32
@@ -336,62 +395,3 @@ class _Rewriter(object):
       if attr != 'T':
         del node.attr[attr]
     node.attr['data_format'].s = b'NHWC'
-
-  # -- For int8 LiteRT models (`for_int8`) ----------------------------------
-
-  def _make_depthwise(self, node, data, weights, strides):
-    """Turns `node` into an NHWC VALID DepthwiseConv2dNative of `data`."""
-    node.op = 'DepthwiseConv2dNative'
-    del node.input[:]
-    node.input.extend([data, self.add_constant(node.name + '/depthwise_weights',
-                                               weights)])
-    for attr in list(node.attr):
-      if attr != 'T':
-        del node.attr[attr]
-    node.attr['strides'].list.i.extend(strides)
-    node.attr['dilations'].list.i.extend([1, 1, 1, 1])
-    node.attr['padding'].s = b'VALID'
-    node.attr['data_format'].s = b'NHWC'
-
-  def batch_norms_to_depthwise(self):
-    """`relu(x * scale + shift)` -> `relu(depthwise_1x1(x, scale) + shift)`.
-
-    One DEPTHWISE_CONV_2D with a bias and a fused ReLU in LiteRT instead of
-    a MUL, an ADD and a RELU: in an int8 model, one requantization instead
-    of three. Any sign of the scale. Returns the number rewritten.
-    """
-    count = 0
-    for add in list(self.graph_def.node):
-      norm = self._multiply_add(add)
-      readers = self.consumers(add.name)
-      if norm is None or [r.op for r, _, _ in readers] != ['Relu']:
-        continue
-      mul, scale, shift = norm
-      self._make_depthwise(mul, mul.input[0], scale.reshape(1, 1, -1, 1),
-                           [1, 1, 1, 1])
-      self._to_bias_add(add, mul.name, add.name + '/bias', shift)
-      count += 1
-    return count
-
-  def pools_to_depthwise(self):
-    """AvgPool 2x2/2 VALID before a Conv2D -> 2x2/2 depthwise, weights 1/4.
-
-    Exact (1/4 is a power of two). The channels are the reading
-    convolution's input channels (a transition's, once pooled first).
-    Returns the number rewritten.
-    """
-    count = 0
-    for pool in list(self.graph_def.node):
-      if not self._transition_pool(pool):
-        continue
-      channels = {self.constant(reader.input[1]).shape[2]
-                  for reader, position, _ in self.consumers(pool.name)
-                  if reader.op == 'Conv2D' and position == 0 and
-                  self.constant(reader.input[1]) is not None}
-      if len(channels) != 1:
-        continue
-      self._make_depthwise(pool, pool.input[0],
-                           np.full((2, 2, channels.pop(), 1), 0.25),
-                           [1, 2, 2, 1])
-      count += 1
-    return count
