@@ -14,6 +14,11 @@ images (speed does not depend on them).
 
   python benchmarks/litert.py                       # 513x513, 3 rounds
   python benchmarks/litert.py --smoke               # tiny, for the tests
+
+`--spacetobatch` adds the rows `tensorflow_spacetobatch` and
+`litert_fp32_spacetobatch`: the same graphs without the inference rewrite's
+`atrous_to_dilated` (each atrous convolution as TensorFlow builds it,
+SpaceToBatchND-Conv2D-BatchToSpaceND), in the same rounds.
 """
 
 import argparse
@@ -87,7 +92,7 @@ class LiteRT(object):
   """A LiteRT file of a graph, run by `densenet.serve.litert_runtime`."""
 
   def __init__(self, graph_def, input_size, outputs, quantize, task,
-               calibration_images=16, threads=None):
+               calibration_images=16, threads=None, name=None):
     from densenet.serve import litert  # pylint: disable=g-import-not-at-top
     from densenet.serve import litert_runtime  # pylint: disable=g-import-not-at-top
     calibration = smooth_images(calibration_images, input_size, seed=7)
@@ -98,7 +103,7 @@ class LiteRT(object):
                              loaders, progress=False)
     self.conversion_seconds = time.perf_counter() - started
     path = os.path.join(files_dir(), '%s_%s_%dx%d.tflite' % (
-        task, quantize or 'fp32', input_size[0], input_size[1]))
+        task, name or quantize or 'fp32', input_size[0], input_size[1]))
     if os.path.exists(path):
       os.remove(path)
     litert.save(path, content, {
@@ -138,6 +143,8 @@ def parse_args(argv=None):
   parser.add_argument('--calibration-images', type=int, default=16)
   parser.add_argument('--kinds', nargs='+', default=sorted(KINDS),
                       choices=sorted(KINDS))
+  parser.add_argument('--spacetobatch', action='store_true',
+                      help='also time the graphs without atrous_to_dilated')
   parser.add_argument('--smoke', action='store_true',
                       help='tiny backbone, 64x64, 1 round (tests)')
   args = parser.parse_args(argv)
@@ -237,11 +244,30 @@ def main(argv=None):
   run = {'tensorflow': lambda: session.run(fetches, {'images:0': images})}
   reference = run['tensorflow']()[0]
   added = {'tensorflow': common.current_rss_gb() - before}
+  agreement = {}
   fixed, _, _, _ = export.inference_graph_def(model_dir, input_size=size)
-  files, agreement = {}, {}
-  for kind in args.kinds:
-    files[kind] = LiteRT(fixed, size, outputs, KINDS[kind], 'segmentation',
-                         args.calibration_images)
+  graphs = {kind: fixed for kind in args.kinds}
+  if args.spacetobatch:
+    from densenet.serve import rewrite  # pylint: disable=g-import-not-at-top
+    dilate = rewrite.GraphRewriter.atrous_to_dilated
+    rewrite.GraphRewriter.atrous_to_dilated = lambda self: 0
+    try:
+      plain, _, _, _ = export.inference_graph_def(model_dir)
+      graphs['litert_fp32_spacetobatch'], _, _, _ = (
+          export.inference_graph_def(model_dir, input_size=size))
+    finally:
+      rewrite.GraphRewriter.atrous_to_dilated = dilate
+    with tf.Graph().as_default() as plain_graph:
+      tf.compat.v1.import_graph_def(plain, name='')
+    plain_session = tf.compat.v1.Session(graph=plain_graph)
+    run['tensorflow_spacetobatch'] = lambda: plain_session.run(
+        fetches, {'images:0': images})
+    agreement['tensorflow_spacetobatch'] = float(
+        (run['tensorflow_spacetobatch']()[0] == reference).mean())
+  files = {}
+  for kind, kind_graph_def in graphs.items():
+    files[kind] = LiteRT(kind_graph_def, size, outputs, KINDS.get(kind),
+                         'segmentation', args.calibration_images, name=kind)
     classes = files[kind].model.run(images)['classes']
     added[kind] = common.current_rss_gb() - files[kind].rss_before_load_gb
     agreement[kind] = float((classes == reference).mean())

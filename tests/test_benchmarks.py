@@ -138,14 +138,20 @@ def test_litert_smoke():
   assert abs(infer['speedup_of_ours_inference']['litert_fp32'] -
              rates['ours_inference'] / rates['litert_fp32']) < 1e-2
   assert train['seconds_per_step'] == {}  # LiteRT files do not train.
-  (record,) = run_script('litert.py', '--smoke')
+  (record,) = run_script('litert.py', '--smoke', '--spacetobatch')
   assert record['benchmark'] == 'litert_segmentation'
-  kinds = {'litert_fp32', 'litert_dynamic', 'litert_int8'}
-  assert set(record['seconds_per_image']) == kinds | {'tensorflow'}
-  assert set(record['tflite_mb']) == set(record['speedup_over_tensorflow']) \
-      == set(record['peak_rss_alone_gb']) == kinds
-  # Float32 gives TensorFlow's class map; every file runs.
-  assert record['class_map_agreement_with_tensorflow']['litert_fp32'] >= 0.9999
+  kinds = {'litert_fp32', 'litert_dynamic', 'litert_int8',
+           'litert_fp32_spacetobatch'}
+  assert set(record['seconds_per_image']) == kinds | {
+      'tensorflow', 'tensorflow_spacetobatch'}
+  assert set(record['tflite_mb']) == set(record['peak_rss_alone_gb']) == kinds
+  assert set(record['speedup_over_tensorflow']) == kinds | {
+      'tensorflow_spacetobatch'}
+  # Float32 gives TensorFlow's class map, with or without atrous_to_dilated;
+  # every file runs.
+  agreement = record['class_map_agreement_with_tensorflow']
+  assert min(agreement['litert_fp32'], agreement['litert_fp32_spacetobatch'],
+             agreement['tensorflow_spacetobatch']) >= 0.9999
   assert all(0 < a <= 1 for a in
              record['class_map_agreement_with_tensorflow'].values())
   assert record['threads'] == len(os.sched_getaffinity(0))
