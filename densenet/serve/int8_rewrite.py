@@ -9,7 +9,6 @@ tests/test_inference.py).
 """
 
 import numpy as np
-import tensorflow as tf
 
 from densenet.serve import rewrite
 
@@ -31,15 +30,8 @@ def for_int8(graph_def, keep):
   Returns:
     A new `GraphDef`.
   """
-  graph_def_copy = tf.compat.v1.GraphDef()
-  graph_def_copy.CopyFrom(graph_def)
-  rewriter = Int8Rewriter(graph_def_copy, set(keep))
-  rewriter.index_consumers()
-  rewriter.batch_norms_to_depthwise()
-  rewriter.index_consumers()
-  rewriter.pools_to_depthwise()
-  return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
-                                                   sorted(keep))
+  return Int8Rewriter.apply(graph_def, keep, (
+      Int8Rewriter.batch_norms_to_depthwise, Int8Rewriter.pools_to_depthwise))
 
 
 class Int8Rewriter(rewrite.GraphRewriter):

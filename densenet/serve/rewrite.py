@@ -118,18 +118,10 @@ def optimize_graph_def(graph_def, keep):
   Returns:
     A new `GraphDef` with the same outputs for the same inputs.
   """
-  graph_def_copy = tf.compat.v1.GraphDef()
-  graph_def_copy.CopyFrom(graph_def)
-  rewriter = GraphRewriter(graph_def_copy, set(keep))
-  rewriter.fold_constants()
-  rewriter.index_consumers()
-  rewriter.atrous_to_dilated()
-  rewriter.index_consumers()
-  rewriter.pool_before_pointwise_convolution()
-  rewriter.index_consumers()
-  rewriter.fold_multiply_adds()
-  return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
-                                                   sorted(keep))
+  return GraphRewriter.apply(graph_def, keep, (
+      GraphRewriter.fold_constants, GraphRewriter.atrous_to_dilated,
+      GraphRewriter.pool_before_pointwise_convolution,
+      GraphRewriter.fold_multiply_adds))
 
 
 # Ops whose value is a constant when all their inputs are (what inference
@@ -155,6 +147,19 @@ class GraphRewriter(object):
     self.graph_def = graph_def
     self.keep = keep
     self.nodes = {node.name: node for node in graph_def.node}
+
+  @classmethod
+  def apply(cls, graph_def, keep, steps):
+    """A copy of `graph_def` rewritten by `steps` (methods of `cls`, in
+    order), pruned to what the nodes named in `keep` need."""
+    graph_def_copy = tf.compat.v1.GraphDef()
+    graph_def_copy.CopyFrom(graph_def)
+    rewriter = cls(graph_def_copy, set(keep))
+    for step in steps:
+      rewriter.index_consumers()
+      step(rewriter)
+    return tf.compat.v1.graph_util.extract_sub_graph(rewriter.graph_def,
+                                                     sorted(keep))
 
   def _computed_from_constants(self, name, memo):
     if name not in memo:
@@ -263,13 +268,11 @@ class GraphRewriter(object):
     """SpaceToBatchND -> Conv2D -> BatchToSpaceND becomes one dilated Conv2D.
 
     TensorFlow builds an atrous convolution (rate r) as a VALID convolution
-    of the input padded by `paddings` and split into r x r phases, then
-    cropped by `crops` (the form it can differentiate on a CPU). That is the
-    VALID convolution with dilation r of the input padded by `paddings -
-    crops`: SAME where that is SAME's padding, else an explicit Pad (also
-    when the input size, hence `paddings`, is known only at run time).
-    Faster in TensorFlow and LiteRT (benchmarks/README.md), and a batch
-    norm after it folds. Returns the count.
+    of the input padded by `paddings`, split into r x r phases, cropped by
+    `crops` (the form it can differentiate on a CPU): the VALID convolution
+    with dilation r of the input padded by `paddings - crops` (SAME if that
+    is SAME's padding; a Pad, computed at run time where sizes are). Faster
+    in TensorFlow and LiteRT; a batch norm after it folds. Returns the count.
     """
     count = 0
     for crop in list(self.graph_def.node):
