@@ -144,7 +144,7 @@ def add_train_parser(subparsers):
                       help='Global step to reach.')
   parser.add_argument('--batch-size', type=positive_int, default=8,
                       help='Global batch size.')
-  parser.add_argument('--crop-size', type=arguments.crop_size,
+  parser.add_argument('--crop-size', type=arguments.height_width,
                       default='321x321',
                       help='Training crops: N or HxW.')
   parser.add_argument('--learning-rate', type=arguments.non_negative_float,

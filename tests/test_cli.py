@@ -15,6 +15,7 @@ from conftest import error_line
 from conftest import python_env
 from conftest import run_python
 from densenet import cli
+from densenet.cli import arguments
 from densenet.cli import common
 from segmentation import cli as segmentation_cli
 
@@ -294,3 +295,15 @@ def test_exit_status_table(capsys):
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'Traceback' not in err, err
     assert err.startswith('prog go: error: ') and message in err, err
+
+
+def test_height_width_is_one_parser_for_both_commands():
+  # segmentation --crop-size and the LiteRT --input-size of both commands.
+  assert [arguments.height_width(text) for text in ('33', '32,40', '32x40',
+                                                     '32X40')] == [
+                                                         (33, 33), (32, 40),
+                                                         (32, 40), (32, 40)]
+  for bad in ('32x0', '3,4,5', 'a', '', '-1'):
+    with pytest.raises(argparse.ArgumentTypeError, match='must be N, H,W or '
+                       'HxW'):
+      arguments.height_width(bad)

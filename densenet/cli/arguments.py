@@ -144,16 +144,16 @@ def add_run_arguments(parser):
                       'naming the missing ones).')
 
 
-def crop_size(text):
-  """'N' or 'HxW' -> (height, width), both >= 1."""
+def height_width(text):
+  """'N', 'H,W' or 'HxW' -> (height, width), both >= 1."""
   try:
-    parts = [int(p) for p in text.lower().split('x')]
+    parts = [int(p) for p in text.lower().replace('x', ',').split(',')]
   except ValueError:
     parts = []
   if len(parts) == 1:
     parts *= 2
   if len(parts) != 2 or min(parts) < 1:
-    raise argparse.ArgumentTypeError('must be N or HxW, got %r' % text)
+    raise argparse.ArgumentTypeError('must be N, H,W or HxW, got %r' % text)
   return tuple(parts)
 
 

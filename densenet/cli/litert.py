@@ -13,27 +13,12 @@
 missing `ai-edge-litert` extra included. No TensorFlow at load time.
 """
 
-import argparse
-
 from densenet.cli import arguments
 from densenet.cli import common
 from densenet.serve import litert_runtime
 
 FORMATS = ('savedmodel', 'litert')
 _LITERT_ONLY = ('input_size', 'quantize', 'calibration')
-
-
-def input_size(text):
-  """'H,W' (or 'N' for N,N) -> (height, width), both >= 1."""
-  try:
-    parts = [int(part) for part in text.replace('x', ',').split(',')]
-  except ValueError:
-    parts = []
-  if len(parts) == 1:
-    parts *= 2
-  if len(parts) != 2 or min(parts) < 1:
-    raise argparse.ArgumentTypeError('must be H,W (or N), got %r' % text)
-  return tuple(parts)
 
 
 def add_export_arguments(parser, input_size_help):
@@ -44,7 +29,8 @@ def add_export_arguments(parser, input_size_help):
   group.add_argument('--format', choices=FORMATS,
                      help='What to write (default: litert if the output '
                      'ends with .tflite, else savedmodel).')
-  group.add_argument('--input-size', type=input_size, metavar='H,W',
+  group.add_argument('--input-size', type=arguments.height_width,
+                     metavar='H,W',
                      help=input_size_help)
   group.add_argument('--quantize', choices=litert_runtime.QUANTIZATIONS,
                      help='Post-training quantization (TFLiteConverter): '
