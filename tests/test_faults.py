@@ -214,21 +214,22 @@ def stale_lock(ctx):
   assert os.path.isfile(os.path.join(model, '.lock'))
 
 
-def corrupted_records(ctx):
-  records = os.path.join(ctx.tmp, 'records')
-  shutil.copytree(ctx.ws.records, records)
-  ctx.paths['shard'] = glob.glob(os.path.join(records, 'train-*'))[0]
+def _corrupted_copy(ctx, source, name):
+  """A copy of the records directory `source` as ctx.paths[name], one byte
+  of its first training shard (ctx.paths['shard']) flipped."""
+  ctx.paths[name] = os.path.join(ctx.tmp, name)
+  shutil.copytree(source, ctx.paths[name])
+  ctx.paths['shard'] = glob.glob(os.path.join(ctx.paths[name], 'train-*'))[0]
   flip_byte(ctx.paths['shard'])
-  ctx.paths['records'] = records
+
+
+def corrupted_records(ctx):
+  _corrupted_copy(ctx, ctx.ws.records, 'records')
   ctx.paths['model'] = os.path.join(ctx.tmp, 'new_model')
 
 
 def corrupted_classification_shard(ctx):
-  data_dir = os.path.join(ctx.tmp, 'data')
-  shutil.copytree(ctx.ws.data_dir, data_dir)
-  ctx.paths['shard'] = glob.glob(os.path.join(data_dir, 'train-*'))[0]
-  flip_byte(ctx.paths['shard'])
-  ctx.paths['data'] = data_dir
+  _corrupted_copy(ctx, ctx.ws.data_dir, 'data')
   ctx.paths['train_dir'] = os.path.join(ctx.tmp, 'run')
 
 
