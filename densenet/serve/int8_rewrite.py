@@ -39,13 +39,8 @@ class Int8Rewriter(rewrite.GraphRewriter):
 
   def _make_depthwise(self, node, data, weights, strides):
     """Turns `node` into an NHWC VALID DepthwiseConv2dNative of `data`."""
-    node.op = 'DepthwiseConv2dNative'
-    del node.input[:]
-    node.input.extend([data, self.add_constant(node.name + '/depthwise_weights',
-                                               weights)])
-    for attr in list(node.attr):
-      if attr != 'T':
-        del node.attr[attr]
+    self.retype(node, 'DepthwiseConv2dNative', [
+        data, self.add_constant(node.name + '/depthwise_weights', weights)])
     node.attr['strides'].list.i.extend(strides)
     node.attr['dilations'].list.i.extend([1, 1, 1, 1])
     node.attr['padding'].s = b'VALID'

@@ -312,11 +312,8 @@ class GraphRewriter(object):
               crop.name + '/padding', np.pad(padding, ((1, 1), (0, 0))),
               np.int32))
           padding = b'VALID'
-      crop.op = 'Conv2D'  # Keeps its name: the readers stay wired.
-      del crop.input[:]
-      crop.input.extend([data, conv.input[1]])
-      crop.ClearField('attr')
-      for attr in ('T', 'strides', 'data_format', 'use_cudnn_on_gpu'):
+      self.retype(crop, 'Conv2D', [data, conv.input[1]])
+      for attr in ('strides', 'data_format', 'use_cudnn_on_gpu'):
         if attr in conv.attr:
           crop.attr[attr].CopyFrom(conv.attr[attr])
       crop.attr['padding'].s = padding
@@ -388,13 +385,16 @@ class GraphRewriter(object):
           weights.astype(np.float64) * scale.astype(np.float64))
       self._to_bias_add(add, data, add.name + '/folded_bias', shift)
 
-  def _to_bias_add(self, node, data, name, bias):
-    """Turns `node` into an NHWC BiasAdd of `data` and the constant `bias`."""
-    inputs = [data, self.add_constant(name, bias)]
-    node.op = 'BiasAdd'
+  def retype(self, node, op, inputs):
+    """Makes `node` an `op` of `inputs` (same name and readers; attrs: T)."""
+    node.op = op
     del node.input[:]
     node.input.extend(inputs)
     for attr in list(node.attr):
       if attr != 'T':
         del node.attr[attr]
+
+  def _to_bias_add(self, node, data, name, bias):
+    """Turns `node` into an NHWC BiasAdd of `data` and the constant `bias`."""
+    self.retype(node, 'BiasAdd', [data, self.add_constant(name, bias)])
     node.attr['data_format'].s = b'NHWC'
